@@ -1,0 +1,86 @@
+"""Domain errors of the object service. Protocol adapters map each one (and the
+metadata errors re-exported here) to their wire errors in one table each.
+
+    ObjectServiceError
+    ├── InvalidRange            (.size: the object's size, for Content-Range)
+    ├── NotModified             (.version: for ETag/Last-Modified on the 304)
+    ├── InvalidPart             (a completed part is missing or its etag differs)
+    ├── InvalidPartOrder
+    ├── EntityTooSmall          (a non-final part below 5 MiB)
+    ├── EntityTooLarge
+    ├── IncompleteBody          (fewer bytes than the stated length)
+    ├── InvalidArgument         (a value out of range; message says which)
+    ├── QuorumNotReached        (too few pods answered: retry later)
+    └── DataLost                (fewer than k good blocks of a stripe exist)
+Metadata errors (BucketNotFound, ObjectNotFound, PreconditionFailed, ...) pass
+through unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kurastore.metadata.errors import (  # noqa: F401  (re-exported for adapters)
+    AccessKeyNotFound,
+    BucketAlreadyExists,
+    BucketAlreadyOwnedByYou,
+    BucketNotEmpty,
+    BucketNotFound,
+    ConditionalConflict,
+    MetadataError,
+    MetadataUnavailable,
+    ObjectNotFound,
+    PreconditionFailed,
+    UploadNotFound,
+    UserExists,
+    UserNotFound,
+    VersionNotFound,
+)
+
+
+class ObjectServiceError(Exception):
+    pass
+
+
+class InvalidRange(ObjectServiceError):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"range not satisfiable for an object of {size} bytes")
+        self.size = size
+
+
+class NotModified(ObjectServiceError):
+    def __init__(self, version: Any) -> None:
+        super().__init__("not modified")
+        self.version = version
+
+
+class InvalidPart(ObjectServiceError):
+    pass
+
+
+class InvalidPartOrder(ObjectServiceError):
+    pass
+
+
+class EntityTooSmall(ObjectServiceError):
+    pass
+
+
+class EntityTooLarge(ObjectServiceError):
+    pass
+
+
+class IncompleteBody(ObjectServiceError):
+    pass
+
+
+class InvalidArgument(ObjectServiceError):
+    pass
+
+
+class QuorumNotReached(ObjectServiceError):
+    pass
+
+
+class DataLost(ObjectServiceError):
+    pass

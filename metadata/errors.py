@@ -1,0 +1,81 @@
+"""Errors of the metadata store. Protocol adapters map them to wire errors.
+
+    MetadataError
+    ├── BucketNotFound
+    ├── BucketAlreadyExists       (owned by someone else)
+    ├── BucketAlreadyOwnedByYou
+    ├── BucketNotEmpty
+    ├── ObjectNotFound            (.delete_marker: the latest version is a delete marker)
+    ├── VersionNotFound
+    ├── UploadNotFound
+    ├── PreconditionFailed        (If-Match / If-None-Match on commit or delete)
+    ├── ConditionalConflict       (two conditional writes raced; the loser may retry)
+    ├── UserNotFound
+    ├── UserExists
+    ├── AccessKeyNotFound
+    ├── PlacementMapNotFound
+    └── MetadataUnavailable       (the database is unreachable; retry later)
+"""
+
+
+class MetadataError(Exception):
+    pass
+
+
+class BucketNotFound(MetadataError):
+    pass
+
+
+class BucketAlreadyExists(MetadataError):
+    pass
+
+
+class BucketAlreadyOwnedByYou(MetadataError):
+    pass
+
+
+class BucketNotEmpty(MetadataError):
+    pass
+
+
+class ObjectNotFound(MetadataError):
+    def __init__(self, message: str = "", *, delete_marker: bool = False, version_id: str = ""):
+        super().__init__(message)
+        self.delete_marker = delete_marker
+        self.version_id = version_id
+
+
+class VersionNotFound(MetadataError):
+    pass
+
+
+class UploadNotFound(MetadataError):
+    pass
+
+
+class PreconditionFailed(MetadataError):
+    pass
+
+
+class ConditionalConflict(MetadataError):
+    pass
+
+
+class UserNotFound(MetadataError):
+    pass
+
+
+class UserExists(MetadataError):
+    pass
+
+
+class AccessKeyNotFound(MetadataError):
+    pass
+
+
+class PlacementMapNotFound(MetadataError):
+    pass
+
+
+class MetadataUnavailable(MetadataError):
+    pass

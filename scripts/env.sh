@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Source this: makes (or reuses) the project's virtualenv outside the repository,
+# keyed by the Python version and a hash of pyproject.toml, and activates it.
+# The venv is cached in ${KURASTORE_CACHE:-~/.cache/kurastore}, so warm runs skip pip.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="${KURASTORE_CACHE:-$HOME/.cache/kurastore}"
+py="${PYTHON:-python3}"
+pyver="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+key="$(sha256sum "$repo/pyproject.toml" | cut -c1-12)"
+venv="$cache/venv-py$pyver-$key"
+if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
+    echo "kurastore: preparing $venv (first run only)" >&2
+    rm -rf "$venv"
+    mkdir -p "$cache"
+    "$py" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip setuptools wheel >&2
+    "$venv/bin/pip" install --quiet -e "$repo[test]" >&2
+    touch "$venv/.complete"
+fi
+# The editable install points at whichever checkout installed it last: repoint it here.
+if ! "$venv/bin/python" -c "import kurastore, os, sys; sys.exit(os.path.dirname(os.path.dirname(kurastore.__file__)) != sys.argv[1])" "$repo" 2>/dev/null; then
+    "$venv/bin/pip" install --quiet --no-deps -e "$repo" >&2
+fi
+export VIRTUAL_ENV="$venv"
+export PATH="$venv/bin:$PATH"
+# Never let the current directory shadow a module (a folder named operator/ exists here).
+export PYTHONSAFEPATH=1
