@@ -7,7 +7,15 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${KURASTORE_CACHE:-$HOME/.cache/kurastore}"
 py="${PYTHON:-python3}"
 pyver="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-key="$(sha256sum "$repo/pyproject.toml" | cut -c1-12)"
+# Keyed by the declared dependencies only, so editing tool settings in
+# pyproject.toml does not rebuild the environment.
+key="$("$py" - "$repo/pyproject.toml" <<'PY'
+import hashlib, sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+deps = project.get("dependencies", []) + project.get("optional-dependencies", {}).get("test", [])
+print(hashlib.sha256("\n".join(deps).encode()).hexdigest()[:12])
+PY
+)"
 venv="$cache/venv-py$pyver-$key"
 if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
     echo "kurastore: preparing $venv (first run only)" >&2

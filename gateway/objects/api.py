@@ -49,6 +49,9 @@ class PutOptions:
     conditions: WriteConditions = WriteConditions()
     storage_class: str = "STANDARD"
     expires_at: float | None = None
+    # CreateMultipartUpload's x-amz-checksum-type ("COMPOSITE" or "FULL_OBJECT"); ""
+    # = S3's default for the algorithm (FULL_OBJECT for CRC64NVME, else COMPOSITE).
+    checksum_type: str = ""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ metadata errors re-exported here) to their wire errors in one table each.
 
     ObjectServiceError
     ├── InvalidRange            (.size: the object's size, for Content-Range)
+    │   └── InvalidPartNumber   (a partNumber beyond the object's parts)
     ├── NotModified             (.version: for ETag/Last-Modified on the 304)
     ├── InvalidPart             (a completed part is missing or its etag differs)
     ├── InvalidPartOrder
@@ -84,3 +85,7 @@ class QuorumNotReached(ObjectServiceError):
 
 class DataLost(ObjectServiceError):
     pass
+
+
+class InvalidPartNumber(InvalidRange):
+    """partNumber beyond the object's parts (S3 answers 416 InvalidPartNumber)."""

@@ -1,1 +1,1 @@
-"""TODO"""
+"""Platforms the operator drives: local processes on one machine, Kubernetes."""

@@ -1,0 +1,294 @@
+"""Storage pod throughput next to the machine's limits, measured in the same run.
+
+    python bench/pod.py [--dir DIR] [--runs 5]
+
+Starts a real pod process (`python -m kurastore.storage`) and a bare aiohttp process on
+loopback, then prints medians of `--runs` runs:
+- shard PUT / GET MiB/s for 1 MiB and 64 MiB shards (one stream, PodClient), next to raw
+  disk write+fsync and read MiB/s (this process, same filesystem) and raw aiohttp loopback
+  PUT / GET MiB/s (same client settings, a server that discards / serves from memory);
+- 4 KiB shard PUT ops/s (fsync'd), one at a time and 16 in flight, next to raw fsync'd
+  small-file writes/s (write+fsync; and write+fsync+rename+directory fsync, the least an
+  atomic durable create costs), with 1 and 16 threads.
+Targets (issue 3): large PUT >= 80% of disk write+fsync; GET >= 80% of loopback GET.
+Reads are served from the page cache on both sides (caches are not dropped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from kurastore.storage import PodClient, ShardId
+
+MiB = 1 << 20
+SECRET = b"bench-pod-secret-0123456789abcdef"
+LARGE = {MiB: 96, 64 * MiB: 4}  # shard size -> shards per run
+SMALL, SMALL_OPS = 4096, 400
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- the bare aiohttp process: the loopback limit -------------------------------------------
+
+
+def run_raw_server(port: int) -> None:
+    blob = memoryview(os.urandom(64 * MiB))
+
+    async def sink(request: web.Request) -> web.Response:
+        n = 0
+        while chunk := await request.content.readany():
+            n += len(chunk)
+        return web.json_response({"size": n}, status=201)
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=blob[: int(request.match_info["size"])])
+
+    app = web.Application()
+    app.router.add_put("/sink", sink)
+    app.router.add_get("/blob/{size}", serve)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+# -- raw disk ---------------------------------------------------------------------------------
+
+
+def disk_write(directory: Path, data: bytes, count: int) -> float:
+    view = memoryview(data)
+    start = time.perf_counter()
+    for i in range(count):
+        fd = os.open(directory / f"raw-{i}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        for off in range(0, len(view), MiB):
+            os.write(fd, view[off : off + MiB])
+        os.fsync(fd)
+        os.close(fd)
+    return time.perf_counter() - start
+
+
+def disk_read(directory: Path, count: int) -> float:
+    start = time.perf_counter()
+    for i in range(count):
+        with open(directory / f"raw-{i}", "rb", buffering=0) as f:
+            while f.read(MiB):
+                pass
+    return time.perf_counter() - start
+
+
+def small_file(directory: Path, data: bytes, atomic: bool) -> None:
+    name = uuid.uuid4().hex
+    fd = os.open(directory / ("t-" + name if atomic else name), os.O_WRONLY | os.O_CREAT, 0o640)
+    os.write(fd, data)
+    os.fsync(fd)
+    os.close(fd)
+    if atomic:
+        os.rename(directory / ("t-" + name), directory / name)
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(dfd)
+        os.close(dfd)
+
+
+def small_files_per_s(directory: Path, threads: int, atomic: bool) -> float:
+    directory.mkdir(exist_ok=True)
+    data = os.urandom(SMALL)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda _: small_file(directory, data, atomic), range(SMALL_OPS)))
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(directory)
+    return SMALL_OPS / elapsed
+
+
+# -- over HTTP --------------------------------------------------------------------------------
+
+
+async def timed(work: Awaitable[object]) -> float:
+    """Seconds to finish `work` (a coroutine does nothing until awaited)."""
+    start = time.perf_counter()
+    await work
+    return time.perf_counter() - start
+
+
+async def in_flight(n: int, jobs: list[Callable[[], Awaitable[object]]]) -> None:
+    sem = asyncio.Semaphore(n)
+
+    async def one(job: Callable[[], Awaitable[object]]) -> None:
+        async with sem:
+            await job()
+
+    await asyncio.gather(*(one(j) for j in jobs))
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+async def wait_ready(url: str, path: str) -> None:
+    async with aiohttp.ClientSession() as s:
+        for _ in range(300):
+            try:
+                async with s.get(url + path) as r:
+                    if r.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def spawn(workdir: Path, pod_port: int, raw_port: int) -> list[subprocess.Popen[bytes]]:
+    secret_file = workdir / "secret"
+    secret_file.write_bytes(SECRET)
+    return [
+        subprocess.Popen([sys.executable, "-m", "kurastore.storage", "--data",
+                          str(workdir / "pod"), "--listen", f"127.0.0.1:{pod_port}",
+                          "--secret-file", str(secret_file), "--log-level", "WARNING"]),
+        subprocess.Popen([sys.executable, __file__, "--raw-server", str(raw_port)]),
+    ]
+
+
+class Bench:
+    def __init__(self, workdir: Path, pod_url: str, raw_url: str) -> None:
+        self.workdir, self.pod_url, self.raw_url = workdir, pod_url, raw_url
+        self.client = PodClient(SECRET)
+        self.raw = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=64),
+            auto_decompress=False, read_bufsize=MiB,
+        )
+
+    async def close(self) -> None:
+        await self.client.close()
+        await self.raw.close()
+
+    async def loop_put(self, data: bytes, count: int) -> None:
+        for _ in range(count):
+            async with self.raw.put(self.raw_url + "/sink", data=data) as resp:
+                await resp.read()
+
+    async def loop_get(self, size: int, count: int) -> None:
+        for _ in range(count):
+            async with self.raw.get(f"{self.raw_url}/blob/{size}") as resp:
+                await resp.content.readexactly(resp.content_length or 0)
+
+    async def pod_put(self, partition: int, ids: list[ShardId], data: bytes) -> None:
+        for sid in ids:
+            await self.client.put_shard(self.pod_url, partition, sid, data)
+
+    async def pod_get(self, partition: int, ids: list[ShardId], size: int) -> None:
+        for sid in ids:
+            got = await self.client.read_shard(self.pod_url, partition, sid)
+            assert len(got) == size
+
+    async def large(self, size: int, count: int, runs: int) -> dict[str, float]:
+        data = os.urandom(size)
+        total = size * count / MiB
+        rawdir = self.workdir / "raw"
+        rawdir.mkdir(exist_ok=True)
+        r: dict[str, list[float]] = {
+            k: [] for k in ("disk_w", "disk_r", "lo_put", "lo_get", "put", "get")
+        }
+        for run in range(runs):
+            r["disk_w"].append(total / await asyncio.to_thread(disk_write, rawdir, data, count))
+            r["disk_r"].append(total / await asyncio.to_thread(disk_read, rawdir, count))
+            r["lo_put"].append(total / await timed(self.loop_put(data, count)))
+            r["lo_get"].append(total / await timed(self.loop_get(size, count)))
+            ids = [ShardId(uuid.uuid4().hex, "b", 0) for _ in range(count)]
+            r["put"].append(total / await timed(self.pod_put(run, ids, data)))
+            r["get"].append(total / await timed(self.pod_get(run, ids, size)))
+            for sid in ids:
+                await self.client.delete_shard(self.pod_url, run, sid)
+        shutil.rmtree(rawdir)
+        return {k: median(v) for k, v in r.items()}
+
+    async def small(self, runs: int) -> dict[str, float]:
+        r: dict[str, list[float]] = {
+            k: [] for k in ("pod1", "pod16", "raw1", "raw16", "atomic1", "atomic16")
+        }
+        payload = os.urandom(SMALL)
+        for run in range(runs):
+            for n in (1, 16):
+                ids = [ShardId(uuid.uuid4().hex, "s", 0) for _ in range(SMALL_OPS)]
+                jobs = [self._put_job(100 + run, sid, payload) for sid in ids]
+                r[f"pod{n}"].append(SMALL_OPS / await timed(in_flight(n, jobs)))
+                for sid in ids:
+                    await self.client.delete_shard(self.pod_url, 100 + run, sid)
+                small_dir = self.workdir / "small"
+                r[f"raw{n}"].append(
+                    await asyncio.to_thread(small_files_per_s, small_dir, n, False))
+                r[f"atomic{n}"].append(
+                    await asyncio.to_thread(small_files_per_s, small_dir, n, True))
+        return {k: median(v) for k, v in r.items()}
+
+    def _put_job(
+        self, partition: int, sid: ShardId, data: bytes
+    ) -> Callable[[], Awaitable[object]]:
+        return lambda: self.client.put_shard(self.pod_url, partition, sid, data)
+
+
+async def bench(workdir: Path, runs: int) -> None:
+    pod_port, raw_port = free_port(), free_port()
+    procs = await asyncio.to_thread(spawn, workdir, pod_port, raw_port)
+    b = Bench(workdir, f"http://127.0.0.1:{pod_port}", f"http://127.0.0.1:{raw_port}")
+    try:
+        await wait_ready(b.pod_url, "/readyz")
+        await wait_ready(b.raw_url, "/blob/1")
+        rows = [(size, await b.large(size, count, runs)) for size, count in LARGE.items()]
+        report(rows, await b.small(runs), runs)
+    finally:
+        await b.close()
+        for p in procs:
+            p.terminate()
+            p.wait()
+
+
+def report(rows: list[tuple[int, dict[str, float]]], small: dict[str, float], runs: int) -> None:
+    print(f"\nstorage pod over loopback, medians of {runs} runs ({os.cpu_count()} cores)\n")
+    print(f"{'shard':>7} | {'disk w+fsync':>12} {'pod PUT':>9} {'PUT/disk':>8} | "
+          f"{'loop PUT':>9} | {'disk read':>9} | {'loop GET':>9} {'pod GET':>9} {'GET/loop':>8}")
+    for size, m in rows:
+        label = f"{size // MiB} MiB"
+        print(f"{label:>7} | {m['disk_w']:>8.0f} MiB/s {m['put']:>5.0f} MiB/s "
+              f"{m['put'] / m['disk_w']:>7.0%} | {m['lo_put']:>5.0f} MiB/s | "
+              f"{m['disk_r']:>5.0f} MiB/s | {m['lo_get']:>5.0f} MiB/s {m['get']:>5.0f} MiB/s "
+              f"{m['get'] / m['lo_get']:>7.0%}")
+    print(f"\n4 KiB shards, ops/s (fsync'd): pod PUT x1 {small['pod1']:.0f}, x16 "
+          f"{small['pod16']:.0f} | raw write+fsync x1 {small['raw1']:.0f}, x16 "
+          f"{small['raw16']:.0f} | raw write+fsync+rename+dir fsync x1 {small['atomic1']:.0f},"
+          f" x16 {small['atomic16']:.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", help="where the pod and raw files go (default: a temp dir)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--raw-server", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.raw_server:
+        run_raw_server(args.raw_server)
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="kura-bench-pod-", dir=args.dir))
+    try:
+        asyncio.run(bench(workdir, max(5, args.runs)))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

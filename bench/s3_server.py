@@ -1,0 +1,333 @@
+"""Benchmark: kurastore server (6 pods, 4+2) over S3, next to the machine's limits.
+
+    python bench/s3_server.py [--runs 5] [--quick] [--big-uploads]
+
+Starts a real `kurastore server` on a temporary directory, drives it with an
+aiohttp load generator signing requests with SigV4 (UNSIGNED-PAYLOAD, as
+aws-cli does over TLS-less endpoints with payload signing off), and reports for
+64 MiB, 1 MiB and 4 KiB objects: MiB/s or ops/s, p50/p99 latency and the
+server's CPU time per unit of work (gateway + pods, from /proc), the figure to
+hold on a shared 2-core machine. Limits measured in the same run: raw MD5, raw
+zfec 4+2 encode, raw xxh3, and a bare aiohttp server's receive and send cost.
+Every figure is the median of --runs runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import xxhash
+import zfec
+from aiohttp import web
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+ACCESS, SECRET = "KSBENCHACCESSKEY0001", "bench/secret/0123456789abcdefghijklmnopq"
+MiB = 1 << 20
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- CPU accounting ------------------------------------------------------------
+
+def tree_pids(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / CLK
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# --- limits ---------------------------------------------------------------------
+
+def limit_md5(buf: bytes) -> float:
+    t = time.perf_counter()
+    hashlib.md5(buf).digest()
+    return len(buf) / MiB / (time.perf_counter() - t)
+
+
+def limit_xxh3(buf: bytes) -> float:
+    t = time.perf_counter()
+    xxhash.xxh3_64_intdigest(buf)
+    return len(buf) / MiB / (time.perf_counter() - t)
+
+
+def limit_zfec(buf: bytes, k: int = 4, m: int = 2, stripe: int = MiB) -> float:
+    enc = zfec.Encoder(k, k + m)
+    block = stripe // k
+    t = time.perf_counter()
+    for off in range(0, len(buf), stripe):
+        blocks = [buf[off + i * block: off + (i + 1) * block] for i in range(k)]
+        enc.encode(blocks, list(range(k, k + m)))
+    return len(buf) / MiB / (time.perf_counter() - t)
+
+
+async def limit_aiohttp(size: int, rounds: int) -> tuple[float, float]:
+    """CPU-s/GiB of a bare aiohttp server receiving and sending `size` bodies
+    (this process is both ends, so the figure is an upper bound of the server side)."""
+    payload = os.urandom(size)
+
+    async def recv(request: web.Request) -> web.Response:
+        async for _ in request.content.iter_chunked(MiB):
+            pass
+        return web.Response(status=200)
+
+    async def send(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": str(size)})
+        await resp.prepare(request)
+        view = memoryview(payload)
+        for off in range(0, size, MiB):
+            await resp.write(view[off:off + MiB])
+        return resp
+
+    app = web.Application(client_max_size=size * 2)
+    app.router.add_put("/r", recv)
+    app.router.add_get("/s", send)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    out = []
+    async with aiohttp.ClientSession() as session:
+        for method in ("PUT", "GET"):
+            t0 = time.process_time()
+            for _ in range(rounds):
+                if method == "PUT":
+                    async with session.put(f"http://127.0.0.1:{port}/r", data=_chunks(payload),
+                                           headers={"Content-Length": str(size)}) as r:
+                        await r.read()
+                else:
+                    async with session.get(f"http://127.0.0.1:{port}/s") as r:
+                        async for _ in r.content.iter_chunked(MiB):
+                            pass
+            out.append((time.process_time() - t0) / (rounds * size / (1 << 30)))
+    await runner.cleanup()
+    return out[0], out[1]
+
+
+async def _chunks(payload: bytes, chunk: int = MiB):
+    view = memoryview(payload)
+    for off in range(0, len(view), chunk):
+        yield view[off:off + chunk]
+
+
+# --- load generator --------------------------------------------------------------
+
+class Signer:
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.auth = S3SigV4Auth(Credentials(ACCESS, SECRET), "s3", "us-east-1")
+
+    def headers(self, method: str, path: str, extra: dict[str, str] | None = None) -> dict:
+        req = AWSRequest(method=method, url=self.endpoint + path, headers=dict(extra or {}))
+        req.headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
+        self.auth.add_auth(req)
+        return dict(req.headers.items())
+
+
+async def timed_ops(session, signer, method, paths, body: bytes | None, concurrency: int):
+    latencies: list[float] = []
+    queue = list(paths)
+
+    async def worker() -> None:
+        while queue:
+            path = queue.pop()
+            extra = {"Content-Length": str(len(body))} if body is not None else None
+            headers = signer.headers(method, path, extra)
+            t = time.perf_counter()
+            data = _chunks(body) if body is not None and len(body) > MiB else body
+            async with session.request(method, signer.endpoint + path, data=data,
+                                       headers=headers) as resp:
+                if method == "GET":
+                    async for _ in resp.content.iter_chunked(MiB):
+                        pass
+                else:
+                    await resp.read()
+                if resp.status >= 300:
+                    raise RuntimeError(f"{method} {path}: {resp.status} {await resp.text()}")
+            latencies.append(time.perf_counter() - t)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies
+
+
+async def run_case(endpoint: str, server_pid: int, label: str, size: int, count: int,
+                   concurrency: int) -> dict[str, float]:
+    signer = Signer(endpoint)
+    body = os.urandom(size)
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        paths = [f"/bench/{label}-{i}" for i in range(count)]
+        result: dict[str, float] = {}
+        for method in ("PUT", "GET"):
+            pids = tree_pids(server_pid)
+            c0, t0 = cpu_seconds(pids), time.perf_counter()
+            lat = await timed_ops(session, signer, method, list(paths),
+                                  body if method == "PUT" else None, concurrency)
+            wall = time.perf_counter() - t0
+            cpu = cpu_seconds(tree_pids(server_pid)) - c0
+            lat.sort()
+            result[f"{method} MiB/s"] = count * size / MiB / wall
+            result[f"{method} ops/s"] = count / wall
+            result[f"{method} p50 ms"] = lat[len(lat) // 2] * 1000
+            result[f"{method} p99 ms"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+            result[f"{method} CPU-s/GiB"] = cpu / (count * size / (1 << 30))
+            result[f"{method} CPU-ms/op"] = cpu / count * 1000
+        return result
+
+
+def start_server(data: Path, port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, KURASTORE_ACCESS_KEY=ACCESS, KURASTORE_SECRET_KEY=SECRET,
+               KURASTORE_LOG_LEVEL="WARNING", PYTHONSAFEPATH="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-m", "kurastore", "server", "--data", str(data),
+         "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=open(data.parent / "server.log", "wb"), env=env,
+    )
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_kura/readyz", timeout=1):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start; see server.log")
+
+
+def med(rows: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    buf = os.urandom(256 * MiB)
+    limits = {
+        "md5 MiB/s": statistics.median(limit_md5(buf) for _ in range(3)),
+        "xxh3 MiB/s": statistics.median(limit_xxh3(buf) for _ in range(3)),
+        "zfec 4+2 encode MiB/s": statistics.median(limit_zfec(buf) for _ in range(3)),
+    }
+    recv, send = await limit_aiohttp(64 * MiB, 4)
+    limits["bare aiohttp receive CPU-s/GiB"] = recv
+    limits["bare aiohttp send CPU-s/GiB"] = send
+    del buf
+    print("machine limits (same run):")
+    for k, v in limits.items():
+        print(f"  {k:34s} {v:10.2f}")
+
+    cases = [("64MiB", 64 * MiB, 8, 2), ("1MiB", MiB, 200, 8), ("4KiB", 4096, 2000, 32)]
+    if args.quick:
+        cases = [("64MiB", 64 * MiB, 3, 2), ("1MiB", MiB, 50, 8), ("4KiB", 4096, 400, 32)]
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        proc = start_server(Path(tmp) / "data", port)
+        endpoint = f"http://127.0.0.1:{port}"
+        try:
+            signer = Signer(endpoint)
+            async with aiohttp.ClientSession() as s, s.put(
+                endpoint + "/bench", headers=signer.headers("PUT", "/bench")
+            ) as r:
+                assert r.status == 200, await r.text()
+            for label, size, count, conc in cases:
+                rows = []
+                for run in range(args.runs):
+                    rows.append(await run_case(endpoint, proc.pid, f"{label}-{run}", size,
+                                               count, conc))
+                print(f"\n{label} objects: {count} per run, {conc} concurrent, "
+                      f"median of {args.runs} runs")
+                for key in rows[0]:
+                    print(f"  {key:18s} {med(rows, key):10.2f}")
+            if args.big_uploads:
+                await big_uploads(endpoint, proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+
+
+async def big_uploads(endpoint: str, server_pid: int, n: int = 8, size: int = 1 << 30) -> None:
+    """Gateway RSS during n concurrent uploads of `size` bytes each."""
+    signer = Signer(endpoint)
+    chunk = os.urandom(MiB)
+
+    async def body():
+        for _ in range(size // MiB):
+            yield chunk
+
+    peak = 0.0
+
+    async def watch(stop: asyncio.Event) -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, rss_mib(server_pid))
+            await asyncio.sleep(0.2)
+
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch(stop))
+    async with aiohttp.ClientSession() as session:
+        async def one(i: int) -> None:
+            path = f"/bench/huge-{i}"
+            headers = signer.headers("PUT", path, {"Content-Length": str(size)})
+            async with session.put(endpoint + path, data=body(), headers=headers) as r:
+                assert r.status == 200, await r.text()
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    stop.set()
+    await watcher
+    print(f"\ngateway peak RSS during {n} concurrent {size >> 20} MiB uploads: {peak:.0f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="fewer objects per run")
+    parser.add_argument("--big-uploads", action="store_true",
+                        help="also measure gateway RSS during 8 concurrent 1 GiB uploads")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

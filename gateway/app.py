@@ -1,0 +1,149 @@
+"""The gateway's composition root: builds the aiohttp application from a
+GatewayConfig, with one cleanup context per resource (metadata store, pod
+client, object service, maintenance workers).
+
+Routes: probes and metrics under /_kura/ (and /healthz, /readyz, /metrics for
+requests that carry no S3 credentials), the admin API under /_kura/admin/v1,
+and everything else to the S3 front end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from kurastore.gateway import middlewares
+from kurastore.gateway.admin.handlers import add_admin_routes, render_admin_error
+from kurastore.gateway.config import GatewayConfig
+from kurastore.gateway.keys import CONFIG, ERROR_RENDERERS, METRICS, S3_FRONTEND, SERVICE
+from kurastore.gateway.maintenance.collect import run_collector
+from kurastore.gateway.metrics import GatewayMetrics
+from kurastore.gateway.objects.config import ObjectConfig
+from kurastore.gateway.objects.service import ObjectService
+from kurastore.gateway.objects.topology import Topology
+from kurastore.gateway.s3.frontend import S3Frontend, render_s3_error
+from kurastore.metadata.sqlite import SQLiteStore
+from kurastore.storage import PodClient
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+log = logging.getLogger("kurastore.gateway")
+
+PROBE_PATHS = {"/healthz", "/readyz", "/metrics"}
+
+
+def object_config(config: GatewayConfig) -> ObjectConfig:
+    return ObjectConfig(
+        k=config.k,
+        m=config.m,
+        stripe_size=config.stripe_size,
+        inline_threshold_bytes=config.inline_threshold_bytes,
+    )
+
+
+async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    store = await SQLiteStore.open(config.metadata_path, secret_key=config.metadata_key)
+    pods = PodClient(config.cluster_secret)
+    try:
+        topology = await Topology.load(store)
+        service = ObjectService(store, pods, topology, object_config(config))
+        app[SERVICE] = service
+        app[S3_FRONTEND] = S3Frontend(service, region=config.region, domain=config.domain)
+        yield
+    finally:
+        if SERVICE in app:
+            await app[SERVICE].close()
+        await pods.close()
+        await store.close()
+
+
+async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    service = app[SERVICE]
+    stop = asyncio.Event()
+    started = time.time()
+    collector = asyncio.create_task(
+        run_collector(
+            service.store, service.pods, service.topology,
+            interval_s=config.collect_interval_s, stop_event=stop,
+            pending_grace_s=config.pending_grace_s,
+            # One gateway per embedded cluster: whatever was pending when it
+            # started belongs to a dead run and is collected at once.
+            abandon_before=started,
+        ),
+        name="collector",
+    )
+    yield
+    stop.set()
+    collector.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await collector
+
+
+async def _s3(request: web.Request) -> web.StreamResponse:
+    if request.path in PROBE_PATHS and _is_unauthenticated(request):
+        return await _probe(request, request.path.lstrip("/"))
+    return await request.app[S3_FRONTEND].handle(request)
+
+
+def _is_unauthenticated(request: web.Request) -> bool:
+    q = request.query
+    return (
+        "Authorization" not in request.headers
+        and "X-Amz-Signature" not in q
+        and "Signature" not in q
+    )
+
+
+async def _probe(request: web.Request, name: str) -> web.Response:
+    request[middlewares.PROTOCOL] = "probe"
+    request[middlewares.OP] = name
+    if name == "healthz":
+        return web.json_response({"status": "ok"})
+    service = request.app[SERVICE]
+    if name == "readyz":
+        ready, detail = await service.readiness()
+        return web.json_response(detail, status=200 if ready else 503)
+    metrics = request.app[METRICS]
+    await _refresh_gauges(request.app)
+    return web.Response(
+        body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+async def _refresh_gauges(app: web.Application) -> None:
+    metrics = app[METRICS]
+    service = app[SERVICE]
+    stats = service.stats
+    metrics.degraded_reads.set(stats.degraded_reads)
+    metrics.quorum_failures.set(stats.quorum_failures)
+    metrics.placement_epoch.set(service.topology.current.epoch)
+    metrics.pods_total.set(len(service.topology.current.pods))
+    with contextlib.suppress(Exception):
+        metrics.heal_queue.set(await service.store.heal_queue_length())
+
+
+async def _probe_route(request: web.Request) -> web.StreamResponse:
+    return await _probe(request, request.match_info["name"])
+
+
+def build_gateway_app(config: GatewayConfig) -> web.Application:
+    app = web.Application(
+        middlewares=[middlewares.access_log_middleware, middlewares.error_middleware],
+        client_max_size=1 << 20,
+        handler_args={"max_field_size": 16384, "max_line_size": 16384},
+    )
+    app[CONFIG] = config
+    app[METRICS] = GatewayMetrics()
+    app[ERROR_RENDERERS] = {"s3": render_s3_error, "admin": render_admin_error}
+    app.on_response_prepare.append(middlewares.stamp_response)
+    app.cleanup_ctx.append(_service_ctx)
+    app.cleanup_ctx.append(_workers_ctx)
+    app.router.add_get("/_kura/{name:healthz|readyz|metrics}", _probe_route)
+    add_admin_routes(app)
+    app.router.add_route("*", "/{tail:.*}", _s3)
+    return app

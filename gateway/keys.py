@@ -1,0 +1,21 @@
+"""Typed application keys: the gateway's shared state, one key per resource."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from kurastore.gateway.config import GatewayConfig
+from kurastore.gateway.metrics import GatewayMetrics
+
+ErrorRenderer = Callable[[web.Request, BaseException, str], web.Response]
+
+CONFIG = web.AppKey("config", GatewayConfig)
+METRICS = web.AppKey("metrics", GatewayMetrics)
+# protocol name ("s3", "admin", ...) -> renderer of its wire errors
+ERROR_RENDERERS = web.AppKey("error_renderers", dict[str, ErrorRenderer])
+
+# Set by the service cleanup context (gateway/app.py). Typed loosely here so this
+# module stays importable without the object service.
+SERVICE: web.AppKey = web.AppKey("service")
+S3_FRONTEND: web.AppKey = web.AppKey("s3_frontend")

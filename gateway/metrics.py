@@ -1,0 +1,46 @@
+"""The gateway's Prometheus metrics, on a registry of its own (one per app, so
+tests can run several gateways in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "kurastore_requests_total", "Requests by protocol, operation and status",
+            ["protocol", "op", "status"], registry=r,
+        )
+        self.latency = Histogram(
+            "kurastore_request_duration_seconds", "Request latency by protocol and operation",
+            ["protocol", "op"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.bytes_in = Counter(
+            "kurastore_request_bytes_total", "Request body bytes received", ["protocol"], registry=r
+        )
+        self.bytes_out = Counter(
+            "kurastore_response_bytes_total", "Response body bytes sent", ["protocol"], registry=r
+        )
+        self.in_flight = Gauge("kurastore_requests_in_flight", "Requests being served", registry=r)
+        self.degraded_reads = Gauge(
+            "kurastore_degraded_reads", "GETs that met a missing or corrupt block",
+            registry=r,
+        )
+        self.quorum_failures = Gauge(
+            "kurastore_quorum_failures", "Writes refused for lack of a pod quorum", registry=r
+        )
+        self.pods_ready = Gauge(
+            "kurastore_pods_ready", "Pods answering their readiness probe", registry=r
+        )
+        self.pods_total = Gauge("kurastore_pods", "Pods in the placement map", registry=r)
+        self.placement_epoch = Gauge(
+            "kurastore_placement_epoch", "Current placement epoch", registry=r
+        )
+        self.heal_queue = Gauge(
+            "kurastore_heal_queue_length", "Shards waiting for the healer", registry=r
+        )

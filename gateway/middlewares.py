@@ -1,0 +1,111 @@
+"""Gateway middlewares, outermost first: access log + metrics, then errors; and
+the response-prepare hook that stamps request ids on every answer.
+
+Rules: the error middleware is the only place an exception becomes an HTTP
+response, through the protocol's own error renderer. Middlewares never read or
+rewrite bodies. A failure after the response was prepared is re-raised so
+aiohttp drops the connection: an error is never written into a body.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from kurastore.gateway.keys import ERROR_RENDERERS, METRICS
+
+log = logging.getLogger("kurastore.access")
+errlog = logging.getLogger("kurastore.gateway")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUEST_ID = "request_id"
+PROTOCOL = "protocol"  # "s3", "swift", "admin", "probe"
+OP = "op"  # the operation name, AWS's own (PutObject...), set by the adapter
+STARTED = "response_started"
+
+
+def new_request_id() -> str:
+    return os.urandom(8).hex().upper()
+
+
+async def stamp_response(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare hook: ids on every answer, errors and streams alike."""
+    rid = request.get(REQUEST_ID) or new_request_id()
+    request[STARTED] = True
+    headers = response.headers
+    headers.setdefault("x-amz-request-id", rid)
+    headers.setdefault("x-amz-id-2", base64.b64encode(bytes.fromhex(rid) * 4).decode())
+    if request.get(PROTOCOL) == "swift":
+        headers.setdefault("X-Trans-Id", f"tx{rid.lower()}")
+    headers.setdefault("Server", "kurastore")
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request[REQUEST_ID] = new_request_id()
+    request.setdefault(PROTOCOL, "s3")
+    request.setdefault(OP, "Unknown")
+    metrics = request.app[METRICS]
+    start = time.monotonic()
+    status = 500
+    metrics.in_flight.inc()
+    resp: web.StreamResponse | None = None
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except BaseException:
+        # Dropped mid-stream or cancelled by a disconnecting client.
+        status = 499 if request.get(STARTED) or request.transport is None else 500
+        raise
+    finally:
+        metrics.in_flight.dec()
+        elapsed = time.monotonic() - start
+        proto = request[PROTOCOL]
+        op = request[OP]
+        received = request.content.total_bytes
+        sent = resp.body_length if resp is not None and resp.prepared else 0
+        metrics.requests.labels(proto, op, str(status)).inc()
+        metrics.latency.labels(proto, op).observe(elapsed)
+        metrics.bytes_in.labels(proto).inc(received)
+        metrics.bytes_out.labels(proto).inc(sent)
+        if proto != "probe":
+            log.info(
+                "request id=%s proto=%s op=%s method=%s path=%s status=%d in=%d out=%d "
+                "ms=%.1f peer=%s",
+                request[REQUEST_ID], proto, op, request.method, request.path, status,
+                received, sent, elapsed * 1000, request.remote,
+            )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        if request.get(STARTED):
+            # Too late for a clean error: drop the connection, the client sees a short read.
+            errlog.warning(
+                "request id=%s failed after the response started: %r", request[REQUEST_ID], exc
+            )
+            raise
+        renderer = request.app[ERROR_RENDERERS].get(request[PROTOCOL])
+        if renderer is None:
+            raise
+        response = renderer(request, exc, request[REQUEST_ID])
+        if response.status >= 500:
+            errlog.error(
+                "request id=%s op=%s answered %d: %r", request[REQUEST_ID], request[OP],
+                response.status, exc, exc_info=response.status == 500,
+            )
+        return response

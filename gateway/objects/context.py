@@ -1,0 +1,57 @@
+"""ObjectContext: what every operation of the object service works with, passed
+explicitly (no globals), and `Pods`, the part of PodClient the service uses.
+
+Rules: the context holds long-lived collaborators only; nothing per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kurastore.erasure import ErasureParams
+from kurastore.gateway.objects.config import ObjectConfig, ServiceStats
+from kurastore.gateway.objects.executor import CpuPool
+from kurastore.gateway.objects.topology import Topology
+from kurastore.metadata import Store
+from kurastore.storage import PodUsage, ShardId, ShardInfo
+
+
+class Pods(Protocol):
+    """The calls the object service makes to pods (kurastore.storage.PodClient, or
+    tests.support.fakes.InMemoryPods)."""
+
+    async def put_shard(
+        self,
+        url: str,
+        partition: int,
+        shard: ShardId,
+        body: bytes | memoryview | AsyncIterable[bytes | memoryview],
+        length: int | None = None,
+    ) -> ShardInfo: ...
+
+    async def read_shard(
+        self, url: str, partition: int, shard: ShardId, offset: int = 0, length: int | None = None
+    ) -> bytes: ...
+
+    async def delete_object_shards(
+        self, url: str, partition: int, object_id: str, shard_tag: str | None = None
+    ) -> int: ...
+
+    async def usage(self, url: str) -> PodUsage: ...
+
+
+@dataclass
+class ObjectContext:
+    store: Store
+    pods: Pods
+    topology: Topology
+    config: ObjectConfig
+    cpu: CpuPool
+    stats: ServiceStats = field(default_factory=ServiceStats)
+
+    def __post_init__(self) -> None:
+        self.params = ErasureParams.for_stripe(
+            self.config.k, self.config.m, stripe_size=self.config.stripe_size
+        )

@@ -1,0 +1,299 @@
+"""PUT: a body becomes a committed version (DESIGN.md, write path).
+
+Rules:
+- The pending write is recorded before the first shard is sent; the version is
+  committed last, shielded from cancellation. Any failure or cancellation
+  before the commit aborts the pending write (shielded), which queues the
+  shards for the collector: nothing half-written is ever visible.
+- Stripes are cut, hashed in body order, encoded in the CPU executor and
+  handed to the k+m shard streams, at most `stripes_in_flight` at a time, so
+  memory per request is a few stripes whatever the size.
+- Bodies up to `inline_threshold_bytes` are kept in the record: no pod I/O.
+- Shards a dropped pod did not store are queued for the healer after commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Sequence
+from types import TracebackType
+from typing import TypeVar
+
+from kurastore.erasure import ErasureParams, StripeCutter, encode_stripe_parts
+from kurastore.gateway.objects.api import BodyDigest, PutOptions
+from kurastore.gateway.objects.conditions import precheck_write
+from kurastore.gateway.objects.context import ObjectContext
+from kurastore.gateway.objects.errors import IncompleteBody, QuorumNotReached
+from kurastore.gateway.objects.executor import shielded
+from kurastore.gateway.objects.fanout import ShardWriter
+from kurastore.gateway.objects.hashing import BodyHasher
+from kurastore.gateway.objects.topology import NoPlacementMap
+from kurastore.metadata import HealItem, ObjectVersion, PartLayout, PendingWrite
+from kurastore.placement import PlacementMap
+
+log = logging.getLogger(__name__)
+
+Body = AsyncIterable[bytes | memoryview]
+SINGLE_PART_TAG = "0"
+T = TypeVar("T")
+
+
+class WriteGuard:
+    """`async with WriteGuard(ctx, pending) as guard:` records the pending write;
+    `await guard.commit(coro)` runs the commit shielded; leaving the block without
+    a commit (error or cancellation) aborts the pending write, shielded too."""
+
+    def __init__(self, ctx: ObjectContext, pending: PendingWrite) -> None:
+        self._ctx = ctx
+        self.pending = pending
+        self.committed = False
+
+    async def __aenter__(self) -> WriteGuard:
+        await self._ctx.store.begin_write(self.pending)
+        return self
+
+    async def commit(self, commit: Awaitable[T]) -> T:
+        async def run() -> T:
+            result = await commit
+            self.committed = True
+            return result
+
+        return await shielded(run())
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.committed or exc_type is None:
+            return
+        try:
+            await shielded(self._ctx.store.abort_write(self.pending))
+        except Exception:  # the stale-write sweep will catch it later
+            log.exception("abort of pending write %s failed", self.pending.object_id)
+
+
+async def _chain(
+    prefix: Sequence[bytes | memoryview], rest: AsyncIterator[bytes | memoryview]
+) -> AsyncIterator[bytes | memoryview]:
+    for chunk in prefix:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
+
+
+async def read_prefix(
+    body: AsyncIterator[bytes | memoryview], limit: int
+) -> tuple[list[bytes | memoryview], int, bool]:
+    """Read until more than `limit` bytes or the end: (chunks, size, reached_end)."""
+    chunks: list[bytes | memoryview] = []
+    size = 0
+    async for chunk in body:
+        if chunk:
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            return chunks, size, False
+    return chunks, size, True
+
+
+async def _pump(
+    ctx: ObjectContext,
+    params: ErasureParams,
+    writer: ShardWriter,
+    body: Body,
+    hasher: BodyHasher,
+    content_length: int | None,
+) -> None:
+    """Cut, hash, encode and send the whole body; checks its length."""
+    cutter = StripeCutter(params)
+    in_flight: deque[asyncio.Future[list[tuple[bytes, memoryview]]]] = deque()
+    stripe_no = 0
+
+    async def submit(stripe: bytes | memoryview) -> None:
+        nonlocal stripe_no
+        await hasher.update(stripe)
+        encode = ctx.cpu.run(encode_stripe_parts, params, stripe_no, stripe)
+        in_flight.append(asyncio.ensure_future(encode))
+        stripe_no += 1
+        while len(in_flight) >= ctx.config.stripes_in_flight:
+            await writer.send(await in_flight.popleft())
+
+    received = 0
+    try:
+        async for chunk in body:
+            received += len(chunk)
+            if content_length is not None and received > content_length:
+                raise IncompleteBody(f"body longer than the stated {content_length} bytes")
+            for stripe in cutter.feed(chunk):
+                await submit(stripe)
+        tail = cutter.finish()
+        if tail:
+            await submit(tail)
+        if content_length is not None and received != content_length:
+            raise IncompleteBody(f"got {received} of {content_length} bytes")
+        while in_flight:
+            await writer.send(await in_flight.popleft())
+    finally:
+        for future in in_flight:
+            future.cancel()
+
+
+async def write_part(
+    ctx: ObjectContext,
+    *,
+    params: ErasureParams,
+    pmap: PlacementMap,
+    partition: int,
+    object_id: str,
+    shard_tag: str,
+    body: Body,
+    hasher: BodyHasher,
+    content_length: int | None,
+) -> list[int]:
+    """Stream one part to its pods. Returns the block indices not stored (the write
+    reached the quorum anyway). Raises QuorumNotReached, IncompleteBody."""
+    urls = [ctx.topology.url_of(pod_id) for pod_id in pmap.pods_for(partition, params.width)]
+    writer = ShardWriter(
+        ctx.pods,
+        urls,
+        partition,
+        object_id,
+        shard_tag,
+        quorum=min(ctx.config.write_quorum, params.width),
+        timeout_s=ctx.config.pod_timeout_s,
+        max_queued=ctx.config.stripes_in_flight,
+        shard_length=None if content_length is None else params.shard_size(content_length),
+    )
+    try:
+        writer.start()
+        await _pump(ctx, params, writer, body, hasher, content_length)
+        _stored, missing = await writer.finish()
+    except QuorumNotReached:
+        ctx.stats.quorum_failures += 1
+        raise
+    finally:
+        await writer.close()
+    return missing
+
+
+async def queue_missing(ctx: ObjectContext, pending: PendingWrite, missing: Sequence[int]) -> None:
+    """After a commit: hand the shards a dropped pod did not store to the healer."""
+    if not missing or pending.shard_tag is None:
+        return
+    ctx.stats.dropped_shards += len(missing)
+    now = time.time()
+    items = [
+        HealItem(pending.object_id, pending.shard_tag, index, pending.partition,
+                 pending.epoch, "unreachable", now)
+        for index in missing
+    ]
+    try:
+        await ctx.store.queue_heal(items)
+    except Exception:  # the scrubber finds them later
+        log.exception("queueing %d shards of %s for healing failed", len(items), pending.object_id)
+
+
+def current_map(ctx: ObjectContext) -> PlacementMap:
+    try:
+        return ctx.topology.current
+    except NoPlacementMap as exc:
+        ctx.stats.quorum_failures += 1
+        raise QuorumNotReached("no placement map: no pods to write to") from exc
+
+
+def new_version(
+    bucket: str, key: str, object_id: str, opts: PutOptions, digest: BodyDigest, **layout: object
+) -> ObjectVersion:
+    etag = digest.md5.hex()
+    return ObjectVersion(
+        bucket=bucket,
+        key=key,
+        version_id="",
+        object_id=object_id,
+        size=digest.size,
+        etag=etag,
+        last_modified=time.time(),
+        owner=opts.owner,
+        content_type=opts.content_type,
+        headers=dict(opts.headers),
+        user_meta=dict(opts.user_meta),
+        checksums=dict(digest.checksums),
+        checksum_type="FULL_OBJECT" if digest.checksums else "",
+        tags=dict(opts.tags),
+        storage_class=opts.storage_class,
+        expires_at=opts.expires_at,
+        **layout,  # type: ignore[arg-type]
+    )
+
+
+async def put_object(
+    ctx: ObjectContext, bucket: str, key: str, body: Body, opts: PutOptions
+) -> ObjectVersion:
+    await precheck_write(ctx.store, bucket, key, opts.conditions)
+    hasher = BodyHasher(opts.checksum_algorithms, ctx.cpu, ctx.config.offload_bytes)
+    chunks = aiter(body)
+    threshold = ctx.config.inline_threshold_bytes
+    if opts.content_length is None or opts.content_length <= threshold:
+        prefix, _size, at_end = await read_prefix(chunks, threshold)
+        if at_end:
+            return await _put_inline(ctx, bucket, key, b"".join(prefix), hasher, opts)
+        chunks = _chain(prefix, chunks)
+    return await _put_sharded(ctx, bucket, key, chunks, hasher, opts)
+
+
+async def _commit(ctx: ObjectContext, version: ObjectVersion, opts: PutOptions) -> ObjectVersion:
+    result = await ctx.store.commit_version(
+        version, if_match=opts.conditions.if_match, if_none_match=opts.conditions.if_none_match
+    )
+    ctx.stats.bytes_written += version.size
+    return result.version
+
+
+async def _put_inline(
+    ctx: ObjectContext, bucket: str, key: str, data: bytes, hasher: BodyHasher, opts: PutOptions
+) -> ObjectVersion:
+    if opts.content_length is not None and len(data) != opts.content_length:
+        raise IncompleteBody(f"got {len(data)} of {opts.content_length} bytes")
+    await hasher.update(data)
+    digest = hasher.digest()
+    if opts.check is not None:
+        opts.check(digest)
+    version = new_version(bucket, key, secrets.token_hex(16), opts, digest, inline=data)
+    return await shielded(_commit(ctx, version, opts))
+
+
+async def _put_sharded(
+    ctx: ObjectContext, bucket: str, key: str, body: Body, hasher: BodyHasher, opts: PutOptions
+) -> ObjectVersion:
+    params = ctx.params
+    await ctx.topology.ensure_fresh()
+    pmap = current_map(ctx)
+    object_id = secrets.token_hex(16)
+    partition = pmap.partition_of(object_id)
+    pending = PendingWrite(object_id, SINGLE_PART_TAG, bucket, key, partition, pmap.epoch,
+                           params.width, time.time())
+    async with WriteGuard(ctx, pending) as guard:
+        missing = await write_part(
+            ctx, params=params, pmap=pmap, partition=partition, object_id=object_id,
+            shard_tag=SINGLE_PART_TAG, body=body, hasher=hasher,
+            content_length=opts.content_length,
+        )
+        digest = hasher.digest()
+        if opts.check is not None:
+            opts.check(digest)
+        layout = PartLayout(1, SINGLE_PART_TAG, digest.size, digest.md5.hex(),
+                            dict(digest.checksums))
+        version = new_version(
+            bucket, key, object_id, opts, digest, k=params.k, m=params.m,
+            block_size=params.block_size, partition=partition, epoch=pmap.epoch,
+            parts=(layout,),
+        )
+        committed = await guard.commit(_commit(ctx, version, opts))
+    await queue_missing(ctx, pending, missing)
+    return committed

@@ -1,0 +1,81 @@
+"""Topology: which placement map is current, older maps by epoch, and pod URLs.
+
+Rules:
+- New writes use the current map; a version (or upload) pins the epoch it was
+  written under, and reads use `get_map(version.epoch)`: a read never guesses.
+- Maps are immutable data cached by epoch; `refresh()` swaps in the latest map
+  and pod list atomically (plain attribute assignment on the loop).
+- Publishing a new pod set is not done here (gateway/admin/cluster.py).
+"""
+
+from __future__ import annotations
+
+import time
+
+from kurastore.metadata import PodRecord, Store
+from kurastore.placement import PlacementMap
+
+
+class NoPlacementMap(LookupError):
+    """No placement map was published yet: only inline objects can be written."""
+
+
+class Topology:
+    def __init__(self, store: Store, max_age_s: float = 5.0) -> None:
+        self._store = store
+        self._max_age_s = max_age_s
+        self._loaded_at = float("-inf")
+        self._maps: dict[int, PlacementMap] = {}
+        self._current: PlacementMap | None = None
+        self._pods: dict[str, PodRecord] = {}
+
+    @classmethod
+    async def load(cls, store: Store, max_age_s: float = 5.0) -> Topology:
+        topology = cls(store, max_age_s)
+        await topology.refresh()
+        return topology
+
+    async def ensure_fresh(self) -> None:
+        """Refresh when the last load is older than `max_age_s`: a new epoch or a pod
+        that moved to another URL is picked up within that time, at the cost of two
+        small metadata reads per interval."""
+        if time.monotonic() - self._loaded_at > self._max_age_s:
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Reload the latest map and the pod list from the store."""
+        latest = await self._store.latest_placement_map()
+        pods = await self._store.list_pods()
+        if latest is not None:
+            epoch, text = latest
+            current = self._maps.get(epoch) or PlacementMap.from_json(text)
+            self._maps[epoch] = current
+            self._current = current
+        self._pods = {pod.pod_id: pod for pod in pods}
+        self._loaded_at = time.monotonic()
+
+    @property
+    def current(self) -> PlacementMap:
+        if self._current is None:
+            raise NoPlacementMap("no placement map has been published")
+        return self._current
+
+    @property
+    def has_map(self) -> bool:
+        return self._current is not None
+
+    async def get_map(self, epoch: int) -> PlacementMap:
+        """The map of `epoch` (raises PlacementMapNotFound for an unknown epoch)."""
+        found = self._maps.get(epoch)
+        if found is None:
+            found = PlacementMap.from_json(await self._store.get_placement_map(epoch))
+            self._maps[epoch] = found
+        return found
+
+    def url_of(self, pod_id: str) -> str | None:
+        pod = self._pods.get(pod_id)
+        return pod.url if pod is not None and pod.state != "removed" else None
+
+    @property
+    def pods(self) -> list[PodRecord]:
+        return sorted(self._pods.values(), key=lambda pod: pod.pod_id)

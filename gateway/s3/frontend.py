@@ -1,0 +1,155 @@
+"""The S3 front: one aiohttp handler for every S3 request, and the S3 error answer.
+
+`S3Frontend.handle` runs the one obvious path: classify (pure) -> authenticate
+-> find the handler -> check the bucket belongs to the caller -> call it.
+It raises S3Errors and domain errors; the error middleware turns them into
+answers with `render_s3_error`, the only place an exception becomes S3 XML.
+
+Rules: anonymous requests are refused (no public buckets yet); a bucket of
+another user answers AccessDenied whatever the operation; an operation without
+a handler answers NotImplemented (501), never 500. request["s3_op"],
+request["s3_bucket"] and request["s3_key"] are set for the access log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from kurastore.gateway.objects import errors as dom
+from kurastore.gateway.s3 import errors as s3e
+from kurastore.gateway.s3 import (
+    handlers_bucket,
+    handlers_misc,
+    handlers_multipart,
+    handlers_object,
+)
+from kurastore.gateway.s3.auth import authenticate
+from kurastore.gateway.s3.context import Handler, S3Request
+from kurastore.gateway.s3.headers import http_date
+from kurastore.gateway.s3.routes import S3Op, bucket_from_host, classify
+from kurastore.gateway.s3.xml import el
+
+if TYPE_CHECKING:
+    from kurastore.gateway.objects.service import ObjectService
+
+log = logging.getLogger(__name__)
+
+MAX_KEY_BYTES = 1024
+HANDLERS: dict[S3Op, Handler] = {
+    **handlers_bucket.HANDLERS,
+    **handlers_object.HANDLERS,
+    **handlers_multipart.HANDLERS,
+    **handlers_misc.HANDLERS,
+}
+
+
+class S3Frontend:
+    def __init__(
+        self,
+        service: ObjectService,
+        *,
+        region: str = "us-east-1",
+        domain: str | None = None,
+        max_keys_limit: int = 1000,
+    ) -> None:
+        self._service = service
+        self._region = region
+        self._domain = domain
+        self._max_keys_limit = max_keys_limit
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.raw_path.split("?", 1)[0]
+        op, bucket, key = classify(
+            request.method, path, request.query, request.headers, domain=self._domain
+        )
+        request["s3_op"], request["s3_bucket"], request["s3_key"] = op.value, bucket, key
+        auth = await authenticate(
+            request,
+            self._service.lookup_secret,
+            region=self._region,
+            bucket_in_host=bucket_from_host(request.headers.get("Host", ""), self._domain),
+        )
+        if auth.principal is None:
+            raise s3e.AccessDenied()
+        handler = HANDLERS.get(op)
+        if handler is None:
+            raise s3e.NotImplemented_()
+        if len(key.encode()) > MAX_KEY_BYTES:
+            raise s3e.KeyTooLongError()
+        record = None
+        if bucket and op is not S3Op.CREATE_BUCKET:
+            record = await self._service.get_bucket(bucket)
+            if record.owner != auth.principal.user_id:
+                raise s3e.AccessDenied()
+        s3 = S3Request(
+            request=request, service=self._service, op=op, bucket=bucket, key=key,
+            principal=auth.principal, auth=auth, bucket_record=record, region=self._region,
+            max_keys_limit=self._max_keys_limit,
+        )  # fmt: skip
+        return await handler(s3)
+
+
+def render_s3_error(request: web.Request, exc: BaseException, request_id: str) -> web.Response:
+    """The S3 error answer for any exception: XML <Error> with Code, Message,
+    Resource, RequestId and the error's extra fields; no body for HEAD and 304.
+
+    When part of a response already went out (a GET failing mid-stream), no
+    honest answer exists: the exception is re-raised so the connection drops.
+    """
+    writer = getattr(request, "_payload_writer", None)
+    if writer is not None and getattr(writer, "output_size", 0) > 0:
+        raise exc
+    err = s3e.to_s3_error(exc)
+    if err.code == "InternalError" and not isinstance(exc, s3e.S3Error):
+        log.error("request %s failed", request_id, exc_info=exc)
+    fields = {**_context_fields(request, err), **err.fields}
+    headers, status = _domain_headers(request, exc), err.status
+    if isinstance(exc, dom.ObjectNotFound) and exc.delete_marker and "versionId" in request.query:
+        err, status = s3e.MethodNotAllowed(), 405  # a version id naming a delete marker
+    for name in [n for n in fields if n.startswith("header:")]:
+        headers[name[len("header:") :]] = fields.pop(name)
+    if request.method == "HEAD" or status == 304:
+        return web.Response(status=status, headers=headers)
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>'
+        + el("Code", err.code) + el("Message", err.text)
+        + "".join(el(name, value) for name, value in fields.items())
+        + el("Resource", request.path) + el("RequestId", request_id) + el("HostId", request_id)
+        + "</Error>"
+    )  # fmt: skip
+    return web.Response(
+        status=status, body=body.encode(), headers=headers, content_type="application/xml"
+    )
+
+
+def _context_fields(request: web.Request, err: s3e.S3Error) -> dict[str, str]:
+    bucket, key = request.get("s3_bucket", ""), request.get("s3_key", "")
+    if err.code in ("NoSuchKey", "NoSuchVersion") and key:
+        out = {"Key": key}
+        if err.code == "NoSuchVersion":
+            out["VersionId"] = request.query.get("versionId", "")
+        return out
+    if err.code == "NoSuchUpload":
+        return {"UploadId": request.query.get("uploadId", "")}
+    if err.code in ("NoSuchBucket", "BucketNotEmpty", "BucketAlreadyExists",
+                    "BucketAlreadyOwnedByYou") and bucket:  # fmt: skip
+        return {"BucketName": bucket}
+    return {}
+
+
+def _domain_headers(request: web.Request, exc: BaseException) -> dict[str, str]:
+    """Headers a domain error implies: 304 validators, 416 Content-Range, and the
+    delete marker a 404 hit."""
+    if isinstance(exc, dom.NotModified):
+        version = exc.version
+        return {"ETag": f'"{version.etag}"', "Last-Modified": http_date(version.last_modified)}
+    if isinstance(exc, dom.InvalidRange):
+        return {"Content-Range": f"bytes */{exc.size}"}
+    if isinstance(exc, dom.ObjectNotFound) and exc.delete_marker:
+        headers = {"x-amz-delete-marker": "true"}
+        if exc.version_id:
+            headers["x-amz-version-id"] = exc.version_id
+        return headers
+    return {}

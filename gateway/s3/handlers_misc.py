@@ -1,0 +1,232 @@
+"""S3 sub-resource handlers: ACLs, object and bucket tagging, versioning,
+GetObjectAttributes, and the bucket configurations we answer as "none set"
+(policy, CORS, lifecycle).
+
+ACLs: every bucket and object is private to its owner, who has FULL_CONTROL.
+Get*Acl says exactly that; Put*Acl accepts only that (the private canned ACL
+or a policy granting the owner FULL_CONTROL) and answers NotImplemented to
+anything else rather than pretending. Bucket tags live in the bucket's
+settings under "tagging"; versioning is the bucket record's own field.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from kurastore.gateway.objects import checksums
+from kurastore.gateway.s3 import errors as s3e
+from kurastore.gateway.s3 import headers as hdr
+from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
+from kurastore.gateway.s3.routes import S3Op
+from kurastore.gateway.s3.xml import XSI, child_text, document, el, owner, parse
+
+MAX_BUCKET_TAGS = 50
+_ATTRIBUTES = frozenset({"ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"})
+
+
+def _version_id(s3: S3Request) -> str | None:
+    return s3.query.get("versionId") or None
+
+
+# --- ACLs ---------------------------------------------------------------------------
+
+
+async def _acl_answer(s3: S3Request, owner_id: str) -> web.StreamResponse:
+    name = await s3.display_name(owner_id)
+    grantee = (
+        f'<Grantee xmlns:xsi="{XSI}" xsi:type="CanonicalUser">'
+        + el("ID", owner_id) + el("DisplayName", name) + "</Grantee>"
+    )  # fmt: skip
+    grant = el("Grant", [grantee, el("Permission", "FULL_CONTROL")])
+    return xml_response(document("AccessControlPolicy", [
+        owner(owner_id, name), el("AccessControlList", [grant]),
+    ]))  # fmt: skip
+
+
+async def _check_acl_request(s3: S3Request, owner_id: str) -> None:
+    hdr.check_unsupported(s3.headers)
+    body = await s3.read_xml_body()
+    if not body.strip():
+        return
+    policy = parse(body, "AccessControlPolicy")
+    for grant in policy.iter("Grant"):
+        grantee = grant.find("Grantee")
+        who = child_text(grantee, "ID") if grantee is not None else None
+        if who != owner_id or child_text(grant, "Permission") != "FULL_CONTROL":
+            raise s3e.NotImplemented_("Only the owner's FULL_CONTROL grant is supported.")
+
+
+async def get_bucket_acl(s3: S3Request) -> web.StreamResponse:
+    return await _acl_answer(s3, s3.user_id)
+
+
+async def put_bucket_acl(s3: S3Request) -> web.StreamResponse:
+    await _check_acl_request(s3, s3.user_id)
+    return empty_response()
+
+
+async def get_object_acl(s3: S3Request) -> web.StreamResponse:
+    version = await s3.service.head_object(s3.bucket, s3.key, version_id=_version_id(s3))
+    return await _acl_answer(s3, version.owner or s3.user_id)
+
+
+async def put_object_acl(s3: S3Request) -> web.StreamResponse:
+    version = await s3.service.head_object(s3.bucket, s3.key, version_id=_version_id(s3))
+    await _check_acl_request(s3, version.owner or s3.user_id)
+    return empty_response()
+
+
+# --- tagging --------------------------------------------------------------------------
+
+
+def _tag_set(tags: dict[str, str]) -> bytes:
+    items = [el("Tag", [el("Key", k), el("Value", v)]) for k, v in tags.items()]
+    return document("Tagging", [el("TagSet", items)])
+
+
+async def _read_tags(s3: S3Request, limit: int) -> dict[str, str]:
+    spec = hdr.integrity_spec(s3.headers)
+    body = await s3.read_xml_body()
+    hdr.check_small_body(spec, body)
+    doc = parse(body, "Tagging")
+    tag_set = doc.find("TagSet")
+    if tag_set is None:
+        raise s3e.MalformedXML()
+    tags: dict[str, str] = {}
+    for tag in tag_set.findall("Tag"):
+        key, value = child_text(tag, "Key"), child_text(tag, "Value")
+        if key is None or value is None:
+            raise s3e.MalformedXML()
+        if key in tags:
+            raise s3e.InvalidTag("Cannot provide multiple Tags with the same key")
+        tags[key] = value
+    return hdr.validate_tags(tags, limit)
+
+
+async def get_object_tagging(s3: S3Request) -> web.StreamResponse:
+    version = await s3.service.head_object(s3.bucket, s3.key, version_id=_version_id(s3))
+    headers = hdr.version_headers(version.version_id, s3.is_versioned)
+    return xml_response(_tag_set(dict(version.tags)), headers=headers)
+
+
+async def put_object_tagging(s3: S3Request) -> web.StreamResponse:
+    tags = await _read_tags(s3, hdr.MAX_OBJECT_TAGS)
+    version = await s3.service.put_object_tags(s3.bucket, s3.key, _version_id(s3), tags)
+    return empty_response(headers=hdr.version_headers(version.version_id, s3.is_versioned))
+
+
+async def delete_object_tagging(s3: S3Request) -> web.StreamResponse:
+    version = await s3.service.put_object_tags(s3.bucket, s3.key, _version_id(s3), {})
+    return empty_response(204, hdr.version_headers(version.version_id, s3.is_versioned))
+
+
+def _settings(s3: S3Request) -> dict:
+    return dict(s3.bucket_record.settings) if s3.bucket_record else {}
+
+
+async def get_bucket_tagging(s3: S3Request) -> web.StreamResponse:
+    tags = _settings(s3).get("tagging")
+    if not tags:
+        raise s3e.NoSuchTagSet(BucketName=s3.bucket)
+    return xml_response(_tag_set(dict(tags)))
+
+
+async def put_bucket_tagging(s3: S3Request) -> web.StreamResponse:
+    tags = await _read_tags(s3, MAX_BUCKET_TAGS)
+    await s3.service.update_bucket(s3.bucket, settings={**_settings(s3), "tagging": tags})
+    return empty_response(204)
+
+
+async def delete_bucket_tagging(s3: S3Request) -> web.StreamResponse:
+    settings = _settings(s3)
+    settings.pop("tagging", None)
+    await s3.service.update_bucket(s3.bucket, settings=settings)
+    return empty_response(204)
+
+
+# --- versioning and configurations ------------------------------------------------------
+
+
+async def get_bucket_versioning(s3: S3Request) -> web.StreamResponse:
+    status = s3.bucket_record.versioning if s3.bucket_record else ""
+    return xml_response(document("VersioningConfiguration", [el("Status", status or None)]))
+
+
+async def put_bucket_versioning(s3: S3Request) -> web.StreamResponse:
+    doc = parse(await s3.read_xml_body(), "VersioningConfiguration")
+    status = child_text(doc, "Status")
+    if status not in ("Enabled", "Suspended"):
+        raise s3e.MalformedXML()
+    if child_text(doc, "MfaDelete") == "Enabled":
+        raise s3e.NotImplemented_("MFA delete is not supported.")
+    await s3.service.update_bucket(s3.bucket, versioning=status)
+    return empty_response()
+
+
+async def get_bucket_policy(s3: S3Request) -> web.StreamResponse:
+    raise s3e.NoSuchBucketPolicy(BucketName=s3.bucket)
+
+
+async def get_bucket_cors(s3: S3Request) -> web.StreamResponse:
+    raise s3e.NoSuchCORSConfiguration(BucketName=s3.bucket)
+
+
+async def get_bucket_lifecycle(s3: S3Request) -> web.StreamResponse:
+    raise s3e.NoSuchLifecycleConfiguration(BucketName=s3.bucket)
+
+
+# --- GetObjectAttributes -----------------------------------------------------------------
+
+
+async def get_object_attributes(s3: S3Request) -> web.StreamResponse:
+    wanted = {a.strip() for a in s3.headers.get("x-amz-object-attributes", "").split(",")}
+    wanted.discard("")
+    if not wanted or not wanted <= _ATTRIBUTES:
+        raise s3e.InvalidArgument("Invalid attribute name specified.")
+    version = await s3.service.head_object(s3.bucket, s3.key, version_id=_version_id(s3))
+    out = []
+    if "ETag" in wanted:
+        out.append(el("ETag", version.etag))
+    if "Checksum" in wanted and version.checksums:
+        sums = [el(f"Checksum{a}", v) for a, v in version.checksums.items()
+                if a in checksums.ALGORITHMS]
+        out.append(el("Checksum", [*sums, el("ChecksumType", version.checksum_type or None)]))
+    if "ObjectParts" in wanted and len(version.parts) > 1:
+        marker = hdr.int_param(s3.headers, "x-amz-part-number-marker", 0, hdr.MAX_PART_NUMBER)
+        max_parts = hdr.int_param(s3.headers, "x-amz-max-parts", 1000, 1000)
+        rest = [p for p in version.parts if p.part_number > marker]
+        page = rest[:max_parts]
+        out.append(el("ObjectParts", [
+            el("TotalPartsCount", len(version.parts)), el("PartNumberMarker", marker),
+            el("NextPartNumberMarker", page[-1].part_number if page else marker),
+            el("MaxParts", max_parts), el("IsTruncated", len(rest) > max_parts),
+            *(el("Part", [el("PartNumber", p.part_number), el("Size", p.size),
+                          *(el(f"Checksum{a}", v) for a, v in p.checksums.items())])
+              for p in page),
+        ]))  # fmt: skip
+    if "StorageClass" in wanted:
+        out.append(el("StorageClass", version.storage_class))
+    if "ObjectSize" in wanted:
+        out.append(el("ObjectSize", version.size))
+    headers = {"Last-Modified": hdr.http_date(version.last_modified)}
+    headers.update(hdr.version_headers(version.version_id, s3.is_versioned))
+    return xml_response(document("GetObjectAttributesResponse", out), headers=headers)
+
+
+HANDLERS: dict[S3Op, Handler] = {
+    S3Op.GET_BUCKET_ACL: get_bucket_acl,
+    S3Op.PUT_BUCKET_ACL: put_bucket_acl,
+    S3Op.GET_OBJECT_ACL: get_object_acl,
+    S3Op.PUT_OBJECT_ACL: put_object_acl,
+    S3Op.GET_OBJECT_TAGGING: get_object_tagging,
+    S3Op.PUT_OBJECT_TAGGING: put_object_tagging,
+    S3Op.DELETE_OBJECT_TAGGING: delete_object_tagging,
+    S3Op.GET_BUCKET_TAGGING: get_bucket_tagging,
+    S3Op.PUT_BUCKET_TAGGING: put_bucket_tagging,
+    S3Op.DELETE_BUCKET_TAGGING: delete_bucket_tagging,
+    S3Op.GET_BUCKET_VERSIONING: get_bucket_versioning,
+    S3Op.PUT_BUCKET_VERSIONING: put_bucket_versioning,
+    S3Op.GET_BUCKET_POLICY: get_bucket_policy,
+    S3Op.GET_BUCKET_CORS: get_bucket_cors,
+    S3Op.GET_BUCKET_LIFECYCLE: get_bucket_lifecycle,
+    S3Op.GET_OBJECT_ATTRIBUTES: get_object_attributes,
+}

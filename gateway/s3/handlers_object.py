@@ -1,0 +1,231 @@
+"""S3 object handlers: PutObject, GetObject, HeadObject, DeleteObject,
+DeleteObjects and CopyObject.
+
+Rules: the body is streamed (never read whole); Content-MD5 and x-amz-checksum
+values are checked by the service through PutOptions.check before the commit,
+so a bad digest leaves nothing visible. GET raises every clean error before
+prepare(); after it, a failure is logged and re-raised so aiohttp drops the
+connection: an error is never written into a body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from aiohttp import web
+from kurastore.gateway.objects.api import PutOptions
+from kurastore.gateway.objects.conditions import resolve_range
+from kurastore.gateway.objects.errors import NotModified
+from kurastore.gateway.s3 import errors as s3e
+from kurastore.gateway.s3 import headers as hdr
+from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
+from kurastore.gateway.s3.routes import S3Op
+from kurastore.gateway.s3.xml import child_text, document, el, iso8601, parse, parse_bool, quoted
+from kurastore.metadata import ObjectVersion
+
+log = logging.getLogger(__name__)
+
+MAX_DELETE_KEYS = 1000
+SELF_COPY_MESSAGE = (
+    "This copy request is illegal because it is trying to copy an object to itself without "
+    "changing the object's metadata, storage class, website redirect location or encryption "
+    "attributes."
+)
+
+
+def require_length(s3: S3Request) -> None:
+    """A body must have a stated length (or be HTTP-chunked)."""
+    chunked = "chunked" in s3.headers.get("Transfer-Encoding", "").lower()
+    if s3.request.content_length is None and not chunked:
+        raise s3e.MissingContentLength()
+
+
+def put_options(s3: S3Request, spec: hdr.IntegritySpec, *, with_body: bool = True) -> PutOptions:
+    """PutOptions from the request headers (shared by PutObject, multipart)."""
+    h = s3.headers
+    hdr.check_unsupported(h)
+    body = s3.body() if with_body else None
+    return PutOptions(
+        owner=s3.user_id,
+        content_type=hdr.content_type(h),
+        headers=hdr.stored_headers(h),
+        user_meta=hdr.user_metadata(h),
+        tags=hdr.tagging_header(h),
+        content_length=body.decoded_length if body is not None else None,
+        checksum_algorithms=spec.algorithms,
+        check=hdr.body_check(spec, lambda: body.trailers if body is not None else {}),
+        conditions=hdr.write_conditions(h),
+        storage_class=hdr.storage_class(h),
+    )
+
+
+def echo_checksum(sums: Mapping[str, str], spec: hdr.IntegritySpec) -> dict[str, str]:
+    """The checksum the client sent (or announced), as we computed it."""
+    if spec.algorithm and spec.algorithm in sums:
+        return hdr.checksum_headers({spec.algorithm: sums[spec.algorithm]})
+    return {}
+
+
+async def put_object(s3: S3Request) -> web.StreamResponse:
+    require_length(s3)
+    spec = hdr.integrity_spec(s3.headers)
+    opts = put_options(s3, spec)
+    version = await s3.service.put_object(s3.bucket, s3.key, s3.body(), opts)
+    headers = {"ETag": quoted(version.etag), **hdr.version_headers(version.version_id,
+                                                                   s3.is_versioned)}
+    headers.update(echo_checksum(version.checksums, spec))
+    return empty_response(headers=headers)
+
+
+def _read_args(s3: S3Request) -> dict:
+    part = hdr.part_number(s3.query.get("partNumber"))
+    byte_range = hdr.parse_range(s3.headers.get("Range"))
+    if part is not None and "Range" in s3.headers:
+        raise s3e.InvalidRequest("Cannot specify both Range header and partNumber query parameter")
+    return {
+        "version_id": s3.query.get("versionId") or None,
+        "part_number": part,
+        "conditions": hdr.read_conditions(s3.headers),
+        "byte_range": byte_range,
+    }
+
+
+def _answer_headers(
+    s3: S3Request, version: ObjectVersion, first: int, last: int, partial: bool, parts: int
+) -> dict[str, str]:
+    whole = first == 0 and last == version.size - 1
+    checksum_mode = s3.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+    out = hdr.object_headers(
+        version, versioned=s3.is_versioned, with_checksums=checksum_mode and whole
+    )
+    if partial:
+        out["Content-Range"] = f"bytes {first}-{last}/{version.size}"
+    if s3.query.get("partNumber") is not None:
+        out["x-amz-mp-parts-count"] = str(parts)
+    out.update(hdr.response_overrides(s3.query))
+    return out
+
+
+async def get_object(s3: S3Request) -> web.StreamResponse:
+    reader = await s3.service.open_object(s3.bucket, s3.key, **_read_args(s3))
+    try:
+        headers = _answer_headers(
+            s3, reader.version, reader.start, reader.end, reader.is_partial, reader.parts_count
+        )
+        resp = web.StreamResponse(status=206 if reader.is_partial else 200, headers=headers)
+        resp.content_length = reader.length
+        await resp.prepare(s3.request)
+        try:
+            async for chunk in reader:
+                await resp.write(chunk)
+            await resp.write_eof()
+        except BaseException:
+            # Headers are gone: the only honest signal left is a dropped connection.
+            log.warning("GET %s/%s failed after the response started", s3.bucket, s3.key,
+                        exc_info=True)
+            raise
+    finally:
+        await reader.aclose()
+    return resp
+
+
+def _part_span(version: ObjectVersion, number: int) -> tuple[int, int]:
+    if len(version.parts) <= 1:
+        return 0, version.size - 1
+    first = sum(p.size for p in version.parts[: number - 1])
+    return first, first + version.parts[number - 1].size - 1
+
+
+async def head_object(s3: S3Request) -> web.StreamResponse:
+    args = _read_args(s3)
+    byte_range = args.pop("byte_range")
+    version = await s3.service.head_object(s3.bucket, s3.key, **args)
+    if args["part_number"] is not None:
+        first, last = _part_span(version, args["part_number"])
+        partial = True
+    else:
+        first, last, partial = resolve_range(version.size, byte_range)
+    headers = _answer_headers(s3, version, first, last, partial, max(1, len(version.parts)))
+    headers["Content-Length"] = str(last - first + 1)
+    return empty_response(206 if partial else 200, headers)
+
+
+async def delete_object(s3: S3Request) -> web.StreamResponse:
+    if_match = s3.headers.get("If-Match")
+    result = await s3.service.delete_object(
+        s3.bucket, s3.key, version_id=s3.query.get("versionId") or None,
+        if_match=if_match.strip().strip('"') if if_match else None,
+    )  # fmt: skip
+    headers = {"x-amz-delete-marker": "true"} if result.delete_marker else {}
+    if s3.is_versioned or "versionId" in s3.query:
+        headers["x-amz-version-id"] = result.version_id
+    return empty_response(204, headers)
+
+
+async def delete_objects(s3: S3Request) -> web.StreamResponse:
+    spec = hdr.integrity_spec(s3.headers)
+    body = await s3.read_xml_body()
+    hdr.check_small_body(spec, body)
+    doc = parse(body, "Delete")
+    quiet = parse_bool(child_text(doc, "Quiet"))
+    targets = [(child_text(o, "Key"), child_text(o, "VersionId")) for o in doc.findall("Object")]
+    if not targets or len(targets) > MAX_DELETE_KEYS or any(k is None for k, _ in targets):
+        raise s3e.MalformedXML()
+    out = []
+    for key, version_id in targets:
+        try:
+            result = await s3.service.delete_object(s3.bucket, key, version_id=version_id or None)
+        except Exception as exc:  # reported per key, as S3 does
+            err = s3e.to_s3_error(exc)
+            out.append(el("Error", [el("Key", key), el("VersionId", version_id),
+                                    el("Code", err.code), el("Message", err.text)]))
+            continue
+        if quiet:
+            continue
+        marker = result.delete_marker
+        out.append(el("Deleted", [
+            el("Key", key), el("VersionId", version_id),
+            el("DeleteMarker", True if marker else None),
+            el("DeleteMarkerVersionId", result.version_id if marker and not version_id else None),
+        ]))  # fmt: skip
+    return xml_response(document("DeleteResult", out))
+
+
+async def copy_object(s3: S3Request) -> web.StreamResponse:
+    h = s3.headers
+    src = hdr.copy_source(h)
+    if src.bucket != s3.bucket:
+        await s3.owned_bucket(src.bucket)
+    directive = h.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE") or h.get(
+        "x-amz-tagging-directive", "COPY"
+    ).upper() not in ("COPY", "REPLACE"):
+        raise s3e.InvalidArgument("Unknown metadata directive.")
+    same = (src.bucket, src.key) == (s3.bucket, s3.key) and src.version_id is None
+    if same and directive == "COPY" and "x-amz-storage-class" not in h:
+        raise s3e.InvalidRequest(SELF_COPY_MESSAGE)
+    opts = put_options(s3, hdr.IntegritySpec(), with_body=False)
+    try:
+        version = await s3.service.copy_object(
+            src, s3.bucket, s3.key, opts, replace_metadata=directive == "REPLACE"
+        )
+    except NotModified as exc:  # copy-source conditions answer 412, never 304
+        raise s3e.PreconditionFailed() from exc
+    headers = hdr.version_headers(version.version_id, s3.is_versioned)
+    if src.version_id:
+        headers["x-amz-copy-source-version-id"] = src.version_id
+    sums = [el(f"Checksum{algo}", value) for algo, value in version.checksums.items()]
+    return xml_response(document("CopyObjectResult", [
+        el("LastModified", iso8601(version.last_modified)), el("ETag", quoted(version.etag)),
+        *sums,
+    ]), headers=headers)  # fmt: skip
+
+HANDLERS: dict[S3Op, Handler] = {
+    S3Op.PUT_OBJECT: put_object,
+    S3Op.GET_OBJECT: get_object,
+    S3Op.HEAD_OBJECT: head_object,
+    S3Op.DELETE_OBJECT: delete_object,
+    S3Op.DELETE_OBJECTS: delete_objects,
+    S3Op.COPY_OBJECT: copy_object,
+}

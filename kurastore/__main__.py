@@ -1,0 +1,5 @@
+import sys
+
+from kurastore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,260 @@
+"""Connections, threads and transactions of the SQLite backend.
+
+Durability: the database runs in WAL mode with `synchronous=NORMAL` by default. A
+transaction is acknowledged only after COMMIT has written it to the WAL file, so an
+acknowledged commit survives a crash of the process (the OS holds the WAL pages).
+On power loss or a kernel crash the transactions committed since the last WAL sync
+(at most the last checkpoint interval) may be rolled back, but the database is never
+corrupt. `synchronous="FULL"` fsyncs the WAL at every commit and makes acknowledged
+commits survive power loss too; group commit keeps that at one fsync per batch.
+
+Threads: one writer thread owns the only writing connection. Callers enqueue write
+operations; the writer takes everything queued (up to `max_batch`), runs each op
+inside its own SAVEPOINT in one `BEGIN IMMEDIATE` transaction and commits once
+(group commit). An op that raises is rolled back to its savepoint alone and its
+caller gets the exception; the others commit. Readers run on a small pool of threads,
+each with its own connection, each read in one snapshot transaction. Nothing blocks
+the event loop, and since only one connection writes, "database is locked" can only
+come from another process and is waited out by busy_timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from kurastore.metadata._sqlite_schema import migrate
+from kurastore.metadata.errors import MetadataError, MetadataUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 60_000
+WAL_LIMIT_BYTES = 64 << 20
+_STOP = object()
+
+
+class WriteTx:
+    """What a write op sees: the writer's connection inside the batch transaction,
+    and the store-wide sequence (version order, upload order), read once per batch."""
+
+    __slots__ = ("_dirty", "_next", "conn")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._next: int | None = None
+        self._dirty = False
+
+    def next_seq(self) -> int:
+        if self._next is None:
+            row = self.conn.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+            self._next = int(row[0])
+        # Numbers used by an op that then rolls back are skipped, never reused.
+        self._next += 1
+        self._dirty = True
+        return self._next
+
+    def flush(self) -> None:
+        if self._dirty:
+            self.conn.execute("UPDATE counters SET value = ? WHERE name = 'seq'", (self._next,))
+
+
+@dataclass
+class _Op:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    outcome: tuple[bool, Any] = field(default=(False, None))
+
+
+def connect(path: str, *, synchronous: str, cache_kib: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal" and path != ":memory:":
+        raise MetadataError(f"cannot put {path} in WAL mode (got {mode})")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute(f"PRAGMA cache_size = -{cache_kib}")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    # Without a limit the WAL file keeps the size of the largest transaction ever run.
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
+    return conn
+
+
+class Executor:
+    """Runs write ops on the writer thread (group commit) and reads on reader threads.
+
+    Must be used from the event loop that opened it."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        readers: int = 4,
+        max_batch: int = 256,
+        max_queued_writes: int = 4096,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
+        self._path = path
+        self._synchronous = synchronous.upper()
+        self._max_batch = max_batch
+        self._loop = asyncio.get_running_loop()
+        self._writes: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._reads: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._write_slots = asyncio.Semaphore(max_queued_writes)
+        self._threads: list[threading.Thread] = []
+        self._reader_count = readers
+        self._closed = False
+
+    async def start(self) -> None:
+        """Opens the writer connection and migrates the schema, then starts the threads."""
+        ready: asyncio.Future[None] = self._loop.create_future()
+        writer = threading.Thread(
+            target=self._writer_main, args=(ready,), name="kurastore-sqlite-writer", daemon=True
+        )
+        writer.start()
+        self._threads.append(writer)
+        await ready
+        for i in range(self._reader_count):
+            t = threading.Thread(
+                target=self._reader_main, name=f"kurastore-sqlite-reader-{i}", daemon=True
+            )
+            t.start()
+            self._threads.append(t)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs fn(tx, *args) in the next group-commit batch; returns after COMMIT."""
+        if self._closed:
+            raise MetadataUnavailable("the metadata store is closed")
+        async with self._write_slots:
+            future: asyncio.Future[T] = self._loop.create_future()
+            # A queued op cannot be withdrawn: a cancelled caller stops waiting, the op
+            # still commits or fails, and its outcome is consumed here instead.
+            future.add_done_callback(_consume)
+            self._writes.put(_Op(fn, args, future))
+            return await asyncio.shield(future)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs fn(conn, *args) in one read transaction on a reader thread."""
+        if self._closed:
+            raise MetadataUnavailable("the metadata store is closed")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._reads.put(_Op(fn, args, future))
+        return await future
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writes.put(_STOP)
+        for _ in range(self._reader_count):
+            self._reads.put(_STOP)
+        threads, self._threads = self._threads, []
+        await asyncio.to_thread(lambda: [t.join() for t in threads])
+
+    # --- threads ---------------------------------------------------------------------
+    def _writer_main(self, ready: asyncio.Future[None]) -> None:
+        try:
+            conn = connect(self._path, synchronous=self._synchronous, cache_kib=65536)
+            migrate(conn)
+        except BaseException as exc:
+            self._loop.call_soon_threadsafe(_settle_one, ready, (False, exc))
+            return
+        self._loop.call_soon_threadsafe(_settle_one, ready, (True, None))
+        try:
+            stop = False
+            while not stop:
+                first = self._writes.get()
+                if first is _STOP:
+                    break
+                batch: list[_Op] = [first]
+                while len(batch) < self._max_batch:
+                    try:
+                        nxt = self._writes.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is _STOP:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._run_batch(conn, batch)
+                self._loop.call_soon_threadsafe(_settle, batch)
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            tx = WriteTx(conn)
+            for op in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    op.outcome = (True, op.fn(tx, *op.args))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    op.outcome = (False, _public(exc))
+                conn.execute("RELEASE op")
+            tx.flush()
+            conn.execute("COMMIT")
+        except Exception as exc:
+            # The transaction itself failed (disk full, I/O error): nothing of the
+            # batch is committed, and every caller must hear it.
+            log.error("metadata write batch of %d ops failed: %s", len(batch), exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for op in batch:
+                op.outcome = (False, MetadataUnavailable(f"metadata write failed: {exc}"))
+
+    def _reader_main(self) -> None:
+        conn = connect(self._path, synchronous=self._synchronous, cache_kib=16384)
+        try:
+            while True:
+                op = self._reads.get()
+                if op is _STOP:
+                    break
+                try:
+                    conn.execute("BEGIN")
+                    try:
+                        op.outcome = (True, op.fn(conn, *op.args))
+                    finally:
+                        conn.execute("COMMIT")
+                except Exception as exc:
+                    op.outcome = (False, _public(exc))
+                self._loop.call_soon_threadsafe(_settle_one, op.future, op.outcome)
+        finally:
+            conn.close()
+
+
+def _public(exc: Exception) -> Exception:
+    """SQLite's own operational errors become MetadataUnavailable; domain errors pass."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return MetadataUnavailable(f"metadata database error: {exc}")
+    return exc
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _settle_one(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.done():
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+def _settle(batch: list[_Op]) -> None:
+    for op in batch:
+        _settle_one(op.future, op.outcome)

@@ -1,0 +1,215 @@
+"""The local platform: storage pods as child processes on this machine.
+
+Each pod is `python -m kurastore.storage` on its own directory and loopback
+port. A supervisor restarts a pod that dies (with backoff, as a kubelet would),
+so a killed pod comes back with its volume intact. Stopping terminates every
+pod and waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kurastore.storage import PodClient
+
+log = logging.getLogger("kurastore.operator.local")
+
+RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+READY_TIMEOUT_S = 30.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalPod:
+    pod_id: str
+    data_dir: Path
+    host: str
+    port: int
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class LocalPods:
+    """Starts, supervises and stops a set of pod processes."""
+
+    def __init__(
+        self, root: Path, pod_ids: list[str], secret_file: Path, secret: bytes,
+        *, host: str = "127.0.0.1", log_dir: Path | None = None,
+    ) -> None:
+        self._root = root
+        self._secret_file = secret_file
+        self._client = PodClient(secret, connect_timeout_s=1.0, request_timeout_s=5.0, retries=0)
+        self._log_dir = log_dir or root
+        self.pods = {
+            pid: LocalPod(pid, root / pid, host, free_port(host)) for pid in pod_ids
+        }
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        for pod in self.pods.values():
+            pod.data_dir.mkdir(parents=True, exist_ok=True)
+            await _stop_stale(pod.data_dir)
+            await self._spawn(pod)
+        await asyncio.gather(*(self._wait_ready(p) for p in self.pods.values()))
+        self._supervisor = asyncio.create_task(self._supervise(), name="local-pods-supervisor")
+
+    async def _spawn(self, pod: LocalPod) -> None:
+        log_path = self._log_dir / f"{pod.pod_id}.log"
+        # The child inherits the descriptor; ours is closed right after the spawn.
+        log_file = open(log_path, "ab")  # noqa: ASYNC230
+        try:
+            pod.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-P", "-m", "kurastore.storage",
+                "--data", str(pod.data_dir),
+                "--listen", f"{pod.host}:{pod.port}",
+                "--secret-file", str(self._secret_file),
+                "--pod-id", pod.pod_id,
+                stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                start_new_session=True,  # Ctrl-C reaches us, and we stop the pods in order
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            log_file.close()
+        (pod.data_dir / PIDFILE).write_text(str(pod.process.pid))
+        pod.started_at = time.monotonic()
+        log.info("pod %s started pid=%s url=%s", pod.pod_id, pod.process.pid, pod.url)
+
+    async def _wait_ready(self, pod: LocalPod) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if pod.process is not None and pod.process.returncode is not None:
+                raise RuntimeError(
+                    f"pod {pod.pod_id} exited with {pod.process.returncode}; "
+                    f"see {self._log_dir / (pod.pod_id + '.log')}"
+                )
+            if await self._client.is_ready(pod.url):
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"pod {pod.pod_id} not ready after {READY_TIMEOUT_S} s")
+
+    async def _supervise(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(0.2)
+            for pod in self.pods.values():
+                proc = pod.process
+                if proc is None or proc.returncode is None or self._stopping:
+                    continue
+                delay = RESTART_BACKOFF_S[min(pod.restarts, len(RESTART_BACKOFF_S) - 1)]
+                if time.monotonic() - pod.started_at > 60:
+                    pod.restarts = 0  # it ran fine for a while: forget old crashes
+                log.warning(
+                    "pod %s exited with %s; restarting in %.1f s",
+                    pod.pod_id, proc.returncode, delay,
+                )
+                pod.process = None
+                pod.restarts += 1
+                asyncio.get_running_loop().call_later(
+                    delay, lambda p=pod: asyncio.ensure_future(self._restart(p))
+                )
+
+    async def _restart(self, pod: LocalPod) -> None:
+        if self._stopping or pod.process is not None:
+            return
+        with contextlib.suppress(Exception):
+            await self._spawn(pod)
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        procs = [p.process for p in self.pods.values() if p.process is not None]
+        for proc in procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout_s)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        await self._client.close()
+
+    def pids(self) -> dict[str, int]:
+        return {
+            p.pod_id: p.process.pid for p in self.pods.values()
+            if p.process is not None and p.process.returncode is None
+        }
+
+
+PIDFILE = "pod.pid"
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the server dies, even by kill -9,
+    so no pod outlives it and a restarted server never finds two pods on one volume."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _stale_pid(data_dir: Path) -> int | None:
+    """The pid of a pod an earlier server left running on this volume, if any."""
+    try:
+        pid = int((data_dir / PIDFILE).read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    if b"kurastore.storage" not in cmdline or str(data_dir).encode() not in cmdline:
+        return None
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def _stop_stale(data_dir: Path) -> None:
+    """A pod left running on this volume by an earlier server is stopped first."""
+    pid = _stale_pid(data_dir)
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if not _alive(pid):
+            return
+        await asyncio.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def pod_ids(count: int) -> list[str]:
+    return [f"pod-{i}" for i in range(count)]
+

@@ -1,0 +1,449 @@
+"""Shard files on one volume: layout, atomic durable writes, deletes, listing, usage.
+
+Layout under the data directory:
+    shards/<partition>/<object_id>/<shard_tag>.<index>     one file per shard
+    tmp/<...>.part                                         writes in progress (same filesystem)
+
+Rules:
+- Every path is built from names validated by `kurastore.storage.api`; nothing else ever
+  becomes a path component, so no request can name a file outside the data directory.
+- A write goes to a temporary file, is fsynced, then linked into place with `os.link`,
+  which fails if the name exists (no silent overwrite, no race between two writers), and the
+  directory is fsynced before the caller is told. A write that fails or is cut off is
+  aborted: its temporary file is removed; `tmp/` is emptied at every start, so a crash
+  leaves nothing behind either.
+- Disk full (ENOSPC, EDQUOT) or the configured capacity becoming exceeded raises
+  InsufficientStorage after the partial file is removed; reads are unaffected.
+- Empty object and partition directories are removed after deletes, so listing shows only
+  partitions that hold shards.
+- Everything here blocks: the server calls it from its bounded I/O executor, never the loop.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from kurastore.storage.api import (
+    PodUsage,
+    ShardId,
+    ShardInfo,
+    validate_object_id,
+    validate_partition,
+    validate_shard_tag,
+)
+from kurastore.storage.errors import (
+    InsufficientStorage,
+    ShardExists,
+    ShardNotFound,
+    ShardTooLarge,
+)
+
+__all__ = ["ShardStore", "ShardWriter"]
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)
+_DIR_RACE_RETRIES = 5
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _mkdir_durable(path: Path) -> None:
+    """Create `path` if missing and make its entry durable in the parent."""
+    try:
+        os.mkdir(path, 0o750)
+    except FileExistsError:
+        return
+    _fsync_dir(path.parent)
+
+
+def _mkdir(path: Path, created: list[Path]) -> None:
+    """Create `path` if missing; remember it, so its parent is fsynced before answering."""
+    try:
+        os.mkdir(path, 0o750)
+    except FileExistsError:
+        return
+    created.append(path)
+
+
+def _writeback_starter() -> Callable[[int, int, int], None]:
+    """sync_file_range(SYNC_FILE_RANGE_WRITE) where the platform has it, else a no-op.
+
+    Starting writeback of each batch as soon as it is written lets the disk work while the
+    rest of the body arrives, so the final fsync waits for the tail only.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        fn = libc.sync_file_range
+    except (OSError, AttributeError, TypeError):
+        return lambda fd, offset, nbytes: None
+    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    fn.restype = ctypes.c_int
+    sync_file_range_write = 2
+
+    def start(fd: int, offset: int, nbytes: int) -> None:
+        fn(fd, offset, nbytes, sync_file_range_write)  # advisory: errors change nothing
+
+    return start
+
+
+_start_writeback = _writeback_starter()
+
+
+class ShardStore:
+    """The shard files of one pod. Thread-safe; every method may block on the disk."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        capacity_bytes: int | None = None,
+        max_shard_bytes: int = 16 << 30,
+    ) -> None:
+        self.root = Path(data_dir).absolute()
+        self.shards_dir = self.root / "shards"
+        self.tmp_dir = self.root / "tmp"
+        self.capacity_bytes = capacity_bytes
+        self.max_shard_bytes = max_shard_bytes
+        self._lock = threading.Lock()
+        self._used_bytes = 0
+        self._reserved_bytes = 0
+        self._shards = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the layout, drop leftovers of interrupted writes, count what is stored."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        _mkdir_durable(self.shards_dir)
+        _mkdir_durable(self.tmp_dir)
+        for entry in os.scandir(self.tmp_dir):
+            # Anything here is an unacknowledged write: it was never visible, so drop it.
+            if entry.is_dir(follow_symlinks=False):
+                continue
+            os.unlink(entry.path)
+        used = shards = 0
+        for info in self._walk(self.list_partitions()):
+            used += info.size
+            shards += 1
+        with self._lock:
+            self._used_bytes, self._shards, self._reserved_bytes = used, shards, 0
+
+    def is_ready(self) -> bool:
+        """True if the volume is there and writable."""
+        return os.access(self.shards_dir, os.W_OK | os.X_OK) and os.access(
+            self.tmp_dir, os.W_OK | os.X_OK
+        )
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def partition_dir(self, partition: int) -> Path:
+        return self.shards_dir / str(validate_partition(partition))
+
+    def object_dir(self, partition: int, object_id: str) -> Path:
+        return self.partition_dir(partition) / validate_object_id(object_id)
+
+    def shard_file(self, partition: int, shard: ShardId) -> Path:
+        return self.object_dir(partition, shard.object_id) / shard.file_name
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def stat(self, partition: int, shard: ShardId) -> ShardInfo:
+        """Size and mtime of one shard; ShardNotFound if absent."""
+        try:
+            st = os.stat(self.shard_file(partition, shard))
+        except FileNotFoundError:
+            raise ShardNotFound(f"shard {shard.name} not in partition {partition}") from None
+        return ShardInfo(partition, shard, st.st_size, st.st_mtime)
+
+    def read(self, partition: int, shard: ShardId, offset: int = 0, length: int = -1) -> bytes:
+        """Read up to `length` bytes (all when -1) from `offset`; ShardNotFound if absent."""
+        try:
+            with open(self.shard_file(partition, shard), "rb", buffering=0) as f:
+                f.seek(offset)
+                return f.read() if length < 0 else f.read(length)
+        except FileNotFoundError:
+            raise ShardNotFound(f"shard {shard.name} not in partition {partition}") from None
+
+    def list_partitions(self) -> list[int]:
+        """Partitions that hold at least one shard directory, ascending."""
+        found = []
+        for entry in os.scandir(self.shards_dir):
+            try:
+                partition = validate_partition(entry.name)
+            except ValueError:
+                continue  # not ours: never listed, never touched
+            if entry.is_dir(follow_symlinks=False):
+                found.append(partition)
+        return sorted(found)
+
+    def list_partition(self, partition: int) -> list[ShardInfo]:
+        """Every shard of one partition, ordered by shard name."""
+        return sorted(self._walk([partition]), key=lambda info: info.shard.name)
+
+    def _walk(self, partitions: Sequence[int]) -> Iterator[ShardInfo]:
+        for partition in partitions:
+            try:
+                objects = list(os.scandir(self.partition_dir(partition)))
+            except FileNotFoundError:
+                continue
+            for obj in objects:
+                if not obj.is_dir(follow_symlinks=False):
+                    continue
+                try:
+                    files = list(os.scandir(obj.path))
+                except FileNotFoundError:
+                    continue  # deleted while we walked
+                for f in files:
+                    info = self._info_of(partition, obj.name, f)
+                    if info is not None:
+                        yield info
+
+    @staticmethod
+    def _info_of(partition: int, object_id: str, entry: os.DirEntry[str]) -> ShardInfo | None:
+        try:
+            shard = ShardId.parse(f"{object_id}.{entry.name}")
+            st = entry.stat(follow_symlinks=False)
+        except (ValueError, FileNotFoundError):
+            return None
+        return ShardInfo(partition, shard, st.st_size, st.st_mtime)
+
+    def usage(self) -> PodUsage:
+        """Capacity (quota or volume size), bytes in shards, bytes still writable, count."""
+        st = os.statvfs(self.root)
+        disk_total = st.f_blocks * st.f_frsize
+        disk_free = st.f_bavail * st.f_frsize
+        with self._lock:
+            used, reserved, shards = self._used_bytes, self._reserved_bytes, self._shards
+        if self.capacity_bytes is None:
+            return PodUsage(disk_total, used, disk_free, shards)
+        free = max(0, min(disk_free, self.capacity_bytes - used - reserved))
+        return PodUsage(self.capacity_bytes, used, free, shards)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def begin_write(self, partition: int, shard: ShardId) -> ShardWriter:
+        """Start writing a new shard; ShardExists at once if it is already stored."""
+        if self.shard_file(partition, shard).exists():
+            raise ShardExists(f"shard {shard.name} already in partition {partition}")
+        return ShardWriter(self, partition, shard)
+
+    def write_whole(self, partition: int, shard: ShardId, data: bytes) -> ShardInfo:
+        """Write a shard already in memory in one call (the small-shard path)."""
+        writer = self.begin_write(partition, shard)
+        try:
+            writer.write([data])
+            return writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def _reserve(self, nbytes: int) -> None:
+        with self._lock:
+            if (
+                self.capacity_bytes is not None
+                and self._used_bytes + self._reserved_bytes + nbytes > self.capacity_bytes
+            ):
+                raise InsufficientStorage("pod capacity reached")
+            self._reserved_bytes += nbytes
+
+    def _settle(self, reserved: int, stored: int) -> None:
+        with self._lock:
+            self._reserved_bytes -= reserved
+            if stored:
+                self._used_bytes += stored
+                self._shards += 1
+
+    # -- deletes ---------------------------------------------------------------------------
+
+    def delete(self, partition: int, shard: ShardId) -> bool:
+        """Remove one shard; False if it was not there."""
+        path = self.shard_file(partition, shard)
+        try:
+            size = os.stat(path).st_size
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        self._forget(size, 1)
+        self._prune(partition, shard.object_id)
+        return True
+
+    def delete_object(self, partition: int, object_id: str, shard_tag: str | None = None) -> int:
+        """Remove every shard of `object_id` (only those of `shard_tag` if given); count them."""
+        obj_dir = self.object_dir(partition, object_id)
+        prefix = None if shard_tag is None else validate_shard_tag(shard_tag) + "."
+        try:
+            entries = list(os.scandir(obj_dir))
+        except FileNotFoundError:
+            return 0
+        count = size = 0
+        for entry in entries:
+            if self._info_of(partition, object_id, entry) is None:
+                continue
+            if prefix is not None and not entry.name.startswith(prefix):
+                continue
+            try:
+                entry_size = entry.stat(follow_symlinks=False).st_size
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue  # a concurrent delete got it first
+            count += 1
+            size += entry_size
+        if count:
+            self._forget(size, count)
+            self._prune(partition, object_id)
+        return count
+
+    def _forget(self, size: int, count: int) -> None:
+        with self._lock:
+            self._used_bytes -= size
+            self._shards -= count
+
+    def _prune(self, partition: int, object_id: str) -> None:
+        """Fsync the object's directory, then drop it and its partition when empty."""
+        obj_dir = self.object_dir(partition, object_id)
+        durable_parent = obj_dir
+        for directory in (obj_dir, obj_dir.parent):
+            try:
+                os.rmdir(directory)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                    raise
+                break
+            durable_parent = directory.parent
+        try:
+            _fsync_dir(durable_parent)
+        except FileNotFoundError:
+            pass  # removed by a concurrent delete, which made it durable itself
+
+
+class ShardWriter:
+    """One shard being written: `write` batches, then `commit` or `abort` (idempotent)."""
+
+    def __init__(self, store: ShardStore, partition: int, shard: ShardId) -> None:
+        self.store = store
+        self.partition = partition
+        self.shard = shard
+        self.size = 0
+        self._reserved = 0
+        self.tmp_path = store.tmp_dir / f"{partition}.{shard.name}.{uuid.uuid4().hex}.part"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        self._fd: int | None = os.open(self.tmp_path, flags, 0o640)
+        self._done = False
+
+    def write(self, chunks: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Append `chunks` to the temporary file (one writev, looping on short writes)."""
+        nbytes = sum(len(c) for c in chunks)
+        if self.size + nbytes > self.store.max_shard_bytes:
+            raise ShardTooLarge(f"shard larger than {self.store.max_shard_bytes} bytes")
+        self.store._reserve(nbytes)
+        self._reserved += nbytes
+        assert self._fd is not None, "write after commit or abort"
+        views = [memoryview(c).cast("B") for c in chunks if len(c)]
+        start = self.size
+        try:
+            while views:
+                written = os.writev(self._fd, views)
+                self.size += written
+                while views and written >= len(views[0]):
+                    written -= len(views[0])
+                    views.pop(0)
+                if views and written:
+                    views[0] = views[0][written:]
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise InsufficientStorage("disk full") from exc
+            raise
+        if self.size > start:
+            _start_writeback(self._fd, start, self.size - start)
+
+    def commit(self) -> ShardInfo:
+        """Make the shard durable and visible; ShardExists if another writer won the name."""
+        assert self._fd is not None and not self._done, "commit after commit or abort"
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise InsufficientStorage("disk full") from exc
+            raise
+        os.close(self._fd)
+        self._fd = None
+        dest = self.store.shard_file(self.partition, self.shard)
+        created = self._link_into_place(dest)
+        # The new name, then the entries of any directory made for it. (On journalling
+        # filesystems the later fsyncs find their change already committed and are cheap.)
+        _fsync_dir(dest.parent)
+        for directory in reversed(created):
+            _fsync_dir(directory.parent)
+        st = os.stat(dest)
+        self._done = True
+        self.store._settle(self._reserved, st.st_size)
+        self._reserved = 0
+        # The name in tmp/ is not needed any more; if we crash before this, open() drops it.
+        self._unlink_tmp()
+        return ShardInfo(self.partition, self.shard, st.st_size, st.st_mtime)
+
+    def _link_into_place(self, dest: Path) -> list[Path]:
+        """Link the temporary file at `dest`; return the directories created for it."""
+        obj_dir = dest.parent
+        created: list[Path] = []
+        for _ in range(_DIR_RACE_RETRIES):
+            try:
+                _mkdir(obj_dir.parent, created)
+                _mkdir(obj_dir, created)
+                try:
+                    os.link(self.tmp_path, dest)
+                except OSError as exc:
+                    if exc.errno not in _NO_HARD_LINKS:
+                        raise
+                    self._rename_no_replace(dest)
+                return created
+            except FileExistsError:
+                raise ShardExists(
+                    f"shard {self.shard.name} already in partition {self.partition}"
+                ) from None
+            except FileNotFoundError:
+                continue  # a delete pruned the (empty) directory meanwhile: create it again
+            except OSError as exc:
+                if exc.errno in _DISK_FULL:
+                    raise InsufficientStorage("disk full") from exc
+                raise
+        raise OSError(errno.EAGAIN, f"could not place {dest}: directories keep disappearing")
+
+    def _rename_no_replace(self, dest: Path) -> None:
+        # Filesystems without hard links: check and rename under the store's lock, which
+        # every writer of this process takes, so two writers cannot both win.
+        with self.store._lock:
+            if dest.exists():
+                raise FileExistsError(errno.EEXIST, "exists", str(dest))
+            os.rename(self.tmp_path, dest)
+
+    def abort(self) -> None:
+        """Drop the partial shard: close and remove the temporary file, release the quota."""
+        if self._done:
+            return
+        self._done = True
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._unlink_tmp()
+        self.store._settle(self._reserved, 0)
+        self._reserved = 0
+
+    def _unlink_tmp(self) -> None:
+        try:
+            os.unlink(self.tmp_path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,446 @@
+"""PodClient: the one way gateways and workers talk to storage pods.
+
+Rules:
+- One pooled keep-alive aiohttp session per client, created on first use inside the loop.
+- Every request is signed (`auth.sign_request`) over the exact target it sends.
+- Timeouts are bounded everywhere, so a pod that hangs (SIGSTOP, black-holed) yields
+  PodUnavailable, never a hang: `sock_connect` for connecting, `sock_read` for every wait on
+  the pod's answer, and for request bodies a watchdog that fails the PUT when the pod
+  accepts no bytes for `request_timeout_s` (aiohttp has no write timeout of its own).
+- Idempotent calls (GET, HEAD, DELETE, list, verify, usage) are retried `retries` times with
+  short backoff, on PodUnavailable only; a stream resumes from the byte where it broke off.
+  A PUT is never retried: its body is a stream and the caller picks another pod.
+- Statuses become storage errors in one table (`_ERROR_OF`); no aiohttp type escapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import aiohttp
+from kurastore.storage.api import (
+    AUTH_HEADER,
+    MTIME_HEADER,
+    PodUsage,
+    ShardId,
+    ShardInfo,
+    VerifyResult,
+    object_path,
+    partition_path,
+    shard_path,
+    validate_partition,
+    validate_shard_tag,
+    verify_path,
+)
+from kurastore.storage.auth import sign_request
+from kurastore.storage.errors import (
+    InsufficientStorage,
+    InvalidRange,
+    InvalidShardName,
+    PodAuthError,
+    PodError,
+    PodUnavailable,
+    ShardExists,
+    ShardNotFound,
+    ShardTooLarge,
+)
+
+__all__ = ["PodClient"]
+
+T = TypeVar("T")
+Body = bytes | bytearray | memoryview | AsyncIterable[bytes | memoryview]
+
+_ERROR_OF: dict[int, type[PodError]] = {
+    401: PodAuthError,
+    403: PodAuthError,
+    404: ShardNotFound,
+    409: ShardExists,
+    413: ShardTooLarge,
+    416: InvalidRange,
+    507: InsufficientStorage,
+}
+_SMALL_BODY = 64 << 10  # bytes bodies up to this go in one write under one deadline
+_BODY_SLICE = 1 << 20  # larger ones are sent in slices of this size under the stall watchdog
+_STREAM_CHUNK = 1 << 20
+_BACKOFF_S = 0.05
+_ERROR_BODY_LIMIT = 4096
+
+
+class _LengthMismatch(Exception):
+    pass
+
+
+class PodClient:
+    """Async client for the pod API; share one per process (it pools connections)."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        *,
+        connect_timeout_s: float = 2.0,
+        request_timeout_s: float = 30.0,
+        limit_per_host: int = 64,
+        retries: int = 2,
+    ) -> None:
+        if not secret:
+            raise ValueError("the cluster secret must not be empty")
+        self._secret = secret
+        self._connect_timeout_s = connect_timeout_s
+        self._request_timeout_s = request_timeout_s
+        self._limit_per_host = limit_per_host
+        self._retries = max(0, retries)
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"PodClient(request_timeout_s={self._request_timeout_s}, retries={self._retries})"
+
+    async def __aenter__(self) -> PodClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close pooled connections; the client may not be used afterwards."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=self._limit_per_host, keepalive_timeout=15.0
+            )
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=self._connect_timeout_s,
+                sock_read=self._request_timeout_s,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=timeout,
+                auto_decompress=False,
+                read_bufsize=1 << 20,
+                headers={"Accept-Encoding": "identity"},
+            )
+        return self._session
+
+    # -- the request core ------------------------------------------------------------------
+
+    async def _once(
+        self,
+        method: str,
+        url: str,
+        target: str,
+        read: Callable[[aiohttp.ClientResponse], Awaitable[T]],
+        headers: dict[str, str] | None = None,
+        data: Any = None,
+    ) -> T:
+        base = url.rstrip("/")
+        sent = {AUTH_HEADER: sign_request(self._secret, method, target)}
+        if headers:
+            sent.update(headers)
+        try:
+            async with self._get_session().request(
+                method, base + target, headers=sent, data=data, allow_redirects=False
+            ) as resp:
+                if resp.status >= 400:
+                    await _raise_for(resp, base)
+                return await read(resp)
+        except PodError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+            raise PodUnavailable(f"{method} {target}: {exc!r}", base) from exc
+
+    async def _idempotent(
+        self,
+        method: str,
+        url: str,
+        target: str,
+        read: Callable[[aiohttp.ClientResponse], Awaitable[T]],
+        headers: dict[str, str] | None = None,
+    ) -> T:
+        for attempt in range(self._retries + 1):
+            try:
+                return await self._once(method, url, target, read, headers)
+            except PodUnavailable:
+                if attempt >= self._retries:
+                    raise
+                await _backoff(attempt)
+        raise AssertionError("unreachable")
+
+    # -- shards ----------------------------------------------------------------------------
+
+    async def put_shard(
+        self,
+        url: str,
+        partition: int,
+        shard: ShardId,
+        body: Body,
+        length: int | None = None,
+    ) -> ShardInfo:
+        """Store a new shard; durable and visible on the pod when this returns.
+
+        `body` is bytes-like (sent with Content-Length) or an async iterable (streamed,
+        chunked unless `length` is given, then exactly `length` bytes must come). Raises
+        ShardExists, InsufficientStorage, PodUnavailable, ...; never retried.
+        """
+        target = shard_path(partition, shard)
+        headers = {"Content-Type": "application/octet-stream"}
+        loop = asyncio.get_running_loop()
+        stall_s = self._request_timeout_s
+        try:
+            # Armed for the whole call when the body is small; for larger bodies `_watched`
+            # arms it per chunk written to the pod and disarms it while the source is awaited.
+            async with asyncio.timeout(loop.time() + stall_s) as watchdog:
+                if isinstance(body, bytes | bytearray | memoryview):
+                    view = memoryview(body).cast("B")
+                    if length is not None and length != view.nbytes:
+                        raise ValueError(f"length {length} != body size {view.nbytes}")
+                    headers["Content-Length"] = str(view.nbytes)
+                    if view.nbytes <= _SMALL_BODY:
+                        data: Any = view
+                    else:
+                        watchdog.reschedule(None)
+                        data = _watched(_slices(view), watchdog, loop, stall_s)
+                else:
+                    if length is not None:
+                        headers["Content-Length"] = str(length)
+                    watchdog.reschedule(None)
+                    data = _watched(_counted(body, length), watchdog, loop, stall_s)
+                answer = await self._once("PUT", url, target, _read_json, headers, data)
+        except TimeoutError as exc:
+            raise PodUnavailable(
+                f"PUT {target}: pod took no bytes for {stall_s} s", url.rstrip("/")
+            ) from exc
+        except PodUnavailable as exc:
+            mismatch = _find_cause(exc, _LengthMismatch)
+            if mismatch is not None:
+                raise ValueError(str(mismatch)) from None
+            raise
+        return ShardInfo(partition, shard, int(answer["size"]), float(answer["mtime"]))
+
+    async def read_shard(
+        self,
+        url: str,
+        partition: int,
+        shard: ShardId,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> bytes:
+        """Read `length` bytes (to the end when None) from `offset`.
+
+        Exactly `length` bytes or InvalidRange (the shard is shorter than asked).
+        """
+        _check_range(offset, length)
+        if length == 0:
+            info = await self.head_shard(url, partition, shard)
+            if offset > info.size:
+                raise InvalidRange(f"offset {offset} beyond size {info.size}", url)
+            return b""
+
+        async def read(resp: aiohttp.ClientResponse) -> bytes:
+            size = resp.content_length
+            data = await (resp.content.readexactly(size) if size is not None else resp.read())
+            if length is not None and len(data) != length:
+                raise InvalidRange(f"asked {length} bytes at {offset}, shard has {len(data)}", url)
+            return data
+
+        return await self._idempotent(
+            "GET", url, shard_path(partition, shard), read, _range_header(offset, length)
+        )
+
+    async def stream_shard(
+        self,
+        url: str,
+        partition: int,
+        shard: ShardId,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Yield the bytes of `length` (or all) from `offset`, resuming after a broken stream."""
+        _check_range(offset, length)
+        target = shard_path(partition, shard)
+        pos, end = offset, (None if length is None else offset + length)
+        failures = 0
+        while end is None or pos < end:
+            headers = _range_header(pos, None if end is None else end - pos)
+            headers[AUTH_HEADER] = sign_request(self._secret, "GET", target)
+            try:
+                async with self._get_session().get(
+                    url.rstrip("/") + target, headers=headers, allow_redirects=False
+                ) as resp:
+                    if resp.status >= 400:
+                        await _raise_for(resp, url.rstrip("/"))
+                    if end is None and resp.content_length is not None:
+                        end = pos + resp.content_length
+                    async for chunk in resp.content.iter_chunked(_STREAM_CHUNK):
+                        pos += len(chunk)
+                        failures = 0
+                        yield chunk
+                    if end is None:
+                        return
+                    if pos < end and resp.content_length is not None:
+                        raise InvalidRange(f"shard ended at {pos}, asked up to {end}", url)
+            except PodError:
+                raise
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                failures += 1
+                if failures > self._retries:
+                    raise PodUnavailable(f"GET {target} at byte {pos}: {exc!r}", url) from exc
+                await _backoff(failures - 1)
+
+    async def head_shard(self, url: str, partition: int, shard: ShardId) -> ShardInfo:
+        """Size and mtime of a stored shard; ShardNotFound if absent."""
+
+        async def read(resp: aiohttp.ClientResponse) -> ShardInfo:
+            size = int(resp.headers["Content-Length"])
+            return ShardInfo(partition, shard, size, float(resp.headers[MTIME_HEADER]))
+
+        return await self._idempotent("HEAD", url, shard_path(partition, shard), read)
+
+    async def delete_shard(self, url: str, partition: int, shard: ShardId) -> bool:
+        """Delete one shard; False if it did not exist."""
+        try:
+            await self._idempotent("DELETE", url, shard_path(partition, shard), _read_nothing)
+        except ShardNotFound:
+            return False
+        return True
+
+    async def delete_object_shards(
+        self, url: str, partition: int, object_id: str, shard_tag: str | None = None
+    ) -> int:
+        """Delete every shard of `object_id` on the pod (only `shard_tag`'s if given)."""
+        target = object_path(partition, object_id)
+        if shard_tag is not None:
+            target += "?" + urlencode({"tag": validate_shard_tag(shard_tag)})
+        answer = await self._idempotent("DELETE", url, target, _read_json)
+        return int(answer["deleted"])
+
+    async def list_partition(self, url: str, partition: int) -> list[ShardInfo]:
+        """Every shard the pod holds in `partition` (empty if none)."""
+        answer = await self._idempotent("GET", url, partition_path(partition), _read_json)
+        p = validate_partition(partition)
+        return [ShardInfo(p, ShardId.parse(n), int(s), float(t)) for n, s, t in answer["shards"]]
+
+    async def list_partitions(self, url: str) -> list[int]:
+        """Partitions holding at least one shard on the pod, ascending."""
+        answer = await self._idempotent("GET", url, partition_path(None), _read_json)
+        return [int(p) for p in answer["partitions"]]
+
+    async def verify_shard(self, url: str, partition: int, shard: ShardId) -> VerifyResult:
+        """Make the pod re-read the shard and check every frame."""
+        answer = await self._idempotent("POST", url, verify_path(partition, shard), _read_json)
+        return VerifyResult(
+            bool(answer["ok"]), int(answer["frames"]), tuple(int(s) for s in answer["bad_stripes"])
+        )
+
+    async def usage(self, url: str) -> PodUsage:
+        """Capacity, used and free bytes and shard count of the pod."""
+        a = await self._idempotent("GET", url, "/v1/usage", _read_json)
+        return PodUsage(
+            int(a["capacity_bytes"]), int(a["used_bytes"]), int(a["free_bytes"]), int(a["shards"])
+        )
+
+    async def is_ready(self, url: str) -> bool:
+        """True if the pod answers /readyz with 200 (one try, no retries)."""
+        try:
+            return await self._once("GET", url, "/readyz", _read_ok)
+        except PodError:
+            return False
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+async def _raise_for(resp: aiohttp.ClientResponse, base: str) -> None:
+    try:
+        raw = await resp.content.read(_ERROR_BODY_LIMIT)
+        message = raw.decode("utf-8", "replace")
+    except (aiohttp.ClientError, TimeoutError):
+        message = ""
+    text = f"{resp.method} {resp.url.path_qs}: {resp.status} {message}".strip()
+    cls = _ERROR_OF.get(resp.status)
+    if cls is None:
+        if resp.status >= 500:
+            cls = PodUnavailable
+        elif resp.status == 400 and '"InvalidShardName"' in message:
+            cls = InvalidShardName
+        else:
+            cls = PodError
+    raise cls(text, base)
+
+
+async def _read_json(resp: aiohttp.ClientResponse) -> Any:
+    return await resp.json(content_type=None)
+
+
+async def _read_nothing(resp: aiohttp.ClientResponse) -> None:
+    await resp.read()
+
+
+async def _read_ok(resp: aiohttp.ClientResponse) -> bool:
+    await resp.read()
+    return resp.status == 200
+
+
+def _find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, kind):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+async def _backoff(attempt: int) -> None:
+    await asyncio.sleep(_BACKOFF_S * (2**attempt) * (0.5 + random.random()))
+
+
+def _check_range(offset: int, length: int | None) -> None:
+    if offset < 0 or (length is not None and length < 0):
+        raise InvalidRange(f"bad range offset={offset} length={length}")
+
+
+def _range_header(offset: int, length: int | None) -> dict[str, str]:
+    if length is None:
+        return {"Range": f"bytes={offset}-"} if offset else {}
+    return {"Range": f"bytes={offset}-{offset + length - 1}"}
+
+
+async def _slices(view: memoryview) -> AsyncIterator[memoryview]:
+    for start in range(0, view.nbytes, _BODY_SLICE):
+        yield view[start : start + _BODY_SLICE]
+
+
+async def _counted(
+    source: AsyncIterable[bytes | memoryview], length: int | None
+) -> AsyncIterator[bytes | memoryview]:
+    sent = 0
+    async for chunk in source:
+        sent += len(chunk)
+        if length is not None and sent > length:
+            raise _LengthMismatch(f"body longer than the declared length {length}")
+        yield chunk
+    if length is not None and sent != length:
+        raise _LengthMismatch(f"body of {sent} bytes, declared length {length}")
+
+
+async def _watched(
+    source: AsyncIterator[bytes | memoryview],
+    watchdog: asyncio.Timeout,
+    loop: asyncio.AbstractEventLoop,
+    stall_s: float,
+) -> AsyncIterator[bytes | memoryview]:
+    """Arm the watchdog while aiohttp writes each chunk to the pod, disarm while waiting on
+    the source: only the pod's stalls count, not a slow producer."""
+    async for chunk in source:
+        watchdog.reschedule(loop.time() + stall_s)
+        yield chunk
+        watchdog.reschedule(None)

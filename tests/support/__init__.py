@@ -1,0 +1,1 @@
+"""Test support: fakes that behave correctly, and real-process fixtures."""

@@ -1,0 +1,120 @@
+"""Multipart uploads: lifecycle, what gets queued for collection, S3 upload listing."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+from kurastore.metadata import (
+    BucketNotFound,
+    PartLayout,
+    PartRecord,
+    PendingWrite,
+    PreconditionFailed,
+    ShardRef,
+    Store,
+    UploadNotFound,
+    UploadRecord,
+)
+
+
+def upload(bucket: str, key: str, uid: str, initiated: float = 0.0) -> UploadRecord:
+    return UploadRecord(
+        upload_id=uid, bucket=bucket, key=key, object_id=uid.ljust(32, "0")[:32],
+        initiated=initiated or time.time(), content_type="text/plain",
+        user_meta={"color": "blue"}, checksum_algorithm="CRC32", checksum_type="COMPOSITE",
+        k=4, m=2, block_size=1 << 20, partition=9, epoch=3,
+    )
+
+
+def part(uid: str, n: int, tag: str, size: int = 5 << 20) -> PartRecord:
+    return PartRecord(uid, PartLayout(n, tag, size, f"{n:032x}", {"CRC32": "AAAA"}), time.time())
+
+
+async def collected(store: Store) -> list[ShardRef]:
+    items = await store.take_collect(time.time() + 1, limit=1000)
+    await store.done_collect([i for i, _ in items])
+    return [ref for _, ref in items]
+
+
+async def test_lifecycle_and_queued_shards(store: Store, bucket: str, obj) -> None:
+    up = upload(bucket, "big.bin", "u1")
+    await store.create_upload(up)
+    assert await store.get_upload("u1") == up
+    await store.begin_write(PendingWrite(up.object_id, "t1", bucket, "big.bin", 9, 3, 6, 1.0))
+    await store.put_part(part("u1", 1, "t1"))
+    assert await store.stale_writes(2.0) == []  # put_part cleared the part's pending write
+    await store.put_part(part("u1", 2, "t2"))
+    await store.put_part(part("u1", 3, "t3"))
+    await store.put_part(part("u1", 2, "t2b"))  # re-upload of part 2: t2 is orphaned
+    await store.put_part(part("u1", 3, "t3"))  # same tag again: nothing orphaned
+    assert await collected(store) == [ShardRef(up.object_id, 9, 3, 6, "t2")]
+
+    page = await store.list_parts("u1", max_parts=2)
+    assert [p.part.part_number for p in page.parts] == [1, 2] and page.is_truncated
+    assert page.next_part_number_marker == 2 and page.parts[1].part.shard_tag == "t2b"
+    rest = await store.list_parts("u1", part_number_marker=2)
+    assert [p.part.part_number for p in rest.parts] == [3] and not rest.is_truncated
+
+    final = dataclasses.replace(
+        obj(bucket, "big.bin"), object_id=up.object_id, partition=9, epoch=3,
+        parts=(page.parts[0].part, page.parts[1].part),
+    )
+    await store.commit_version(obj(bucket, "big.bin", etag="e" * 32))
+    with pytest.raises(PreconditionFailed):
+        await store.complete_upload("u1", final, if_match="f" * 32)
+    assert (await store.get_upload("u1")).upload_id == "u1"  # untouched
+    assert await collected(store) == []
+    res = await store.complete_upload("u1", final, if_match="e" * 32)
+    assert res.version.object_id == up.object_id and len(res.replaced) == 1
+    refs = await collected(store)
+    assert ShardRef(up.object_id, 9, 3, 6, "t3") in refs  # unused part 3
+    assert ShardRef(res.replaced[0].object_id, 7, 1, 6, None) in refs  # replaced version
+    assert len(refs) == 2
+    with pytest.raises(UploadNotFound):
+        await store.get_upload("u1")
+    got = await store.get_version(bucket, "big.bin")
+    assert [p.shard_tag for p in got.parts] == ["t1", "t2b"]
+
+
+async def test_abort_and_bucket_delete(store: Store, bucket: str) -> None:
+    await store.create_upload(upload(bucket, "a", "u1"))
+    await store.put_part(part("u1", 1, "t1"))
+    await store.abort_upload("u1")
+    assert await collected(store) == [ShardRef("u1".ljust(32, "0"), 9, 3, 6, None)]
+    for call in (store.abort_upload("u1"), store.put_part(part("u1", 2, "x")),
+                 store.list_parts("u1"), store.get_upload("u1")):
+        with pytest.raises(UploadNotFound):
+            await call
+    with pytest.raises(BucketNotFound):
+        await store.create_upload(upload("nobucket", "a", "u2"))
+    await store.create_upload(upload(bucket, "b", "u3"))
+    await store.delete_bucket(bucket)  # uploads in progress are aborted
+    assert await collected(store) == [ShardRef("u3".ljust(32, "0"), 9, 3, 6, None)]
+    with pytest.raises(UploadNotFound):
+        await store.get_upload("u3")
+
+
+async def test_list_uploads_s3_order_and_markers(store: Store, bucket: str) -> None:
+    specs = [("b/x", "u4"), ("a", "u1"), ("a", "u2"), ("b/y", "u5"), ("c", "u6"), ("a", "u3")]
+    for n, (key, uid) in enumerate(specs):
+        await store.create_upload(upload(bucket, key, uid, initiated=100.0 + n))
+    everything = await store.list_uploads(bucket)
+    assert [(u.key, u.upload_id) for u in everything.uploads] == [
+        ("a", "u1"), ("a", "u2"), ("a", "u3"), ("b/x", "u4"), ("b/y", "u5"), ("c", "u6")
+    ]
+    first = await store.list_uploads(bucket, max_uploads=2)
+    assert [u.upload_id for u in first.uploads] == ["u1", "u2"] and first.is_truncated
+    assert (first.next_key_marker, first.next_upload_id_marker) == ("a", "u2")
+    second = await store.list_uploads(
+        bucket, key_marker="a", upload_id_marker="u2", max_uploads=2
+    )
+    assert [u.upload_id for u in second.uploads] == ["u3", "u4"]
+    after_key = await store.list_uploads(bucket, key_marker="a")
+    assert [u.upload_id for u in after_key.uploads] == ["u4", "u5", "u6"]
+    grouped = await store.list_uploads(bucket, delimiter="/")
+    assert [u.upload_id for u in grouped.uploads] == ["u1", "u2", "u3", "u6"]
+    assert grouped.common_prefixes == ("b/",)
+    prefixed = await store.list_uploads(bucket, prefix="b/", max_uploads=1)
+    assert [u.upload_id for u in prefixed.uploads] == ["u4"] and prefixed.is_truncated

@@ -1,0 +1,118 @@
+"""What only the SQLite backend has: its file, pragmas, migrations, durability."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from kurastore.metadata import BucketRecord, MetadataError, MetadataUnavailable, ObjectVersion
+from kurastore.metadata import _sqlite_schema as schema
+from kurastore.metadata.sqlite import SQLiteStore
+
+KEY = b"s" * 32
+
+
+def version(key: str) -> ObjectVersion:
+    return ObjectVersion("b", key, "", "0" * 32, 1, "e", 1.0, inline=b"x")
+
+
+async def test_wal_and_reopen(tmp_path: Path) -> None:
+    path = str(tmp_path / "m.db")
+    store = await SQLiteStore.open(path, secret_key=KEY)
+    await store.create_bucket(BucketRecord("b", "o", 1.0))
+    await store.commit_version(version("k"))
+    await store.close()
+    with pytest.raises(MetadataUnavailable):
+        await store.get_bucket("b")
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert raw.execute("SELECT max(version) FROM schema_version").fetchone()[0] == (
+        schema.LATEST_VERSION
+    )
+    raw.close()
+    again = await SQLiteStore.open(path, secret_key=KEY)
+    assert (await again.get_version("b", "k")).inline == b"x"
+    await again.close()
+
+
+async def test_migration_runner_upgrades_in_place(tmp_path: Path, monkeypatch) -> None:
+    path = str(tmp_path / "m.db")
+    store = await SQLiteStore.open(path, secret_key=KEY)
+    await store.create_bucket(BucketRecord("b", "o", 1.0))
+    await store.close()
+    step = (2, ("CREATE TABLE lifecycle (bucket_id INTEGER PRIMARY KEY, rules TEXT)",))
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, step))
+    monkeypatch.setattr(schema, "LATEST_VERSION", 2)
+    upgraded = await SQLiteStore.open(path, secret_key=KEY)
+    assert (await upgraded.get_bucket("b")).owner == "o"  # data kept
+    await upgraded.close()
+    raw = sqlite3.connect(path)
+    assert [r[0] for r in raw.execute("SELECT version FROM schema_version ORDER BY 1")] == [1, 2]
+    raw.execute("SELECT rules FROM lifecycle").fetchall()
+    raw.close()
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+    monkeypatch.setattr(schema, "LATEST_VERSION", 1)
+    with pytest.raises(MetadataError, match="newer than this code"):
+        await SQLiteStore.open(path, secret_key=KEY)
+
+
+async def test_cancelled_caller_still_commits(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(str(tmp_path / "m.db"), secret_key=KEY)
+    await store.create_bucket(BucketRecord("b", "o", 1.0))
+    tasks = [asyncio.create_task(store.commit_version(version(f"k{i}"))) for i in range(50)]
+    await asyncio.sleep(0)
+    for t in tasks[::2]:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    # A queued commit cannot be withdrawn: cancelling only stops the caller waiting.
+    assert (await store.bucket_usage("b"))[0] == 50
+    await store.close()
+
+
+def test_acknowledged_commits_survive_a_killed_process(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    child = textwrap.dedent(f"""
+        import asyncio, os, signal
+        from kurastore.metadata import BucketRecord, ObjectVersion
+        from kurastore.metadata.sqlite import SQLiteStore
+        async def main():
+            s = await SQLiteStore.open({str(path)!r}, secret_key=b"s" * 32)
+            await s.create_bucket(BucketRecord("b", "o", 1.0))
+            await asyncio.gather(*(s.commit_version(ObjectVersion(
+                "b", f"k{{i}}", "", "0" * 32, 1, "e", 1.0, inline=b"x")) for i in range(300)))
+            os.kill(os.getpid(), signal.SIGKILL)  # no close, no checkpoint
+        asyncio.run(main())
+    """)
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr.decode()
+
+    async def count() -> int:
+        store = await SQLiteStore.open(str(path), secret_key=KEY)
+        try:
+            return (await store.bucket_usage("b"))[0]
+        finally:
+            await store.close()
+
+    assert asyncio.run(count()) == 300
+
+
+async def test_many_writers_never_see_locked(tmp_path: Path) -> None:
+    """Two stores on one file (as two processes would): writes wait, never fail."""
+    path = str(tmp_path / "m.db")
+    one = await SQLiteStore.open(path, secret_key=KEY)
+    two = await SQLiteStore.open(path, secret_key=KEY)
+    await one.create_bucket(BucketRecord("b", "o", 1.0))
+    start = time.time()
+    await asyncio.gather(*(
+        (one if i % 2 else two).commit_version(version(f"k{i}")) for i in range(400)
+    ))
+    assert time.time() - start < 30
+    assert (await one.bucket_usage("b"))[0] == 400
+    await one.close()
+    await two.close()

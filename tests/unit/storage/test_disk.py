@@ -1,0 +1,165 @@
+"""The shard files: atomic writes, no overwrite, cleanup, quota and real ENOSPC, pruning."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from kurastore.storage import InsufficientStorage, ShardExists, ShardId, ShardNotFound
+from kurastore.storage._disk import ShardStore
+
+
+def sid(n: int = 1, tag: str = "p1", index: int = 0) -> ShardId:
+    return ShardId(f"{n:032x}", tag, index)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ShardStore:
+    s = ShardStore(tmp_path / "data")
+    s.open()
+    return s
+
+
+def put(store: ShardStore, partition: int, shard: ShardId, data: bytes) -> None:
+    w = store.begin_write(partition, shard)
+    try:
+        w.write([data])
+        w.commit()
+    except BaseException:
+        w.abort()
+        raise
+
+
+def test_layout_is_partition_then_object(store: ShardStore) -> None:
+    put(store, 12, sid(5, "p2", 3), b"abc")
+    path = store.root / "shards" / "12" / f"{5:032x}" / "p2.3"
+    assert path.read_bytes() == b"abc"
+    assert os.listdir(store.tmp_dir) == []
+
+
+def test_shard_invisible_until_commit(store: ShardStore) -> None:
+    w = store.begin_write(1, sid())
+    w.write([b"x" * 1000, memoryview(b"y" * 10)])
+    with pytest.raises(ShardNotFound):
+        store.stat(1, sid())
+    assert store.list_partition(1) == []
+    info = w.commit()
+    assert info.size == 1010
+    assert store.read(1, sid()) == b"x" * 1000 + b"y" * 10
+
+
+def test_abort_leaves_nothing(store: ShardStore) -> None:
+    w = store.begin_write(1, sid())
+    w.write([b"x" * 4096])
+    w.abort()
+    w.abort()  # idempotent
+    assert os.listdir(store.tmp_dir) == []
+    assert store.list_partitions() == []
+    assert store.usage().used_bytes == 0
+
+
+def test_never_overwrites(store: ShardStore) -> None:
+    put(store, 1, sid(), b"first")
+    with pytest.raises(ShardExists):
+        store.begin_write(1, sid())
+    # Two writers that both started before either finished: exactly one wins.
+    a, b = store.begin_write(1, sid(2)), store.begin_write(1, sid(2))
+    a.write([b"from a"])
+    b.write([b"from b"])
+    a.commit()
+    with pytest.raises(ShardExists):
+        b.commit()
+    b.abort()
+    assert store.read(1, sid()) == b"first"
+    assert store.read(1, sid(2)) == b"from a"
+    assert os.listdir(store.tmp_dir) == []
+
+
+def test_open_drops_interrupted_writes_and_counts_usage(tmp_path: Path) -> None:
+    s = ShardStore(tmp_path / "d")
+    s.open()
+    put(s, 3, sid(1), b"a" * 100)
+    put(s, 4, sid(2), b"b" * 50)
+    w = s.begin_write(3, sid(3))  # a crash mid-write: never committed, never aborted
+    w.write([b"c" * 77])
+    assert len(os.listdir(s.tmp_dir)) == 1
+    again = ShardStore(tmp_path / "d")
+    again.open()
+    assert os.listdir(again.tmp_dir) == []
+    assert again.list_partitions() == [3, 4]
+    usage = again.usage()
+    assert (usage.used_bytes, usage.shards) == (150, 2)
+
+
+def test_quota_full_refuses_and_cleans(tmp_path: Path) -> None:
+    s = ShardStore(tmp_path / "d", capacity_bytes=10_000)
+    s.open()
+    put(s, 1, sid(1), b"a" * 6000)
+    with pytest.raises(InsufficientStorage):
+        put(s, 1, sid(2), b"b" * 6000)
+    assert os.listdir(s.tmp_dir) == []
+    assert s.read(1, sid(1)) == b"a" * 6000
+    u = s.usage()
+    assert (u.capacity_bytes, u.used_bytes, u.free_bytes, u.shards) == (10_000, 6000, 4000, 1)
+    s.delete(1, sid(1))
+    put(s, 1, sid(2), b"b" * 6000)  # room again after a delete
+
+
+def test_real_enospc_from_the_kernel(store: ShardStore) -> None:
+    # /dev/full fails every write with ENOSPC: the error the volume gives when it fills up.
+    w = store.begin_write(1, sid())
+    os.close(w._fd)  # type: ignore[arg-type]
+    w._fd = os.open("/dev/full", os.O_WRONLY)
+    with pytest.raises(InsufficientStorage):
+        w.write([b"x" * 65536])
+    w.abort()
+    assert os.listdir(store.tmp_dir) == []
+    assert store.usage().used_bytes == 0
+
+
+def test_delete_prunes_empty_directories(store: ShardStore) -> None:
+    put(store, 9, sid(1, "p1", 0), b"a")
+    put(store, 9, sid(1, "p1", 1), b"b")
+    put(store, 9, sid(1, "p2", 0), b"c")
+    assert store.delete(9, sid(1, "p1", 0)) is True
+    assert store.delete(9, sid(1, "p1", 0)) is False
+    assert store.delete_object(9, f"{1:032x}", "p1") == 1
+    assert [i.shard for i in store.list_partition(9)] == [sid(1, "p2", 0)]
+    assert store.delete_object(9, f"{1:032x}") == 1
+    assert not (store.root / "shards" / "9").exists()
+    assert store.list_partitions() == []
+    assert store.usage().shards == 0
+
+
+def test_stray_files_are_ignored(store: ShardStore) -> None:
+    put(store, 2, sid(1), b"a")
+    (store.root / "shards" / "not-a-partition").mkdir()
+    (store.root / "shards" / "2" / f"{1:032x}" / "junk.txt").write_bytes(b"x")
+    assert store.list_partitions() == [2]
+    assert [i.shard for i in store.list_partition(2)] == [sid(1)]
+    assert store.delete_object(2, f"{1:032x}") == 1
+    assert (store.root / "shards" / "2" / f"{1:032x}" / "junk.txt").exists()
+
+
+def test_concurrent_writes_and_deletes_in_one_object(store: ShardStore) -> None:
+    # Deletes prune the object's directory while other writers place shards into it.
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            for round_ in range(30):
+                put(store, 1, sid(1, f"t{i}", round_ % 256), b"z" * 10)
+                store.delete(1, sid(1, f"t{i}", round_ % 256))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.list_partitions() == []
+    assert store.usage().used_bytes == 0
