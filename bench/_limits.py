@@ -8,9 +8,13 @@ plain functions so that other benchmarks (put/get, storage) can reuse them.
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import itertools
 import os
 import statistics
+import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -104,7 +108,7 @@ def raw_zfec_decode(k: int, m: int, stripes: list[list[memoryview]]) -> list[Wor
 HASHES: dict[str, Callable[[memoryview], object]] = {
     "xxh3_64": xxhash.xxh3_64_intdigest,
     "xxh64": xxhash.xxh64_intdigest,
-    "md5": lambda buf: hashlib.md5(buf).digest(),
+    "md5": hashlib.md5,  # hashing happens in the constructor; C all the way (see gil_free_share)
 }
 
 
@@ -118,20 +122,46 @@ def hash_rates(buf_size: int, runs: int = 5, min_time: float = 0.2) -> dict[str,
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def parallelism(fn: Callable[[memoryview], object], buf_size: int, seconds: float = 0.5) -> float:
-    """CPU seconds per wall second while two threads call fn(own buffer) in a loop.
+def gil_free_share(
+    fn: Callable[..., object], args: tuple[object, ...], seconds: float = 0.1, rounds: int = 5
+) -> float:
+    """How much a pure-Python thread runs while this thread is inside fn: ~1 = GIL released.
 
-    About 2.0 on two idle cores when fn releases the GIL, at most about 1.0 when it holds
-    it (only one thread can run). Other load on the machine lowers it, never raises it.
+    This thread calls fn(*args) back to back from C (starmap: no bytecode in between, so
+    the only chance to drop the GIL is inside fn, which must be a C function) for about
+    `seconds` of CPU, while a second thread spins in Python. Result: the spinner's CPU
+    time over ours (median of `rounds`); about 1 when fn releases the GIL (both threads
+    run), near 0 when it holds it (the spinner waits; a short switch interval keeps the
+    edges small). Unlike a throughput ratio it hardly depends on how busy the machine is,
+    since both threads compete for the same cores.
     """
-    bufs = [memoryview(os.urandom(buf_size)) for _ in range(2)]
-    stop = time.perf_counter() + seconds
+    count, spent = 1, 0.0
+    while spent < seconds / 4:  # calibrate: how many calls make `seconds` of CPU
+        count *= 2
+        start = time.thread_time()
+        collections.deque(itertools.starmap(fn, itertools.repeat(args, count)), maxlen=0)
+        spent = time.thread_time() - start
+    count = max(1, int(count * seconds / spent))
+    done = threading.Event()
+    spinner = threading.Thread(target=_spin, args=(done,), daemon=True)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)
+    spinner.start()
+    clock = time.pthread_getcpuclockid(spinner.ident)
+    shares = []
+    try:
+        for _ in range(rounds):
+            ours, theirs = time.thread_time(), time.clock_gettime(clock)
+            collections.deque(itertools.starmap(fn, itertools.repeat(args, count)), maxlen=0)
+            ours = time.thread_time() - ours
+            shares.append((time.clock_gettime(clock) - theirs) / ours)
+    finally:
+        done.set()
+        spinner.join()
+        sys.setswitchinterval(interval)
+    return statistics.median(shares)
 
-    def loop(buf: memoryview) -> None:
-        while time.perf_counter() < stop:
-            fn(buf)
 
-    cpu, wall = time.process_time(), time.perf_counter()
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(loop, bufs))
-    return (time.process_time() - cpu) / (time.perf_counter() - wall)
+def _spin(done: threading.Event) -> None:
+    while not done.is_set():
+        pass

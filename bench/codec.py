@@ -21,6 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import zfec
+
 # Run as a script (python bench/codec.py): PYTHONSAFEPATH keeps bench/ off sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -127,13 +129,21 @@ def limits_table(args: argparse.Namespace) -> None:
     for name in _limits.HASHES:
         print(f"{name:<9}" + "".join(f"{rates[label][name]:>10.0f}" for label in sizes))
 
-    print("\nGIL: CPU s per wall s while 2 threads hash their own buffers (~2 = released)")
-    probes = {"64 MiB": 64 * MIB, "64 KiB+64": (64 << 10) + 64, "64 KiB": 64 << 10}
-    print(f"{'hash':<9}" + "".join(f"{label:>11}" for label in probes))
-    reference = {"python": lambda buf: sum(range(20_000))}  # pure Python: holds the GIL
-    for name, fn in {**_limits.HASHES, **reference}.items():
-        cells = [_limits.parallelism(fn, size, args.min_time * 2) for size in probes.values()]
-        print(f"{name:<9}" + "".join(f"{cell:>11.2f}" for cell in cells))
+    print("\nGIL: a Python thread's CPU time while another calls the function back to back")
+    print("(relative to the caller's; ~1: the function releases the GIL, ~0: it holds it)")
+    sizes = {"64 MiB": 64 * MIB, "256 KiB": 256 << 10, "64 KiB+64": (64 << 10) + 64,
+             "64 KiB": 64 << 10}
+    bufs = {label: memoryview(bytes(size)) for label, size in sizes.items()}
+    fns = {**_limits.HASHES, "bytes()": bytes}  # bytes(): a plain copy, holds the GIL
+    print(f"{'call':<12}" + "".join(f"{label:>11}" for label in sizes))
+    for name, fn in fns.items():
+        cells = [_limits.gil_free_share(fn, (bufs[label],)) for label in sizes]
+        print(f"{name:<12}" + "".join(f"{cell:>11.2f}" for cell in cells))
+    for k, m in GEOMETRIES:
+        blocks = tuple(_limits.zfec_stripes(k, m, 1 << 20, 1)[0])
+        encoder = zfec.Encoder(k, k + m)
+        share = _limits.gil_free_share(encoder.encode, (blocks, tuple(range(k, k + m))))
+        print(f"{f'zfec {k}+{m}':<12}{share:>11.2f}  (1 MiB stripe)")
 
 
 def main() -> int:

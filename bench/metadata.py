@@ -10,6 +10,9 @@ Prints:
   dir%04d/sub%03d/file%06d, with and without delimiter '/', median and p90 over
   25 pages started at spread-out points (target: median < 30 ms);
 - RSS of this process and the database size with those objects loaded.
+Next to each wall-clock figure it prints the CPU time the process used (all its
+threads): on a shared machine the load average (printed) slows the wall clock,
+and the CPU figure shows what the work itself costs.
 The million keys are bulk-loaded with SQLiteStore.load_versions (executemany in one
 transaction per 50,000 rows), which is not the commit path: the commit figure is
 measured separately, through commit_version.
@@ -44,7 +47,9 @@ def version(bucket: str, key: str, i: int) -> ObjectVersion:
     )
 
 
-async def commits_per_second(path: str, writers: int, total: int, synchronous: str) -> float:
+async def commits_per_second(
+    path: str, writers: int, total: int, synchronous: str
+) -> tuple[float, float]:
     store = await SQLiteStore.open(path, secret_key=os.urandom(32), synchronous=synchronous)
     await store.create_bucket(BucketRecord("c", "owner", time.time()))
     per_writer = total // writers
@@ -55,11 +60,11 @@ async def commits_per_second(path: str, writers: int, total: int, synchronous: s
             v = version("c", f"w{w:02d}/obj{j:07d}", i)
             await store.commit_version(v)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(writer(w) for w in range(writers)))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     await store.close()
-    return per_writer * writers / elapsed
+    return per_writer * writers / elapsed, cpu / (per_writer * writers) * 1e6
 
 
 async def pending_commits_per_second(path: str, writers: int, total: int) -> float:
@@ -84,6 +89,25 @@ async def pending_commits_per_second(path: str, writers: int, total: int) -> flo
     return per_writer * writers / elapsed
 
 
+def raw_sqlite_commits(path: str, n: int = 5000) -> float:
+    """The machine's limit without group commit: one tiny INSERT per transaction,
+    WAL and synchronous=NORMAL, one thread, plain sqlite3."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("CREATE TABLE t (k BLOB PRIMARY KEY, v TEXT)")
+    start = time.perf_counter()
+    for i in range(n):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (?, ?)", (f"key{i:08d}".encode(), "v" * 100))
+        conn.execute("COMMIT")
+    rate = n / (time.perf_counter() - start)
+    conn.close()
+    return rate
+
+
 def layout(objects: int) -> list[str]:
     """dir%04d/sub%03d/file%06d with 10 subs of 10 files per dir."""
     return [f"dir{i // 100:04d}/sub{i // 10 % 10:03d}/file{i:06d}" for i in range(objects)]
@@ -97,15 +121,19 @@ async def load(store: SQLiteStore, keys: list[str]) -> float:
     return time.perf_counter() - start
 
 
-async def page_times(store: SQLiteStore, starts: list[str], delimiter: str) -> list[float]:
-    times = []
+async def page_times(
+    store: SQLiteStore, starts: list[str], delimiter: str
+) -> tuple[list[float], list[float]]:
+    times, cpus = [], []
     for start_after in starts:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         page = await store.list_objects("big", delimiter=delimiter, start_after=start_after)
         times.append((time.perf_counter() - t0) * 1000)
+        cpus.append((time.process_time() - c0) * 1000)
         n = len(page.entries) + len(page.common_prefixes)
-        assert n == 1000 and page.is_truncated, (start_after, n)
-    return times
+        # Full pages at the default size; a small --objects run may have fewer dirs.
+        assert n == 1000 or not page.is_truncated, (start_after, n)
+    return times, cpus
 
 
 def rss_mib() -> float:
@@ -120,9 +148,15 @@ def db_mib(path: str) -> float:
     return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p)) / 2**20
 
 
-def summary(times: list[float]) -> str:
-    q = statistics.quantiles(times, n=10)
-    return f"median {statistics.median(times):6.2f} ms  p90 {q[-1]:6.2f} ms  (n={len(times)})"
+def summary(times: tuple[list[float], list[float]]) -> str:
+    wall, cpu = times
+    q = statistics.quantiles(wall, n=10)
+    return (f"median {statistics.median(wall):6.2f} ms  p90 {q[-1]:6.2f} ms  "
+            f"(CPU median {statistics.median(cpu):5.2f} ms, n={len(wall)})")
+
+
+def load_average() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 async def main() -> None:
@@ -133,13 +167,17 @@ async def main() -> None:
     ap.add_argument("--dir", default=None, help="where to put the databases (default: tmp)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="kurastore-bench-", dir=args.dir)
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, databases in {work}")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, databases in {work}, "
+          f"{load_average()}")
 
+    print(f"machine limit: raw sqlite3 one-row transactions, one thread, WAL NORMAL: "
+          f"{raw_sqlite_commits(f'{work}/raw.db'):8,.0f}/s")
     for sync in ("NORMAL", "FULL"):
-        rate = await commits_per_second(
+        rate, cpu_us = await commits_per_second(
             f"{work}/commits-{sync}.db", args.writers, args.commits, sync
         )
-        print(f"commit_version, {args.writers} writers, synchronous={sync:6}: {rate:8,.0f}/s")
+        print(f"commit_version, {args.writers} writers, synchronous={sync:6}: {rate:8,.0f}/s "
+              f"(CPU {cpu_us:.0f} us/commit = {1e6 / cpu_us:,.0f} commits per CPU-second)")
     rate = await pending_commits_per_second(f"{work}/pending.db", args.writers, args.commits)
     print(f"begin_write+commit_version, {args.writers} writers, NORMAL: "
           f"{rate:8,.0f} objects/s")
@@ -171,6 +209,7 @@ async def main() -> None:
     print(f"{(time.perf_counter() - t0) * 1000:.0f} ms")
     print(f"RSS {rss_mib():.0f} MiB (before load {rss_before:.0f} MiB), "
           f"database {db_mib(path):.0f} MiB for {args.objects:,} objects")
+    print(load_average())
     await store.close()
 
 

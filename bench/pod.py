@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -59,8 +59,16 @@ def run_raw_server(port: int) -> None:
             n += len(chunk)
         return web.json_response({"size": n}, status=201)
 
-    async def serve(request: web.Request) -> web.Response:
-        return web.Response(body=blob[: int(request.match_info["size"])])
+    async def serve(request: web.Request) -> web.StreamResponse:
+        # Written in 1 MiB pieces: aiohttp's fastest way to send a body from memory (one
+        # 64 MiB write makes asyncio copy the unsent rest into its buffer).
+        size = int(request.match_info["size"])
+        resp = web.StreamResponse()
+        resp.content_length = size
+        await resp.prepare(request)
+        for off in range(0, size, MiB):
+            await resp.write(blob[off : min(size, off + MiB)])
+        return resp
 
     app = web.Application()
     app.router.add_put("/sink", sink)
@@ -136,6 +144,12 @@ async def in_flight(n: int, jobs: list[Callable[[], Awaitable[object]]]) -> None
     await asyncio.gather(*(one(j) for j in jobs))
 
 
+async def slices(data: bytes) -> AsyncIterator[memoryview]:
+    view = memoryview(data)
+    for off in range(0, len(view), MiB):
+        yield view[off : off + MiB]
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -179,13 +193,19 @@ class Bench:
 
     async def loop_put(self, data: bytes, count: int) -> None:
         for _ in range(count):
-            async with self.raw.put(self.raw_url + "/sink", data=data) as resp:
+            headers = {"Content-Length": str(len(data))}
+            async with self.raw.put(self.raw_url + "/sink", data=slices(data),
+                                    headers=headers) as resp:
                 await resp.read()
 
-    async def loop_get(self, size: int, count: int) -> None:
+    async def loop_get(self, size: int, count: int, assemble: bool) -> None:
         for _ in range(count):
             async with self.raw.get(f"{self.raw_url}/blob/{size}") as resp:
-                await resp.content.readexactly(resp.content_length or 0)
+                if assemble:
+                    assert len(await resp.read()) == size
+                else:
+                    async for _chunk in resp.content.iter_chunked(MiB):
+                        pass
 
     async def pod_put(self, partition: int, ids: list[ShardId], data: bytes) -> None:
         for sid in ids:
@@ -196,22 +216,30 @@ class Bench:
             got = await self.client.read_shard(self.pod_url, partition, sid)
             assert len(got) == size
 
+    async def pod_stream(self, partition: int, ids: list[ShardId]) -> None:
+        for sid in ids:
+            async for _chunk in self.client.stream_shard(self.pod_url, partition, sid):
+                pass
+
     async def large(self, size: int, count: int, runs: int) -> dict[str, float]:
         data = os.urandom(size)
         total = size * count / MiB
         rawdir = self.workdir / "raw"
         rawdir.mkdir(exist_ok=True)
         r: dict[str, list[float]] = {
-            k: [] for k in ("disk_w", "disk_r", "lo_put", "lo_get", "put", "get")
+            k: [] for k in ("disk_w", "disk_r", "lo_put", "lo_get", "lo_read", "put", "get",
+                            "read")
         }
         for run in range(runs):
             r["disk_w"].append(total / await asyncio.to_thread(disk_write, rawdir, data, count))
             r["disk_r"].append(total / await asyncio.to_thread(disk_read, rawdir, count))
             r["lo_put"].append(total / await timed(self.loop_put(data, count)))
-            r["lo_get"].append(total / await timed(self.loop_get(size, count)))
+            r["lo_get"].append(total / await timed(self.loop_get(size, count, False)))
+            r["lo_read"].append(total / await timed(self.loop_get(size, count, True)))
             ids = [ShardId(uuid.uuid4().hex, "b", 0) for _ in range(count)]
             r["put"].append(total / await timed(self.pod_put(run, ids, data)))
-            r["get"].append(total / await timed(self.pod_get(run, ids, size)))
+            r["get"].append(total / await timed(self.pod_stream(run, ids)))
+            r["read"].append(total / await timed(self.pod_get(run, ids, size)))
             for sid in ids:
                 await self.client.delete_shard(self.pod_url, run, sid)
         shutil.rmtree(rawdir)
@@ -259,19 +287,24 @@ async def bench(workdir: Path, runs: int) -> None:
 
 
 def report(rows: list[tuple[int, dict[str, float]]], small: dict[str, float], runs: int) -> None:
-    print(f"\nstorage pod over loopback, medians of {runs} runs ({os.cpu_count()} cores)\n")
-    print(f"{'shard':>7} | {'disk w+fsync':>12} {'pod PUT':>9} {'PUT/disk':>8} | "
-          f"{'loop PUT':>9} | {'disk read':>9} | {'loop GET':>9} {'pod GET':>9} {'GET/loop':>8}")
+    print(f"\nstorage pod over loopback, one stream, medians of {runs} runs "
+          f"({os.cpu_count()} cores); MiB/s\n")
+    print(f"{'shard':>6} | {'disk w+fsync':>12} {'loop PUT':>8} {'pod PUT':>8} {'/disk':>6} | "
+          f"{'disk read':>9} | {'loop GET':>8} {'pod GET':>8} {'/loop':>6} | "
+          f"{'loop read()':>11} {'read_shard':>10} {'/loop':>6}")
     for size, m in rows:
         label = f"{size // MiB} MiB"
-        print(f"{label:>7} | {m['disk_w']:>8.0f} MiB/s {m['put']:>5.0f} MiB/s "
-              f"{m['put'] / m['disk_w']:>7.0%} | {m['lo_put']:>5.0f} MiB/s | "
-              f"{m['disk_r']:>5.0f} MiB/s | {m['lo_get']:>5.0f} MiB/s {m['get']:>5.0f} MiB/s "
-              f"{m['get'] / m['lo_get']:>7.0%}")
-    print(f"\n4 KiB shards, ops/s (fsync'd): pod PUT x1 {small['pod1']:.0f}, x16 "
-          f"{small['pod16']:.0f} | raw write+fsync x1 {small['raw1']:.0f}, x16 "
-          f"{small['raw16']:.0f} | raw write+fsync+rename+dir fsync x1 {small['atomic1']:.0f},"
-          f" x16 {small['atomic16']:.0f}")
+        print(f"{label:>6} | {m['disk_w']:>12.0f} {m['lo_put']:>8.0f} {m['put']:>8.0f} "
+              f"{m['put'] / m['disk_w']:>6.0%} | {m['disk_r']:>9.0f} | {m['lo_get']:>8.0f} "
+              f"{m['get']:>8.0f} {m['get'] / m['lo_get']:>6.0%} | {m['lo_read']:>11.0f} "
+              f"{m['read']:>10.0f} {m['read'] / m['lo_read']:>6.0%}")
+    print("  GET = streamed (stream_shard / iter_chunked, bytes dropped); read = the whole shard"
+          " as one bytes (read_shard / resp.read())")
+    print("\n4 KiB shards, ops/s, fsync'd   | x1 in flight | x16 in flight")
+    print(f"pod PUT                        | {small['pod1']:>12.0f} | {small['pod16']:>13.0f}")
+    print(f"raw write+fsync                | {small['raw1']:>12.0f} | {small['raw16']:>13.0f}")
+    print(f"raw write+fsync+rename+dirsync | {small['atomic1']:>12.0f} | "
+          f"{small['atomic16']:>13.0f}")
 
 
 def main() -> None:

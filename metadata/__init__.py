@@ -72,6 +72,8 @@ __all__ = [
     "UploadsPage",
     "UserExists",
     "UserNotFound",
+    "UserRecord",
     "VersionNotFound",
+    "VersionPage",
 ]
 # The SQLite backend is exported by its own module once built: kurastore.metadata.sqlite

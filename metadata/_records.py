@@ -53,7 +53,8 @@ class ObjectVersion:
     # cache-control, content-disposition, content-encoding, content-language, expires
     # (lowercase header names) and any other stored standard header.
     headers: Mapping[str, str] = field(default_factory=dict)
-    user_meta: Mapping[str, str] = field(default_factory=dict)  # x-amz-meta-* names, lowercase, no prefix
+    # x-amz-meta-* names, lowercase, without the prefix
+    user_meta: Mapping[str, str] = field(default_factory=dict)
     checksums: Mapping[str, str] = field(default_factory=dict)  # "CRC32" -> base64 (whole object)
     checksum_type: str = ""  # "", "FULL_OBJECT" or "COMPOSITE"
     tags: Mapping[str, str] = field(default_factory=dict)

@@ -135,12 +135,13 @@ class Executor:
         if self._closed:
             raise MetadataUnavailable("the metadata store is closed")
         async with self._write_slots:
+            if self._closed:  # closed while this caller waited for a slot
+                raise MetadataUnavailable("the metadata store is closed")
             future: asyncio.Future[T] = self._loop.create_future()
-            # A queued op cannot be withdrawn: a cancelled caller stops waiting, the op
-            # still commits or fails, and its outcome is consumed here instead.
-            future.add_done_callback(_consume)
             self._writes.put(_Op(fn, args, future))
-            return await asyncio.shield(future)
+            # A queued op cannot be withdrawn: cancelling the caller cancels only this
+            # future, the op still commits or fails (and _settle_one skips it).
+            return await future
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Runs fn(conn, *args) in one read transaction on a reader thread."""
@@ -238,11 +239,6 @@ def _public(exc: Exception) -> Exception:
     if isinstance(exc, sqlite3.OperationalError):
         return MetadataUnavailable(f"metadata database error: {exc}")
     return exc
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _settle_one(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
@@ -76,7 +78,7 @@ def build_map(
     if isinstance(partition_bits, bool) or not 0 <= partition_bits <= MAX_PARTITION_BITS:
         raise PlacementError(f"partition_bits must be in 0..{MAX_PARTITION_BITS}")
     specs = tuple(sorted(pods, key=lambda p: p.pod_id))
-    for before, after in zip(specs, specs[1:], strict=False):
+    for before, after in itertools.pairwise(specs):
         if before.pod_id == after.pod_id:
             raise PlacementError(f"pod {after.pod_id!r} is listed twice")
     count = 1 << partition_bits
@@ -105,23 +107,19 @@ class _Builder:
         self.ids = sorted(targets.fair)
         self.width = targets.width
         self.count = targets.partition_count
-        zones = sorted(set(targets.zone_of.values()))
-        nodes = sorted(set(targets.node_of.values()))
-        self.zone = [zones.index(targets.zone_of[i]) for i in self.ids]
-        node_index = {key: n for n, key in enumerate(nodes)}
+        zone_index = {z: i for i, z in enumerate(sorted(set(targets.zone_of.values())))}
+        node_index = {d: i for i, d in enumerate(sorted(set(targets.node_of.values())))}
+        self.zone = [zone_index[targets.zone_of[i]] for i in self.ids]
         self.node = [node_index[targets.node_of[i]] for i in self.ids]
         self.node_cap = [targets.node_cap[targets.node_of[i]] for i in self.ids]
         self.zone_cap = targets.zone_cap
         self.check_zones = self.zone_cap < self.width
-        self.check_nodes = len(nodes) < len(self.ids) and min(self.node_cap) < self.width
+        self.check_nodes = len(node_index) < len(self.ids) and min(self.node_cap) < self.width
         self.fair = [float(targets.fair[i]) for i in self.ids]
-        self.rank: dict[tuple[str, int], int] = {}
-        for p in range(len(self.ids)):
-            for key in (("zone", self.zone[p]), ("node", self.node[p])):
-                self.rank[key] = self.rank.get(key, 0) + 1
-        for (kind, d), size in self.rank.items():
-            cap = self.zone_cap if kind == "zone" else self.node_cap[self.node.index(d)]
-            self.rank[(kind, d)] = min(cap, size)
+        # Rank: slots of one partition a domain can hold (its cap, or its pod count).
+        cap_of_node = dict(zip(self.node, self.node_cap, strict=True))
+        self.zone_rank = {z: min(self.zone_cap, k) for z, k in Counter(self.zone).items()}
+        self.node_rank = {d: min(cap_of_node[d], k) for d, k in Counter(self.node).items()}
         self.lo = [targets.bounds(i)[0] for i in self.ids]
         self.hi = [targets.bounds(i)[1] for i in self.ids]
         # Band a pod may stay in without moving: [floor, ceil] of fair x (1 -+ slack).
@@ -245,20 +243,19 @@ class _Builder:
         self.path: list[list[_Group]] = [[] for _ in self.ids]
         zones: dict[int, _Group] = {}
         nodes: dict[int, _Group] = {}
-        rank = self.rank
         for p in range(len(self.ids)):
             parent = root
             if self.check_zones:
                 z = self.zone[p]
                 if z not in zones:
-                    zones[z] = _Group(next(uid), 0.0, rank[("zone", z)])
+                    zones[z] = _Group(next(uid), 0.0, self.zone_rank[z])
                     root.kids.append(zones[z])
                 parent = zones[z]
                 self.path[p].append(parent)
             if self.check_nodes:
                 n = self.node[p]
                 if n not in nodes:
-                    nodes[n] = _Group(next(uid), 0.0, rank[("node", n)])
+                    nodes[n] = _Group(next(uid), 0.0, self.node_rank[n])
                     parent.kids.append(nodes[n])
                 parent = nodes[n]
                 self.path[p].append(parent)
@@ -302,7 +299,8 @@ class _Builder:
             else:
                 chosen = kid
                 held = len(self.held[kid]) + 1
-                heapq.heappush(group.heap, (held / self.fair[kid], _mix(self.seed[kid], held), kid, kid))
+                entry = (held / self.fair[kid], _mix(self.seed[kid], held), kid, kid)
+                heapq.heappush(group.heap, entry)
         for entry in passed:
             heapq.heappush(group.heap, entry)
         return chosen
@@ -322,7 +320,8 @@ class _Builder:
 
     def _unbalanced(self) -> list[int]:
         return [
-            p for p in range(len(self.ids))
+            p
+            for p in range(len(self.ids))
             if not self.bottom[p] <= len(self.held[p]) <= self.top[p]
         ]
 

@@ -188,6 +188,10 @@ class PlacementMap:
             )
         except (KeyError, TypeError, IndexError) as exc:
             raise InvalidMap(f"malformed placement map: {exc!r}") from None
+        except InvalidMap:
+            raise
+        except PlacementError as exc:
+            raise InvalidMap(f"malformed placement map: {exc}") from None
 
 
 def _int(value: Any) -> int:

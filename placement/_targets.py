@@ -25,7 +25,7 @@ from fractions import Fraction
 from kurastore.placement._map import PodSpec
 from kurastore.placement.errors import PlacementError
 
-__all__ = ["NodeKey", "Targets", "compute_targets", "water_fill"]
+__all__ = ["NodeKey", "Targets", "compute_targets", "fair_shares", "water_fill"]
 
 NodeKey = tuple[str, str, str]  # (zone, node, pod_id if the node is unnamed else "")
 
@@ -135,3 +135,13 @@ def compute_targets(pods: Sequence[PodSpec], width: int, partition_count: int) -
         node_cap=node_cap,
         fair=fair,
     )
+
+
+def fair_shares(pods: Sequence[PodSpec], width: int, partition_bits: int) -> dict[str, float]:
+    """Slots each pod should hold in a map of these pods (0.0 for draining pods).
+
+    Weight-proportional, except where failure-domain caps forbid it; check_map
+    measures balance against exactly these numbers.
+    """
+    fair = compute_targets(pods, width, 1 << partition_bits).fair
+    return {p.pod_id: float(fair.get(p.pod_id, 0)) for p in pods}

@@ -196,7 +196,7 @@ class PodClient:
         try:
             # Armed for the whole call when the body is small; for larger bodies `_watched`
             # arms it per chunk written to the pod and disarms it while the source is awaited.
-            async with asyncio.timeout(loop.time() + stall_s) as watchdog:
+            async with asyncio.timeout_at(loop.time() + stall_s) as watchdog:
                 if isinstance(body, bytes | bytearray | memoryview):
                     view = memoryview(body).cast("B")
                     if length is not None and length != view.nbytes:
@@ -244,8 +244,12 @@ class PodClient:
             return b""
 
         async def read(resp: aiohttp.ClientResponse) -> bytes:
-            size = resp.content_length
-            data = await (resp.content.readexactly(size) if size is not None else resp.read())
+            # Keep the chunks as they arrive and join once: one copy, into a buffer of the
+            # exact size (readexactly would join twice).
+            chunks = [chunk async for chunk in resp.content.iter_any()]
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if resp.content_length is not None and len(data) != resp.content_length:
+                raise PodUnavailable(f"short body: {len(data)} of {resp.content_length}", url)
             if length is not None and len(data) != length:
                 raise InvalidRange(f"asked {length} bytes at {offset}, shard has {len(data)}", url)
             return data

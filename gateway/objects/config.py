@@ -30,7 +30,23 @@ class ObjectConfig:
     read_prefetch_batches: int = 1  # per GET: batches fetched ahead of the client
     cpu_threads: int = 2  # the executor for zfec and hashing
     offload_bytes: int = 256 * KiB  # hash on the loop below this, in the executor above
-    pod_timeout_s: float = 30.0  # one pod call (or one stalled stream step)
+    pod_timeout_s: float = 30.0  # one pod call (or one stalled stream step): the hard bound
+    # Hedged reads: a shard read not answered after max(hedge_min_s, factor x the pod's
+    # usual latency), capped, gets parity read beside it; the first k good blocks win.
+    hedge_min_s: float = 0.5
+    hedge_latency_factor: float = 4.0
+    hedge_max_s: float = 2.0
+    # Writes: once the other shard streams took a stripe (or answered), a stream still
+    # behind gets max(grace_min_s, grace_factor x the time they took), then is dropped.
+    straggler_grace_min_s: float = 1.0
+    straggler_grace_factor: float = 0.5
+    suspect_grace_s: float = 0.25  # the most a write waits on a suspect pod beyond the others
+    # A pod that failed or timed out is suspect this long, doubling while it keeps failing.
+    suspect_cooldown_s: float = 10.0
+    suspect_cooldown_max_s: float = 160.0
+    # A status probe of one pod (readiness, cluster status): short, so a hung pod makes
+    # /readyz slower by this much, not by pod_timeout_s.
+    status_timeout_s: float = 2.0
     collect_grace_s: float = 6 * 3600.0  # a pending write older than this is abandoned
     collect_retry_s: float = 60.0  # a collect item a pod could not serve waits this long
     identity_cache_s: float = 5.0  # access-key lookups are cached this long
@@ -50,8 +66,17 @@ class ObjectConfig:
                      "cpu_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.pod_timeout_s <= 0:
-            raise ValueError("pod_timeout_s must be > 0")
+        for name in ("pod_timeout_s", "hedge_min_s", "hedge_max_s", "straggler_grace_min_s",
+                     "suspect_cooldown_s", "status_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        for name in ("hedge_latency_factor", "straggler_grace_factor", "suspect_grace_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.hedge_max_s < self.hedge_min_s:
+            raise ValueError("hedge_max_s must be >= hedge_min_s")
+        if self.suspect_cooldown_max_s < self.suspect_cooldown_s:
+            raise ValueError("suspect_cooldown_max_s must be >= suspect_cooldown_s")
 
     @property
     def width(self) -> int:
@@ -60,6 +85,11 @@ class ObjectConfig:
     @property
     def block_size(self) -> int:
         return self.stripe_size // self.k
+
+    def straggler_grace_s(self, elapsed_s: float) -> float:
+        """How long a write waits on a stream still behind when the others took `elapsed_s`:
+        proportional, so a cluster that is slow everywhere drops nobody."""
+        return max(self.straggler_grace_min_s, self.straggler_grace_factor * elapsed_s)
 
 
 @dataclass
@@ -72,3 +102,5 @@ class ServiceStats:
     dropped_shards: int = 0  # shards a write lost to a failing pod (queued for healing)
     bytes_written: int = 0  # object bytes committed
     bytes_read: int = 0  # object bytes handed to readers
+    hedged_reads: int = 0  # shard reads that outlived their hedge delay (parity read instead)
+    stalled_shards: int = 0  # shard streams a write dropped for stalling (a subset of dropped)

@@ -1,7 +1,8 @@
 """ObjectContext: what every operation of the object service works with, passed
 explicitly (no globals), and `Pods`, the part of PodClient the service uses.
 
-Rules: the context holds long-lived collaborators only; nothing per request.
+Rules: the context holds long-lived collaborators only (the pod health tracker is one:
+it outlives requests on purpose); nothing per request.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Protocol
 from kurastore.erasure import ErasureParams
 from kurastore.gateway.objects.config import ObjectConfig, ServiceStats
 from kurastore.gateway.objects.executor import CpuPool
+from kurastore.gateway.objects.health import PodHealth
 from kurastore.gateway.objects.topology import Topology
 from kurastore.metadata import Store
 from kurastore.storage import PodUsage, ShardId, ShardInfo
@@ -50,8 +52,11 @@ class ObjectContext:
     config: ObjectConfig
     cpu: CpuPool
     stats: ServiceStats = field(default_factory=ServiceStats)
+    # Shared by every request: one request's timeout spares the next ones the wait.
+    health: PodHealth = field(init=False)
 
     def __post_init__(self) -> None:
+        self.health = PodHealth(self.config)
         self.params = ErasureParams.for_stripe(
             self.config.k, self.config.m, stripe_size=self.config.stripe_size
         )

@@ -4,10 +4,16 @@ shard range reads.
 Rules:
 - One streaming put_shard request per shard: block i of every stripe goes to
   pod i of the partition's list, fed through a bounded queue, so a write holds
-  at most `max_queued` frames per pod whatever the object's size.
-- A pod that fails, or stalls longer than the timeout, is dropped from the
-  write; the others go on. Fewer live streams than the quorum: the write stops
-  at once with QuorumNotReached.
+  at most `stripes_in_flight` frames per pod whatever the object's size.
+- A pod that fails is dropped from the write; the others go on. A pod that is
+  behind is waited on only while the others are not done: once they took the
+  stripe (or, at the end, answered), it gets a grace proportional to the time
+  they took (ObjectConfig.straggler_grace_s; at most suspect_grace_s for a pod
+  the health tracker calls suspect), then it is dropped, so one hung pod never
+  wedges the stripe pipeline. pod_timeout_s bounds every wait regardless.
+- Fewer live streams than the quorum: the write stops at once with
+  QuorumNotReached. Every drop and every stored shard is told to the health
+  tracker.
 - `close()` cancels every stream still running (the pods discard their temp
   files); callers always call it, also on success.
 """
@@ -16,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
+from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.context import Pods
 from kurastore.gateway.objects.errors import QuorumNotReached
+from kurastore.gateway.objects.health import PodHealth
 from kurastore.storage import PodUnavailable, ShardId, ShardInfo
 
 log = logging.getLogger(__name__)
@@ -31,9 +39,10 @@ FramePieces = tuple[bytes | memoryview, ...]
 
 
 class _Stream:
-    def __init__(self, index: int, url: str | None, max_queued: int) -> None:
+    def __init__(self, index: int, url: str | None, max_queued: int, suspect: bool) -> None:
         self.index = index
         self.url = url
+        self.suspect = suspect  # never waited on long: it failed lately
         self.queue: asyncio.Queue[FramePieces | None] = asyncio.Queue(max_queued)
         self.task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None if url else PodUnavailable("pod has no URL")
@@ -66,8 +75,8 @@ class ShardWriter:
         shard_tag: str,
         *,
         quorum: int,
-        timeout_s: float,
-        max_queued: int,
+        config: ObjectConfig,
+        health: PodHealth,
         shard_length: int | None = None,
     ) -> None:
         self._pods = pods
@@ -75,11 +84,18 @@ class ShardWriter:
         self._object_id = object_id
         self._shard_tag = shard_tag
         self._quorum = quorum
-        self._timeout_s = timeout_s
+        self._config = config
+        self._health = health
         self._shard_length = shard_length
-        self._streams = [_Stream(i, url, max_queued) for i, url in enumerate(urls)]
+        self._streams = [
+            _Stream(i, url, config.stripes_in_flight, health.is_suspect(url))
+            for i, url in enumerate(urls)
+        ]
+        self._started = 0.0
+        self.stalled: list[int] = []  # block indices dropped for being too slow
 
     def start(self) -> None:
+        self._started = asyncio.get_running_loop().time()
         for stream in self._streams:
             if stream.alive:
                 stream.task = asyncio.create_task(self._run(stream))
@@ -94,7 +110,11 @@ class ShardWriter:
             )
         except Exception as exc:  # any failure of one pod only drops that pod
             log.warning("shard write %s to %s failed: %r", shard.name, stream.url, exc)
+            if isinstance(exc, PodUnavailable):
+                self._health.failed(stream.url, "unreachable")
             stream.fail(exc)
+        else:
+            self._health.succeeded(stream.url)
 
     @staticmethod
     async def _feed(stream: _Stream) -> AsyncIterator[bytes | memoryview]:
@@ -113,37 +133,92 @@ class ShardWriter:
                 f"{alive} of {len(self._streams)} pods left, {self._quorum} needed ({reasons})"
             )
 
-    async def _put(self, stream: _Stream, item: FramePieces | None) -> None:
-        if not stream.queue.full():
-            stream.queue.put_nowait(item)
-            return
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await stream.queue.put(item)
-        except TimeoutError:
-            log.warning("pod %s stalled for %.0f s: dropped from the write",
-                        stream.url, self._timeout_s)
-            stream.fail(PodUnavailable("stalled", stream.url))
+    # --- waiting on the streams behind ------------------------------------------------
+    def _deadline(self, stream: _Stream, hard: float, moved: float | None, since: float) -> float:
+        """When to give up on `stream`: at `hard` at the latest; once the others are done
+        (the last of them at `moved`, having taken `moved - since`), after a grace."""
+        if moved is None:
+            return hard
+        grace = self._config.straggler_grace_s(moved - since)
+        if stream.suspect:
+            grace = min(grace, self._config.suspect_grace_s)
+        return min(hard, moved + grace)
 
-    async def send(self, frames: Sequence[FramePieces]) -> None:
-        """Queue frame i of one stripe for pod i (waits while a pod is behind)."""
+    async def _wait(
+        self,
+        waiting: dict[asyncio.Future[None], _Stream],
+        *,
+        since: float,
+        moved: float | None,
+        reason: str,
+    ) -> None:
+        """Wait for each future (a stream taking a frame, or answering), dropping the
+        streams whose deadline passes first."""
+        loop = asyncio.get_running_loop()
+        hard = loop.time() + self._config.pod_timeout_s
+        try:
+            while waiting:
+                due = min(self._deadline(s, hard, moved, since) for s in waiting.values())
+                finished, _ = await asyncio.wait(
+                    waiting, timeout=max(0.0, due - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                now = loop.time()
+                for future in finished:
+                    if waiting.pop(future).alive:
+                        moved = now
+                for future, stream in list(waiting.items()):
+                    if self._deadline(stream, hard, moved, since) <= now:
+                        del waiting[future]
+                        future.cancel()
+                        self._drop(stream, reason, now - since)
+        finally:
+            for future in waiting:
+                future.cancel()
+
+    def _drop(self, stream: _Stream, reason: str, waited_s: float) -> None:
+        if not stream.alive:
+            return
+        log.warning("pod %s %s (%.1f s): dropped from the write of %s.%s", stream.url, reason,
+                    waited_s, self._object_id, self._shard_tag)
+        self._health.failed(stream.url, reason)
+        stream.fail(PodUnavailable(reason, stream.url))
+        self.stalled.append(stream.index)
+
+    async def _deliver(self, item_of: Callable[[_Stream], FramePieces | None]) -> None:
+        """Queue one item per live stream; the streams with a full queue are waited on."""
+        since = asyncio.get_running_loop().time()
+        moved: float | None = None
+        waiting: dict[asyncio.Future[None], _Stream] = {}
         for stream in self._streams:
-            if stream.alive:
-                await self._put(stream, frames[stream.index])
+            if not stream.alive:
+                continue
+            if stream.queue.full():
+                waiting[asyncio.ensure_future(stream.queue.put(item_of(stream)))] = stream
+            else:
+                stream.queue.put_nowait(item_of(stream))
+                moved = since
+        if waiting:
+            await self._wait(waiting, since=since, moved=moved, reason="stalled")
+
+    # --- the write ---------------------------------------------------------------------
+    async def send(self, frames: Sequence[FramePieces]) -> None:
+        """Queue frame i of one stripe for pod i (waits while pods are behind, within
+        the grace above)."""
+        await self._deliver(lambda stream: frames[stream.index])
         self._check_quorum()
 
     async def finish(self) -> tuple[list[int], list[int]]:
         """End every stream and wait for the pods' answers. Returns (stored, missing)
         block indices; raises QuorumNotReached when fewer than the quorum stored."""
-        for stream in self._streams:
-            if stream.alive:
-                await self._put(stream, _END)
-        tasks = [s.task for s in self._streams if s.alive and s.task is not None]
-        if tasks:
-            _done, late = await asyncio.wait(tasks, timeout=self._timeout_s)
-            for stream in self._streams:
-                if stream.task in late:
-                    stream.fail(PodUnavailable("no answer", stream.url))
+        await self._deliver(lambda _stream: _END)
+        answers: dict[asyncio.Future[None], _Stream] = {
+            s.task: s for s in self._streams if s.alive and s.task is not None
+        }
+        if answers:
+            # The grace scales with the whole write: a pod may need longer to fsync a
+            # large shard, but not much longer than its peers did.
+            await self._wait(answers, since=self._started, moved=None, reason="did not answer")
         for stream in self._streams:
             if stream.alive and stream.info is None:
                 stream.fail(PodUnavailable("stream ended without an answer", stream.url))

@@ -241,7 +241,10 @@ class StripeReader(ObjectReader):
         params = ErasureParams(version.k, version.m, version.block_size)
         read = BatchRead(self._ctx, version, batch.part, params,
                          batch.first_stripe, batch.last_stripe, batch.lo, batch.hi, self._down)
-        pieces = await read.run()
+        try:
+            pieces = await read.run()
+        finally:
+            self._ctx.stats.hedged_reads += read.hedged
         if read.bad or read.degraded_stripes:
             await self._report(version, batch.part, read.bad, read.degraded_stripes)
         return pieces

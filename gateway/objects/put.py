@@ -9,7 +9,8 @@ Rules:
   handed to the k+m shard streams, at most `stripes_in_flight` at a time, so
   memory per request is a few stripes whatever the size.
 - Bodies up to `inline_threshold_bytes` are kept in the record: no pod I/O.
-- Shards a dropped pod did not store are queued for the healer after commit.
+- Shards a dropped pod did not store are queued for the healer after commit;
+  a pod that is behind costs a bounded grace, not a timeout (fanout.py).
 """
 
 from __future__ import annotations
@@ -166,8 +167,8 @@ async def write_part(
         object_id,
         shard_tag,
         quorum=min(ctx.config.write_quorum, params.width),
-        timeout_s=ctx.config.pod_timeout_s,
-        max_queued=ctx.config.stripes_in_flight,
+        config=ctx.config,
+        health=ctx.health,
         shard_length=None if content_length is None else params.shard_size(content_length),
     )
     try:
@@ -178,6 +179,7 @@ async def write_part(
         ctx.stats.quorum_failures += 1
         raise
     finally:
+        ctx.stats.stalled_shards += len(writer.stalled)
         await writer.close()
     return missing
 

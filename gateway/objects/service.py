@@ -28,6 +28,7 @@ from kurastore.gateway.objects.api import (
 from kurastore.gateway.objects.config import ObjectConfig, ServiceStats
 from kurastore.gateway.objects.context import ObjectContext, Pods
 from kurastore.gateway.objects.executor import CpuPool
+from kurastore.gateway.objects.health import PodHealth
 from kurastore.gateway.objects.identity import Identity
 from kurastore.gateway.objects.topology import Topology
 from kurastore.metadata import (
@@ -72,6 +73,11 @@ class ObjectService:
     @property
     def stats(self) -> ServiceStats:
         return self._ctx.stats
+
+    @property
+    def health(self) -> PodHealth:
+        """What the data path has lately seen of each pod (suspects, read latency)."""
+        return self._ctx.health
 
     async def close(self) -> None:
         """Stops the CPU executor; the store and the pod client belong to the caller."""
@@ -239,12 +245,13 @@ class ObjectService:
 
     # --- health --------------------------------------------------------------------
     async def pod_status(self) -> list[PodStatus]:
-        """Every registered pod: ready or not, and its usage (asked in parallel)."""
+        """Every registered pod: ready or not, and its usage (asked in parallel, each
+        within status_timeout_s: a hung pod is reported not ready, quickly)."""
         pods = [p for p in self.topology.pods if p.state != "removed"]
 
         async def one(pod_id: str, url: str) -> PodStatus:
             try:
-                async with asyncio.timeout(self.config.pod_timeout_s):
+                async with asyncio.timeout(self.config.status_timeout_s):
                     usage = await self.pods.usage(url)
             except Exception:
                 return PodStatus(pod_id, url, False, None)
@@ -257,6 +264,7 @@ class ObjectService:
         await self.topology.refresh()
         pods = await self.pod_status()
         pmap = self.topology.current if self.topology.has_map else None
+        health = {view.url: view for view in self.health.view()}
         return {
             "k": self.config.k,
             "m": self.config.m,
@@ -270,12 +278,16 @@ class ObjectService:
                     "used_bytes": p.usage.used_bytes if p.usage else None,
                     "free_bytes": p.usage.free_bytes if p.usage else None,
                     "shards": p.usage.shards if p.usage else None,
+                    "suspect": p.url in health and health[p.url].suspect,
+                    "read_latency_s": health[p.url].latency_s if p.url in health else None,
                 }
                 for p in pods
             ],
             "heal_queue": await self.store.heal_queue_length(),
             "degraded_reads": self.stats.degraded_reads,
             "quorum_failures": self.stats.quorum_failures,
+            "hedged_reads": self.stats.hedged_reads,
+            "stalled_shards": self.stats.stalled_shards,
         }
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:

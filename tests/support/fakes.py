@@ -3,8 +3,9 @@
 InMemoryPods has PodClient's method signatures and semantics (shards are never
 overwritten, byte ranges, 404s, streaming bodies) and keeps every pod's shards in
 a dict, so a test can kill a pod (PodUnavailable), hang it (calls block until it
-is revived or the caller gives up), corrupt stored bytes, and look at what each
-pod holds and how much was read from it.
+is revived or the caller gives up, as a SIGSTOP'd pod that still accepts
+connections), slow it down, corrupt stored bytes, and look at what each pod
+holds, how many requests reached it and how much was read from it.
 """
 
 from __future__ import annotations
@@ -38,10 +39,19 @@ class FakePod:
     stall_commit: bool = False  # take a whole body, then never answer (until revived)
     shards: dict[tuple[int, str], bytes] = field(default_factory=dict)  # (partition, name)
     mtimes: dict[tuple[int, str], float] = field(default_factory=dict)
+    delay_s: float = 0.0  # every call starts answering this much later (a slow pod)
     bytes_read: int = 0
-    reads: int = 0
-    writes: int = 0
+    reads: int = 0  # reads answered
+    writes: int = 0  # shards stored
+    calls: int = 0  # requests received, answered or not (a hung pod still counts them)
     revived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def enter(self) -> None:
+        """A request arrives: count it, then answer late, fail or block as set."""
+        self.calls += 1
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        await self.check()
 
     async def check(self) -> None:
         """Fail or block as the pod's state says; called at every step of a call."""
@@ -143,7 +153,7 @@ class InMemoryPods:
         length: int | None = None,
     ) -> ShardInfo:
         pod = self._pod(url)
-        await pod.check()
+        await pod.enter()
         key = (partition, shard.name)
         if key in pod.shards:
             raise ShardExists(f"shard {shard.name} exists", url)
@@ -177,7 +187,7 @@ class InMemoryPods:
         length: int | None = None,
     ) -> bytes:
         pod = self._pod(url)
-        await pod.check()
+        await pod.enter()
         data = pod.shards.get((partition, shard.name))
         if data is None:
             raise ShardNotFound(f"no shard {shard.name}", url)
@@ -191,7 +201,7 @@ class InMemoryPods:
 
     async def head_shard(self, url: str, partition: int, shard: ShardId) -> ShardInfo:
         pod = self._pod(url)
-        await pod.check()
+        await pod.enter()
         key = (partition, shard.name)
         if key not in pod.shards:
             raise ShardNotFound(f"no shard {shard.name}", url)
@@ -199,14 +209,14 @@ class InMemoryPods:
 
     async def delete_shard(self, url: str, partition: int, shard: ShardId) -> bool:
         pod = self._pod(url)
-        await pod.check()
+        await pod.enter()
         return pod.shards.pop((partition, shard.name), None) is not None
 
     async def delete_object_shards(
         self, url: str, partition: int, object_id: str, shard_tag: str | None = None
     ) -> int:
         pod = self._pod(url)
-        await pod.check()
+        await pod.enter()
         prefix = object_id + "." + (shard_tag + "." if shard_tag is not None else "")
         doomed = [key for key in pod.shards if key[0] == partition and key[1].startswith(prefix)]
         for key in doomed:
@@ -216,7 +226,7 @@ class InMemoryPods:
 
     async def usage(self, url: str) -> PodUsage:
         pod = self._pod(url)
-        await pod.check()
+        await pod.enter()
         used = sum(len(data) for data in pod.shards.values())
         return PodUsage(self.capacity_bytes, used, self.capacity_bytes - used, len(pod.shards))
 

@@ -300,13 +300,13 @@ def test_missing_key_errors(s3, bucket):
 def test_ranges(s3, bucket):
     data = os.urandom(300_000)  # above the inline threshold: read from the pods
     s3.put_object(Bucket=bucket, Key="r", Body=data)
-    for spec, want in (("bytes=0-9", data[:10]), ("bytes=299990-", data[299990:]),
-                       ("bytes=-7", data[-7:]), ("bytes=1000-2000000", data[1000:])):
+    for spec, first, last in (("bytes=0-9", 0, 9), ("bytes=299990-", 299990, 299999),
+                              ("bytes=-7", 299993, 299999), ("bytes=1000-2000000", 1000, 299999),
+                              ("bytes=262143-262144", 262143, 262144)):  # across stripes
         got = s3.get_object(Bucket=bucket, Key="r", Range=spec)
-        assert got["Body"].read() == want
+        assert got["Body"].read() == data[first : last + 1]
         assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
-        first = len(data) - len(want)
-        assert got["ContentRange"] == f"bytes {first}-{len(data) - 1}/{len(data)}"
+        assert got["ContentRange"] == f"bytes {first}-{last}/{len(data)}"
     with pytest.raises(ClientError) as err:
         s3.get_object(Bucket=bucket, Key="r", Range="bytes=300000-")
     assert code_of(err) == "InvalidRange" and status_of(err) == 416
@@ -572,7 +572,8 @@ def test_multipart_errors_abort_and_part_copy(s3, bucket):
     one = s3.upload_part_copy(Bucket=bucket, Key="m", UploadId=uid, PartNumber=1,
                               CopySource=f"{bucket}/src", CopySourceRange=f"bytes=0-{5 * MiB - 1}")
     two = s3.upload_part_copy(Bucket=bucket, Key="m", UploadId=uid, PartNumber=2,
-                              CopySource=f"{bucket}/src", CopySourceRange=f"bytes={5 * MiB}-")
+                              CopySource=f"{bucket}/src",
+                              CopySourceRange=f"bytes={5 * MiB}-{6 * MiB - 1}")
     assert one["CopyPartResult"]["ETag"] == f'"{hashlib.md5(source[:5 * MiB]).hexdigest()}"'
     with pytest.raises(ClientError) as err:
         s3.complete_multipart_upload(Bucket=bucket, Key="m", UploadId=uid,
