@@ -9,9 +9,12 @@ plain functions so that other benchmarks (put/get, storage) can reuse them.
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
 import hashlib
 import itertools
 import os
+import resource
 import statistics
 import sys
 import threading
@@ -31,33 +34,56 @@ Variant = tuple[Work, int, Clock]
 
 def run_rate(
     work: Work, nbytes: int, min_time: float = 0.2, clock: Clock = time.perf_counter
-) -> float:
-    """MiB/s of one run: repeat `work` (handling `nbytes` each time) for >= min_time s.
+) -> tuple[float, float]:
+    """(MiB/s, page faults per MiB) of one run: repeat `work` (handling `nbytes` each
+    time) for >= min_time s.
 
     `clock` is time.thread_time for single-thread figures (CPU time of this thread: other
     processes taking the CPU do not count against us) and wall time for thread pools.
+    Page faults count the process's minor faults: fresh memory the allocator got from (or
+    gave back to) the kernel, a cost that shows up as system time.
     """
     work()  # warm caches and the allocator before timing
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     count, start = 0, clock()
     while True:
         work()
         count += 1
         elapsed = clock() - start
         if elapsed >= min_time:
-            return count * nbytes / MIB / elapsed
+            mib = count * nbytes / MIB
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+            return mib / elapsed, faults / mib
 
 
 def sample_rates(
     variants: dict[str, Variant], runs: int = 7, min_time: float = 0.2
-) -> dict[str, list[float]]:
-    """`runs` MiB/s samples of each variant (work, bytes per call, clock). Runs are
-    interleaved, so drifting clocks and noisy neighbours hit every variant alike and run i
-    of two variants can be compared as a pair."""
-    samples: dict[str, list[float]] = {name: [] for name in variants}
+) -> dict[str, list[tuple[float, float]]]:
+    """`runs` (MiB/s, faults/MiB) samples of each variant (work, bytes per call, clock).
+    Runs are interleaved, so drifting clocks and noisy neighbours hit every variant alike
+    and run i of two variants can be compared as a pair."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for _ in range(runs):
         for name, (work, nbytes, clock) in variants.items():
             samples[name].append(run_rate(work, nbytes, min_time, clock))
     return samples
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in the process (glibc mallopt), as a long-running server would.
+
+    glibc hands blocks over its (adaptive) mmap threshold back to the kernel and trims the
+    heap top beyond its trim threshold, so a loop allocating and freeing ~1 MiB per stripe
+    can page-fault on every stripe. Returns False where mallopt is not available.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(
+            libc.mallopt(m_mmap_threshold, 32 * MIB) and libc.mallopt(m_trim_threshold, 512 * MIB)
+        )
+    except (OSError, AttributeError):
+        return False
 
 
 def paired_ratio(ours: list[float], theirs: list[float]) -> float:
@@ -119,7 +145,7 @@ def hash_rates(buf_size: int, runs: int = 5, min_time: float = 0.2) -> dict[str,
         name: ((lambda fn=fn: fn(buf)), buf_size, time.thread_time) for name, fn in HASHES.items()
     }
     samples = sample_rates(variants, runs, min_time)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return {name: statistics.median(r for r, _ in values) for name, values in samples.items()}
 
 
 def gil_free_share(

@@ -82,7 +82,7 @@ def serial(tasks: list[Work]) -> Work:
 
 def measure(
     k: int, m: int, count: int, runs: int, min_time: float, pool: ThreadPoolExecutor
-) -> dict[str, list[float]]:
+) -> dict[str, list[tuple[float, float]]]:
     params = ErasureParams.for_stripe(k, m)
     stripes = _limits.zfec_stripes(k, m, params.stripe_size, count)
     nbytes = params.stripe_size * count
@@ -97,11 +97,15 @@ def measure(
 
 
 def codec_table(args: argparse.Namespace) -> list[str]:
-    """The codec rows; returns the targets missed."""
+    """Print the codec rows; return the targets missed."""
     print(f"codec, 1 MiB stripes, {args.stripes} stripes per run, median of {args.runs} runs")
-    print("(1 thread: CPU time of the thread; 2 threads: wall time, 2-thread pool;")
-    print(" ratio: median of run-by-run ratios to raw zfec measured alongside)")
-    print(f"{'geometry':<9}{'op':<11}{'threads':>7}{'MiB/s':>9}{'raw zfec':>10}{'ratio':>7}")
+    print("(1 thread: CPU time of the thread; 2 threads: wall time, 2-thread pool; ratio:")
+    print(" median of run-by-run ratios to raw zfec measured alongside; faults: page faults")
+    print(" per MiB of object data, ours / raw zfec's)")
+    print(
+        f"{'geometry':<9}{'op':<11}{'threads':>7}{'MiB/s':>9}{'raw zfec':>10}{'ratio':>7}"
+        f"{'faults':>13}"
+    )
     misses = []
     with ThreadPoolExecutor(2) as pool:
         for k, m in GEOMETRIES:
@@ -109,15 +113,20 @@ def codec_table(args: argparse.Namespace) -> list[str]:
             for threads in (1, 2):
                 for op, raw in BASELINES.items():
                     ours, theirs = samples[f"{op}/{threads}"], samples[f"{raw}/{threads}"]
-                    ratio = paired_ratio(ours, theirs)
+                    ratio = paired_ratio([r for r, _ in ours], [r for r, _ in theirs])
+                    faults = f"{_median(ours, 1):.0f} / {_median(theirs, 1):.0f}"
                     print(
-                        f"{k}+{m:<7}{op:<11}{threads:>7}{statistics.median(ours):>9.0f}"
-                        f"{statistics.median(theirs):>10.0f}{ratio:>7.2f}"
+                        f"{k}+{m:<7}{op:<11}{threads:>7}{_median(ours, 0):>9.0f}"
+                        f"{_median(theirs, 0):>10.0f}{ratio:>7.2f}{faults:>13}"
                     )
                     target = TARGETS.get(op)
                     if threads == 1 and target and ratio < target:
                         misses.append(f"{k}+{m} {op}: {ratio:.2f} < {target:.2f}")
     return misses
+
+
+def _median(samples: list[tuple[float, float]], field: int) -> float:
+    return statistics.median(sample[field] for sample in samples)
 
 
 def limits_table(args: argparse.Namespace) -> None:
@@ -151,7 +160,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7, help="runs per figure (median)")
     parser.add_argument("--stripes", type=int, default=16, help="1 MiB stripes per run")
     parser.add_argument("--min-time", type=float, default=0.2, help="seconds per run")
+    parser.add_argument(
+        "--tune-malloc", action="store_true", help="keep freed memory in the process (glibc)"
+    )
     args = parser.parse_args()
+    if args.tune_malloc:
+        print(f"malloc tuned: {_limits.tune_malloc()}")
     misses = codec_table(args)
     limits_table(args)
     print("\ntargets (1 thread): " + ("all met" if not misses else "MISSED " + "; ".join(misses)))

@@ -89,6 +89,9 @@ def encode_stripe(params: ErasureParams, stripe_no: int, data: Buffer) -> list[b
     `data` is stripe_size bytes, except for a part's last stripe, which may hold
     1..stripe_size bytes and then yields frames with short blocks. Frames of full stripes
     are exactly params.frame_size bytes. Raises ValueError for an empty or oversized stripe.
+    Each frame is its own bytes object, so it costs one copy of the stripe (and, with
+    glibc's default thresholds, fresh pages from the kernel for each 1 MiB stripe); a
+    writer that can send header and payload separately uses encode_stripe_parts instead.
     """
     return [b"".join(parts) for parts in encode_stripe_parts(params, stripe_no, data)]
 

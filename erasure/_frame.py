@@ -20,15 +20,18 @@ shard starts at s * frame_size. Version 1, all integers little-endian:
 The checksum covers header and payload without copying them together: the header hash seeds
 the payload hash, so a flipped bit anywhere (header fields included) changes it.
 
-Why XXH3_64 and not XXH64: same 64-bit digest, but measured here (bench/codec.py, x86-64,
-xxhash 3.x binding with libxxhash 0.8) XXH3_64 hashes ~1.7x faster on large out-of-cache
-buffers (~9.8 vs ~5.6 GB/s on 64 MiB) and ~10x faster on cache-resident 256 KiB blocks
-(~40 vs ~4.5 GB/s), which is the case here: a block is hashed right after zfec touched it.
+Why XXH3_64 and not XXH64: the same 64-bit digest, but measured here (bench/codec.py,
+x86-64, python-xxhash 4.1 with libxxhash 0.8.4) XXH3_64 hashes ~1.8x faster on large
+buffers (~8.5-9 vs ~5 GB/s on 64 MiB) and ~3.5x faster on cache-resident 256 KiB blocks
+(~30 vs ~9 GB/s), which is our case: a block is hashed right after zfec or the network
+touched it. Verifying a 1 MiB stripe's k frames then costs ~3% of a zfec decode.
 
-GIL: the xxhash binding releases the GIL while hashing buffers larger than 64 KiB (its
-XXHASH_GIL_MINSIZE; measured: two threads hashing 64 MiB buffers reach ~1.9x one thread's
-throughput on 2 cores, as hashlib's md5 does). Blocks of exactly 64 KiB (16+4 with 1 MiB
-stripes) are hashed with the GIL held; that costs ~2 us per block, negligible.
+GIL: the xxhash binding releases the GIL while hashing a buffer of more than 64 KiB and
+holds it up to 64 KiB (its XXHASH_GIL_MINSIZE). Measured with bench/codec.py's probe (a
+Python thread's CPU time while another hashes back to back): ~1.0 for 64 KiB + 64 bytes
+and larger (as md5 and zfec), ~0.1 for exactly 64 KiB (as a plain bytes copy). So frames
+of blocks over 64 KiB (4+2 and 8+3 with 1 MiB stripes) hash in parallel in a thread pool;
+64 KiB blocks (16+4 with 1 MiB stripes) hash under the GIL, ~2 us each.
 
 A later format must get a new version byte and a reader in _READERS; version 1 stays
 readable forever. Readers never trust a length before its frame's checksum matches, except
@@ -145,37 +148,36 @@ def _read_v1(
         raise FrameCorrupt(f"truncated header: {len(view)} bytes", index=index, stripe=stripe)
     _, version, k, m, got_index, got_stripe, payload_len, data_len = _PREFIX_V1.unpack_from(view)
     (checksum,) = _CHECKSUM_V1.unpack_from(view, _PREFIX_V1.size)
-    # Name the block by what the caller expected when it said; the header may be the lie.
-    where = {
-        "index": got_index if index is None else index,
-        "stripe": got_stripe if stripe is None else stripe,
-    }
+
+    def corrupt(reason: str) -> FrameCorrupt:
+        # Name the block by what the caller expected when it said; the header may be the lie.
+        return FrameCorrupt(
+            reason,
+            index=got_index if index is None else index,
+            stripe=got_stripe if stripe is None else stripe,
+        )
+
     present = len(view) - FRAME_HEADER_SIZE
     if payload_len != present:
-        raise FrameCorrupt(
-            f"header says {payload_len} payload bytes, {present} present", **where
-        )
+        raise corrupt(f"header says {payload_len} payload bytes, {present} present")
     payload = view[FRAME_HEADER_SIZE:]
     if _xxh3(payload, _xxh3(view[: _PREFIX_V1.size])) != checksum:
-        raise FrameCorrupt("checksum mismatch", **where)
+        raise corrupt("checksum mismatch")
     # The header is now trusted: what remains are writer bugs and misplaced frames.
     if k < 1 or m < 1 or got_index >= k + m:
-        raise FrameCorrupt(f"impossible geometry k={k} m={m} index={got_index}", **where)
+        raise corrupt(f"impossible geometry k={k} m={m} index={got_index}")
     if data_len < 1 or -(-data_len // k) != payload_len:
-        raise FrameCorrupt(
-            f"data length {data_len} does not match payload length {payload_len}", **where
-        )
+        raise corrupt(f"data length {data_len} does not match payload length {payload_len}")
     if index is not None and got_index != index:
-        raise FrameCorrupt(f"frame holds index {got_index}", **where)
+        raise corrupt(f"frame holds index {got_index}")
     if stripe is not None and got_stripe != stripe:
-        raise FrameCorrupt(f"frame holds stripe {got_stripe}", **where)
+        raise corrupt(f"frame holds stripe {got_stripe}")
     if params is not None and (
-        (k, m) != (params.k, params.m) or payload_len > params.block_size
+        k != params.k or m != params.m or payload_len > params.block_size
     ):
-        raise FrameCorrupt(
+        raise corrupt(
             f"frame geometry {k}+{m} with {payload_len}-byte block does not match "
-            f"{params.k}+{params.m} with {params.block_size}-byte blocks",
-            **where,
+            f"{params.k}+{params.m} with {params.block_size}-byte blocks"
         )
     return Frame(got_index, got_stripe, k, m, data_len, payload, version)
 

@@ -2,7 +2,7 @@
 
 StripeCutter turns chunks of any size into whole stripes of stripe_size bytes plus, at the
 end, the short last stripe. It copies as little as it can: while no partial stripe is
-pending, whole stripes inside an immutable chunk (bytes, or a read-only view) come out as
+pending, whole stripes inside an immutable chunk (bytes, or a view of bytes) come out as
 views of that chunk; only the bytes that straddle chunk boundaries are copied, once, into a
 stripe buffer that is then handed over (read-only) and never reused.
 
@@ -25,8 +25,9 @@ Buffer = bytes | bytearray | memoryview
 class StripeCutter:
     """Feed chunks, get whole stripes; finish() gives the short last stripe, if any.
 
-    Stripes are read-only memoryviews (or bytes); they stay valid however later chunks are
-    fed. A writable chunk (bytearray) is always copied, so the caller may reuse it.
+    Stripes are read-only memoryviews; they stay valid however later chunks are fed. A
+    chunk that is not bytes (a bytearray, or any view of one) is copied, so the caller may
+    reuse it.
     """
 
     def __init__(self, params: ErasureParams) -> None:
@@ -54,7 +55,7 @@ class StripeCutter:
             if self._filled == self._stripe_size:
                 stripes.append(self._take())
         size = self._stripe_size
-        if view.readonly:
+        if isinstance(view.obj, bytes):
             # Whole stripes straight out of an immutable chunk: no copy at all.
             while len(view) - pos >= size:
                 stripes.append(view[pos : pos + size])

@@ -122,7 +122,8 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
     try:
         records = [PodRecord(p.pod_id, p.url) for p in platform.pods.values()]
         epoch = await _bootstrap(config, access_key, secret_key, records, k + m)
-        runner = web.AppRunner(build_gateway_app(config), access_log=None)
+        # auto_decompress off: S3 stores bodies sent with Content-Encoding as sent.
+        runner = web.AppRunner(build_gateway_app(config), access_log=None, auto_decompress=False)
         await runner.setup()
         site = web.TCPSite(runner, opts.host, opts.port, backlog=1024)
         await site.start()

@@ -28,6 +28,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kurastore.storage.api import (
@@ -78,6 +79,12 @@ def _mkdir(path: Path, created: list[Path]) -> None:
     created.append(path)
 
 
+def _fsync_parents(created: Sequence[Path]) -> None:
+    """Make the entries of newly created directories durable (deepest first)."""
+    for directory in reversed(created):
+        _fsync_dir(directory.parent)
+
+
 def _writeback_starter() -> Callable[[int, int, int], None]:
     """sync_file_range(SYNC_FILE_RANGE_WRITE) where the platform has it, else a no-op.
 
@@ -118,6 +125,8 @@ class ShardStore:
         self.capacity_bytes = capacity_bytes
         self.max_shard_bytes = max_shard_bytes
         self._lock = threading.Lock()
+        # Fsyncs of new directories' parents, run beside the data fsync (see commit()).
+        self._dir_syncer = ThreadPoolExecutor(4, thread_name_prefix="pod-dirsync")
         self._used_bytes = 0
         self._reserved_bytes = 0
         self._shards = 0
@@ -140,6 +149,10 @@ class ShardStore:
             shards += 1
         with self._lock:
             self._used_bytes, self._shards, self._reserved_bytes = used, shards, 0
+
+    def close(self) -> None:
+        """Stop the helper threads (after the last write has finished)."""
+        self._dir_syncer.shutdown(wait=True)
 
     def is_ready(self) -> bool:
         """True if the volume is there and writable."""
@@ -342,6 +355,7 @@ class ShardWriter:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         self._fd: int | None = os.open(self.tmp_path, flags, 0o640)
         self._done = False
+        self._made_dirs = False
 
     def write(self, chunks: Sequence[bytes | bytearray | memoryview]) -> None:
         """Append `chunks` to the temporary file (one writev, looping on short writes)."""
@@ -370,23 +384,30 @@ class ShardWriter:
             _start_writeback(self._fd, start, self.size - start)
 
     def commit(self) -> ShardInfo:
-        """Make the shard durable and visible; ShardExists if another writer won the name."""
+        """Make the shard durable and visible; ShardExists if another writer won the name.
+
+        Order: the directories are made first, so the data fsync and the fsync of their
+        parents run at the same time (one journal commit instead of two); only then is the
+        name linked and its directory fsynced. Every fsync happens before the caller hears.
+        """
         assert self._fd is not None and not self._done, "commit after commit or abort"
+        dest = self.store.shard_file(self.partition, self.shard)
+        created = self._make_dirs(dest.parent)
+        self._made_dirs = bool(created)
+        parents = self.store._dir_syncer.submit(_fsync_parents, created) if created else None
         try:
             os.fsync(self._fd)
         except OSError as exc:
             if exc.errno in _DISK_FULL:
                 raise InsufficientStorage("disk full") from exc
             raise
+        finally:
+            if parents is not None:
+                parents.result()
         os.close(self._fd)
         self._fd = None
-        dest = self.store.shard_file(self.partition, self.shard)
-        created = self._link_into_place(dest)
-        # The new name, then the entries of any directory made for it. (On journalling
-        # filesystems the later fsyncs find their change already committed and are cheap.)
+        _fsync_parents(self._link_into_place(dest))  # made again only if a delete raced us
         _fsync_dir(dest.parent)
-        for directory in reversed(created):
-            _fsync_dir(directory.parent)
         st = os.stat(dest)
         self._done = True
         self.store._settle(self._reserved, st.st_size)
@@ -394,6 +415,19 @@ class ShardWriter:
         # The name in tmp/ is not needed any more; if we crash before this, open() drops it.
         self._unlink_tmp()
         return ShardInfo(self.partition, self.shard, st.st_size, st.st_mtime)
+
+    def _make_dirs(self, obj_dir: Path) -> list[Path]:
+        created: list[Path] = []
+        try:
+            _mkdir(obj_dir.parent, created)
+            _mkdir(obj_dir, created)
+        except FileNotFoundError:
+            pass  # the partition was pruned between the two: _link_into_place makes it again
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise InsufficientStorage("disk full") from exc
+            raise
+        return created
 
     def _link_into_place(self, dest: Path) -> list[Path]:
         """Link the temporary file at `dest`; return the directories created for it."""
@@ -441,6 +475,9 @@ class ShardWriter:
         self._unlink_tmp()
         self.store._settle(self._reserved, 0)
         self._reserved = 0
+        if self._made_dirs:
+            # commit() made the object's directory, then failed: drop it if empty.
+            self.store._prune(self.partition, self.shard.object_id)
 
     def _unlink_tmp(self) -> None:
         try:

@@ -400,6 +400,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     yield
     app[POD_STATE].opened = False
     executor.shutdown(wait=True)
+    app[SHARD_STORE].close()
 
 
 def build_pod_app(config: PodConfig) -> web.Application:

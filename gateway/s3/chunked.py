@@ -72,7 +72,9 @@ class _Buffers:
             if data:
                 self.buf, self.view, self.pos = data, memoryview(data), 0
                 return True
-            if not end_of_http_chunk:
+            # aiohttp shares one EmptyStreamReader among body-less requests; after
+            # its first EOF it answers (b"", True) forever, so ask at_eof() too.
+            if not end_of_http_chunk or self._content.at_eof():
                 return False
 
     def left(self) -> int:

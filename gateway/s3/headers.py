@@ -335,7 +335,7 @@ def body_check(spec: IntegritySpec, trailers: Callable[[], Mapping[str, str]]) -
 
 
 def http_date(ts: float) -> str:
-    """RFC 1123, whole seconds: Wed, 12 Oct 2009 17:50:00 GMT."""
+    """RFC 1123, whole seconds: Mon, 12 Oct 2009 17:50:00 GMT."""
     return email.utils.formatdate(int(ts), usegmt=True)
 
 

@@ -78,9 +78,10 @@ def test_random_data_and_random_losses(geometry, data, draw):
     assert b"".join(rebuilt) == data
 
 
-@settings(max_examples=10, deadline=None)
-@given(st.sampled_from([(4, 2), (8, 3)]), st.integers(1, 3 << 20), st.randoms())
-def test_one_mib_stripes_with_m_data_blocks_lost(geometry, size, rng):
+@settings(max_examples=6, deadline=None)
+@given(st.sampled_from([(4, 2), (8, 3)]), st.integers(1, (5 << 20) // 2), st.integers(0, 2**32))
+def test_one_mib_stripes_with_m_data_blocks_lost(geometry, size, seed):
+    rng = random.Random(seed)  # hypothesis's own Random draws every byte: slow for MiBs
     params = ErasureParams.for_stripe(*geometry)
     data = rng.randbytes(size)
     out = []

@@ -45,12 +45,13 @@ def test_whole_stripes_of_an_immutable_chunk_are_not_copied():
     assert cutter.finish() == b"tail"
 
 
-def test_a_reused_bytearray_chunk_does_not_change_emitted_stripes():
+@pytest.mark.parametrize("wrap", [lambda b: b, lambda b: memoryview(b).toreadonly()])
+def test_a_reused_bytearray_chunk_does_not_change_emitted_stripes(wrap):
     cutter = StripeCutter(PARAMS)
     buf = bytearray(b"a" * 300)
-    first = cutter.feed(buf)
+    first = cutter.feed(wrap(buf))
     buf[:] = b"b" * 300
-    second = cutter.feed(buf)
+    second = cutter.feed(wrap(buf))
     assert bytes(first[0]) == b"a" * 256
     assert bytes(second[0]) == b"a" * 44 + b"b" * 212
     assert all(s.readonly for s in first + second)

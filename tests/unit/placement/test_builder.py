@@ -99,7 +99,7 @@ def test_map_is_pinned_across_processes_and_versions() -> None:
     assert digest == GOLDEN_DIGEST
 
 
-GOLDEN_DIGEST = "X"
+GOLDEN_DIGEST = "b523f7896af3885fac6efd346acd09ed6a2497f20bb7721c5693a2ad0c942a67"
 
 
 # -- invariants over random clusters ----------------------------------------------
@@ -188,22 +188,27 @@ def test_small_zone_raises_the_zone_cap_only_as_far_as_needed() -> None:
 
 @st.composite
 def movable_clusters(draw: st.DrawFn) -> tuple[list[PodSpec], int]:
-    """One zone with random weights, or equal zones of equal pods.
+    """Clusters whose caps neither start nor stop binding when one pod changes.
 
-    Shapes where a change makes a pod or zone reach its per-partition cap (a
-    pod in every partition, a zone at ceil(width / zones) everywhere) are left
-    out: there the caps force extra moves, and no bound on movement holds.
-    With weights 1..3 and more than 3 x width pods, no pod reaches its cap.
+    Either one zone with weights 1..3 and enough pods that no pod reaches one
+    slot per partition even at twice its weight; or equal zones of equal pods
+    that are tight (width / zones whole: every partition holds exactly that
+    many of each zone, before and after) or loose (zones well below their cap).
+    Near a cap (say 8+3 over 3 zones, a zone at 3.67 of at most 4 slots per
+    partition), growing a zone toward its cap forces moves between other pods:
+    the cross-zone moves fit only in partitions where the zone has room. No
+    algorithm meets these bounds there; bench/placement.py reports that case.
     """
-    width = draw(st.sampled_from([3, 6, 11]))
     if draw(st.booleans()):
-        n = draw(st.integers(3 * width + 1, 120))
+        width = draw(st.sampled_from([3, 6, 11]))
+        n = draw(st.integers(6 * width, 120))
         rnd = random.Random(draw(st.integers(0, 2**32)))
         return [
             PodSpec(f"pod-{i:03d}", weight=rnd.choice([1.0, 2.0, 3.0])) for i in range(n)
         ], width
-    zones = draw(st.integers(2, 5))
-    per_zone = draw(st.integers(max(2, math.ceil((width + 2) / zones)), 120 // zones))
+    width, zones = draw(st.sampled_from([(3, 3), (6, 2), (6, 3), (3, 4), (3, 5), (6, 4), (6, 5)]))
+    tight = width % zones == 0
+    per_zone = draw(st.integers(2 * (width // zones) + 1 if tight else 10, 120 // zones))
     return zone_cluster(per_zone, zones), width
 
 
@@ -344,7 +349,9 @@ def test_check_map_reports_each_kind_of_violation() -> None:
     assert any("zone 'a' holds 2" in p for p in problems)
     four = tuple(PodSpec(f"{z}1", zone=z) for z in "abcd")
     skewed = PlacementMap(1, 2, 3, four, (("a1", "b1", "c1"),) * 4)
-    assert check_map(skewed) == ["pod 'd1' holds 0 slots, fair share 3.0 (-100.0% off, tolerance 5%)"]
+    assert check_map(skewed) == [
+        "pod 'd1' holds 0 slots, fair share 3.0 (-100.0% off, tolerance 5%)"
+    ]
     drained = PlacementMap(1, 1, 3, pods, (("a1", "b1", "off"), ("a2", "b1", "c1")))
     assert any("'off' of weight 0" in p for p in check_map(drained))
     too_few = PlacementMap(1, 0, 3, (*pods[:2], PodSpec("x", weight=0.0)), (("a1", "a2", "x"),))

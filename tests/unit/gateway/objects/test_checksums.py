@@ -26,12 +26,14 @@ def test_crc_check_values(algorithm: str) -> None:
 
 def test_known_values_as_s3_sends_them() -> None:
     assert checksums.checksum_b64("CRC32", b"") == "AAAAAA=="
-    assert checksums.checksum_b64("crc32", b"hello") == base64.b64encode(
-        zlib.crc32(b"hello").to_bytes(4, "big")
-    ).decode()
-    assert checksums.checksum_b64("SHA256", b"abc") == base64.b64encode(
-        hashlib.sha256(b"abc").digest()
-    ).decode()
+    assert (
+        checksums.checksum_b64("crc32", b"hello")
+        == base64.b64encode(zlib.crc32(b"hello").to_bytes(4, "big")).decode()
+    )
+    assert (
+        checksums.checksum_b64("SHA256", b"abc")
+        == base64.b64encode(hashlib.sha256(b"abc").digest()).decode()
+    )
     assert checksums.checksum_b64("SHA1", b"abc") == "qZk+NkcGgWq6PiVxeFDCbJzQ2J0="
 
 

@@ -83,7 +83,7 @@ async def test_suspect_pods_are_read_around_without_a_new_wait(make_cluster):
     for _ in range(3):
         got, elapsed = await timed(cluster.read("k"))
         assert got == data
-        assert elapsed < 0.3, elapsed  # well below one hedge delay
+        assert elapsed < 0.45, elapsed  # below one hedge delay (0.5 s)
     assert [p.calls for p in hung] == calls  # no request even reached them
     assert cluster.service.stats.hedged_reads == hedged
     assert cluster.service.stats.degraded_reads == 4

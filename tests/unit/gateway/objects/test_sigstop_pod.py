@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from asyncio.subprocess import Process
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -19,7 +20,7 @@ from kurastore.gateway.objects.service import ObjectService
 from kurastore.gateway.objects.topology import Topology
 from kurastore.metadata import PodRecord
 from kurastore.metadata.sqlite import SQLiteStore
-from kurastore.placement import PodSpec, build_map
+from kurastore.placement import PlacementMap, PodSpec, build_map
 from kurastore.storage import PodClient, PodConfig, build_pod_app
 from support.cluster import free_port
 from support.fakes import body_of
@@ -29,24 +30,25 @@ from .conftest import MiB, random_bytes
 SECRET = b"s" * 32
 
 
-async def start_pod_process(tmp_path, client: PodClient) -> tuple[subprocess.Popen, str]:
+async def start_pod_process(tmp_path, client: PodClient) -> tuple[Process, str]:
     secret_file = tmp_path / "secret"
     secret_file.write_bytes(SECRET)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kurastore.storage", "--data", str(tmp_path / "pod-5"),
-         "--listen", f"127.0.0.1:{port}", "--secret-file", str(secret_file),
-         "--pod-id", "pod-5", "--log-level", "WARNING"],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kurastore.storage", "--data", str(tmp_path / "pod-5"),
+        "--listen", f"127.0.0.1:{port}", "--secret-file", str(secret_file),
+        "--pod-id", "pod-5", "--log-level", "WARNING",
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     for _ in range(300):
         if await client.is_ready(url):
             return proc, url
-        if proc.poll() is not None:
+        if proc.returncode is not None:
             break
         await asyncio.sleep(0.05)
     proc.kill()
+    await proc.wait()
     raise RuntimeError("the pod process did not come up")
 
 
@@ -66,7 +68,13 @@ async def stoppable_cluster(tmp_path):
     records = [PodRecord(f"pod-{i}", url, node=f"n{i}") for i, url in enumerate(urls)]
     for record in records:
         await store.put_pod(record)
-    pmap = build_map([PodSpec(r.pod_id, r.zone, r.node) for r in records], 6, partition_bits=4)
+    built = build_map([PodSpec(r.pod_id, r.zone, r.node) for r in records], 6, partition_bits=4)
+    # The stopped pod holds data block 1 of every partition, so every GET needs it.
+    rows = []
+    for row in built.assignment:
+        others = [p for p in row if p != "pod-5"]
+        rows.append((others[0], "pod-5", *others[1:]))
+    pmap = PlacementMap(built.epoch, built.partition_bits, built.width, built.pods, tuple(rows))
     await store.save_placement_map(pmap.epoch, pmap.to_json())
     service = ObjectService(store, client, await Topology.load(store),
                             ObjectConfig(pod_timeout_s=30.0))
@@ -76,7 +84,7 @@ async def stoppable_cluster(tmp_path):
     finally:
         proc.send_signal(signal.SIGCONT)
         proc.terminate()
-        proc.wait(10)
+        await asyncio.wait_for(proc.wait(), 10)
         await service.close()
         await client.close()
         await store.close()

@@ -27,7 +27,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
 from kurastore.gateway.objects.checksums import checksum_b64
 from kurastore.gateway.s3.auth import authenticate, body_stream
 from kurastore.gateway.s3.errors import S3Error
@@ -54,8 +53,10 @@ def make_app(records: list[dict]) -> web.Application:
         except S3Error as exc:
             text = f"<Error><Code>{exc.code}</Code><Message>{escape(exc.text)}</Message></Error>"
             return web.Response(status=exc.status, text=text, content_type="application/xml")
-        records.append({"path": request.path, "scheme": auth.scheme, "payload": auth.payload,
-                        "sha256": sha.hexdigest(), "size": size, "trailers": decoded.trailers})  # fmt: skip
+        records.append(
+            {"path": request.path, "scheme": auth.scheme, "payload": auth.payload,
+             "sha256": sha.hexdigest(), "size": size, "trailers": decoded.trailers}
+        )  # fmt: skip
         if "list-type" in request.query:
             xml = "<ListBucketResult><Name>b</Name><KeyCount>0</KeyCount></ListBucketResult>"
             return web.Response(text=xml, content_type="application/xml")
@@ -185,7 +186,9 @@ async def test_presigned_v4_get_and_put_with_urllib(servers) -> None:
     record = records.pop()
     assert record["payload"] == "UNSIGNED-PAYLOAD"
     assert record["sha256"] == hashlib.sha256(b"uploaded").hexdigest()
-    tampered = urllib.request.Request(put_url.replace("up%20load", "other"), data=b"x", method="PUT")
+    tampered = urllib.request.Request(
+        put_url.replace("up%20load", "other"), data=b"x", method="PUT"
+    )
     with pytest.raises(urllib.error.HTTPError) as info:
         await asyncio.to_thread(lambda: urllib.request.urlopen(tampered).read())
     assert info.value.code == 403

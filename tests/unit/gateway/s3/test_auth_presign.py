@@ -14,8 +14,6 @@ from aiohttp.test_utils import make_mocked_request
 from botocore.auth import HmacV1Auth, HmacV1QueryAuth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from multidict import CIMultiDict
-
 from kurastore.gateway.s3 import _sigv4
 from kurastore.gateway.s3.auth import authenticate
 from kurastore.gateway.s3.errors import (
@@ -26,6 +24,7 @@ from kurastore.gateway.s3.errors import (
     RequestTimeTooSkewed,
     SignatureDoesNotMatch,
 )
+from multidict import CIMultiDict
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -63,8 +62,8 @@ async def auth(method: str, url: str, headers: dict[str, str] | None = None, **k
 
 @pytest.mark.parametrize("key", ODD_KEYS)
 async def test_presigned_v4_urls_are_accepted(key: str) -> None:
-    url = presign_v4("GET", "/bucket/" + quote(key, safe="/~"),
-                     query="response-content-disposition=attachment%3B%20filename%3D%22a%20b%22")  # fmt: skip
+    disposition = "response-content-disposition=attachment%3B%20filename%3D%22a%20b%22"
+    url = presign_v4("GET", "/bucket/" + quote(key, safe="/~"), query=disposition)
     result = await auth("GET", url)
     assert result.principal is not None and result.principal.user_id == "user-1"
     assert result.payload == _sigv4.UNSIGNED_PAYLOAD
@@ -182,11 +181,16 @@ async def test_sigv2_with_x_amz_date_signs_an_empty_date_line() -> None:
     text = f"GET\n\n\n\nx-amz-date:{amz_date}\n/bucket/key"
     from kurastore.gateway.s3 import _sigv2
 
-    headers = {"x-amz-date": amz_date, "Authorization": f"AWS {ACCESS_KEY}:{_sigv2.sign(SECRET_KEY, text)}"}
+    headers = {
+        "x-amz-date": amz_date,
+        "Authorization": f"AWS {ACCESS_KEY}:{_sigv2.sign(SECRET_KEY, text)}",
+    }
     assert (await auth("GET", url, headers)).principal is not None
 
 
-def presign_v2(method: str, url: str, expires: int = 3600, headers: dict[str, str] | None = None) -> str:
+def presign_v2(
+    method: str, url: str, expires: int = 3600, headers: dict[str, str] | None = None
+) -> str:
     request = AWSRequest(method=method, url=url, headers=headers or {})
     HmacV1QueryAuth(Credentials(ACCESS_KEY, SECRET_KEY), expires=expires).add_auth(request)
     return request.url

@@ -14,8 +14,6 @@ from aiohttp.test_utils import make_mocked_request
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from multidict import CIMultiDict
-
 from kurastore.gateway.s3 import _sigv4
 from kurastore.gateway.s3.auth import authenticate
 from kurastore.gateway.s3.errors import (
@@ -27,6 +25,7 @@ from kurastore.gateway.s3.errors import (
     RequestTimeTooSkewed,
     SignatureDoesNotMatch,
 )
+from multidict import CIMultiDict
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -127,7 +126,9 @@ async def test_every_single_byte_change_is_rejected() -> None:
     ]
     signature = headers["Authorization"][-64:]
     flipped = signature[:-1] + ("0" if signature[-1] != "0" else "1")
-    variants.append(("PUT", url, {**headers, "Authorization": headers["Authorization"][:-64] + flipped}))
+    variants.append(
+        ("PUT", url, {**headers, "Authorization": headers["Authorization"][:-64] + flipped})
+    )
     date = headers["X-Amz-Date"]
     later = date[:-3] + ("00Z" if date[-3:] != "00Z" else "01Z")
     variants.append(("PUT", url, {**headers, "X-Amz-Date": later}))
@@ -160,7 +161,9 @@ async def test_clock_skew_beyond_fifteen_minutes_is_refused() -> None:
         await authenticate(request, lookup, region=REGION, now=now + offset)
     for offset in (-1000, 1000):
         with pytest.raises(RequestTimeTooSkewed) as info:
-            await authenticate(make_request("GET", url, headers), lookup, region=REGION, now=now + offset)
+            await authenticate(
+                make_request("GET", url, headers), lookup, region=REGION, now=now + offset
+            )
         assert info.value.fields["MaxAllowedSkewMilliseconds"] == "900000"
 
 

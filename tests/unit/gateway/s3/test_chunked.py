@@ -7,18 +7,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import itertools
 import os
 import time
 
 import pytest
 from aiohttp.base_protocol import BaseProtocol
-from aiohttp.streams import StreamReader
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.test_utils import make_mocked_request
 from botocore.httpchecksum import AwsChunkedWrapper, Crc32Checksum
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from multidict import CIMultiDict
-
 from kurastore.gateway.objects.checksums import checksum_b64
 from kurastore.gateway.s3 import _sigv4
 from kurastore.gateway.s3.auth import AuthResult, Principal, authenticate, body_stream
@@ -28,6 +27,7 @@ from kurastore.gateway.s3.errors import (
     SignatureDoesNotMatch,
     XAmzContentSHA256Mismatch,
 )
+from multidict import CIMultiDict
 
 # The AWS documentation's example (sigv4-streaming.html and sigv4-streaming-trailers.html).
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -74,7 +74,9 @@ def split(body: bytes, size: int) -> list[bytes]:
 
 
 def signed_auth(mode: str, seed: str) -> AuthResult:
-    return AuthResult(Principal("u", ACCESS_KEY), mode, "sigv4", CREDENTIAL.scope, AMZ_DATE, seed, KEY)
+    return AuthResult(
+        Principal("u", ACCESS_KEY), mode, "sigv4", CREDENTIAL.scope, AMZ_DATE, seed, KEY
+    )
 
 
 async def read_all(request, auth: AuthResult, chunk_size: int = 1 << 20):
@@ -195,7 +197,7 @@ def test_any_framing_and_network_split_decodes(data: bytes, chunk: int, cuts: li
     trailers = {"x-amz-checksum-sha256": checksum_b64("SHA256", data)}
     body = signed_body(data, chunk, DOC_SEED, trailers)
     points = sorted({min(c, len(body)) for c in cuts} | {0, len(body)})
-    pieces = [body[a:b] for a, b in zip(points, points[1:], strict=False)]
+    pieces = [body[a:b] for a, b in itertools.pairwise(points)]
     headers = {"x-amz-decoded-content-length": str(len(data))}
 
     async def run() -> tuple[bytes, dict[str, str]]:
@@ -291,3 +293,12 @@ async def test_decoding_speed_64mib_in_64kib_chunks() -> None:
           f"signed {signed_rate:.0f} MiB/s")  # fmt: skip
     # Floors far below the measured figures (see the report): this machine is shared.
     assert unsigned_rate > 150 and signed_rate > 80
+
+
+async def test_bodyless_requests_sharing_aiohttp_empty_payload_end() -> None:
+    # aiohttp hands every body-less request the same EmptyStreamReader.
+    for _ in range(3):
+        request = make_mocked_request("GET", "/b/k", payload=EMPTY_PAYLOAD)
+        auth = AuthResult(None, _sigv4.EMPTY_SHA256)
+        got, decoded = await asyncio.wait_for(read_all(request, auth), 2)
+        assert got == b"" and decoded.received == 0

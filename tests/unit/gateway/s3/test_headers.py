@@ -6,13 +6,12 @@ import base64
 import hashlib
 
 import pytest
-from multidict import CIMultiDict
-
 from kurastore.gateway.objects.api import BodyDigest, ByteRange
 from kurastore.gateway.objects.checksums import checksum_b64
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.metadata import ObjectVersion
+from multidict import CIMultiDict
 
 
 def H(**kw: str) -> CIMultiDict[str]:
@@ -67,8 +66,8 @@ def test_part_number_bounds():
 
 
 def test_read_conditions_parse_dates_and_ignore_bad_ones():
-    cond = hdr.read_conditions(H(If_Match='"abc"', If_Modified_Since="Wed, 12 Oct 2009 17:50:00 GMT",
-                                 If_Unmodified_Since="garbage"))
+    cond = hdr.read_conditions(H(If_Match='"abc"', If_Unmodified_Since="garbage",
+                                 If_Modified_Since="Mon, 12 Oct 2009 17:50:00 GMT"))
     assert cond.if_match == '"abc"'
     assert cond.if_modified_since == 1255369800.0
     assert cond.if_unmodified_since is None

@@ -29,7 +29,6 @@ from kurastore.gateway.objects.topology import Topology
 from kurastore.gateway.s3.frontend import S3Frontend, render_s3_error
 from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.placement import PodSpec, build_map
-
 from support.fakes import InMemoryPods
 
 MiB = 1 << 20
@@ -78,8 +77,8 @@ def _serve(tmp: Path, started: dict, stop: threading.Event) -> None:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         started["server"] = Server(f"http://127.0.0.1:{port}", pods, users)
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
+        # The test thread signals a threading.Event; wait for it off the loop.
+        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
         await runner.cleanup()
         await service.close()
         await store.close()
