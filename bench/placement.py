@@ -123,6 +123,7 @@ def main() -> None:
         (200, 1, 3, (1.0,)),
         (200, 3, 6, (1.0, 2.0, 4.0)),
         (200, 4, 11, (1.0,)),
+        (24, 3, 11, (1.0,)),
         (1000, 5, 6, (1.0,)),
     ]
     for n, zones, width, weights in shapes:
@@ -136,6 +137,8 @@ def main() -> None:
         "  balance: worst |slots - fair| / fair of a fresh map; after: the same after each change"
     )
     print("  others: moved slots of the weight change that neither leave nor reach the pod")
+    print("  24 pods, 8+3 over 3 zones: a zone holds 3.67 of at most 4 slots per partition; near")
+    print("  that cap, growing a zone forces moves between other pods (see test_builder.py)")
 
     print(f"\n3. partition count at 1000 pods, 5 zones (default: 2^{DEFAULT_PARTITION_BITS})")
     print(f"{'bits':>4} {'width':>5} {'slots/pod':>9} {'balance':>8} {'build':>8} {'json':>8}")

@@ -5,6 +5,11 @@ each block is framed with a versioned header and an XXH3-64 checksum (format: _f
 any k verified frames of a stripe give its bytes back; plan_range maps a byte range to the
 stripes, blocks and shard bytes to read.
 
+Write: StripeCutter.feed(chunk) -> stripes -> encode_stripe_parts (or encode_stripe) in a
+thread pool -> frame i to shard i. Read: plan_range -> RangePlan.shard_reads() ->
+split_frames -> verify_frame -> StripeRead.extract; when a data frame is missing or
+corrupt, read any k shards (shard_offset/shard_length) and decode_stripe.
+
 Rules: pure and synchronous. No I/O, nothing of kurastore imported (zfec, xxhash and the
 standard library only). CPU-heavy calls (encode_stripe, decode_stripe, verify_frame on
 large frames) release the GIL in their C parts and belong in the caller's thread pool.

@@ -41,25 +41,21 @@ def _parity_numbers(k: int, n: int) -> tuple[int, ...]:
     return tuple(range(k, n))
 
 
-@lru_cache(maxsize=8)
-def _zeros(size: int) -> bytes:
-    return bytes(size)
-
-
-def _data_blocks(params: ErasureParams, view: memoryview) -> tuple[int, list[Buffer]]:
-    """The k equal data blocks of a stripe (views where possible) and their length."""
+def _data_blocks(params: ErasureParams, view: memoryview) -> list[Buffer]:
+    """The k equal-length data blocks of a stripe: views of it where possible."""
     k, size = params.k, len(view)
     if size == params.stripe_size:
         bs = params.block_size
-        return bs, [view[i * bs : (i + 1) * bs] for i in range(k)]
+        return [view[i * bs : (i + 1) * bs] for i in range(k)]
     # A short stripe: short blocks, zero padding only where the data runs out.
     bs = params.block_len(size)
     whole = size // bs
     blocks: list[Buffer] = [view[i * bs : (i + 1) * bs] for i in range(whole)]
-    if len(blocks) < k and size % bs:
-        blocks.append(bytes(view[whole * bs :]) + _zeros(bs - size % bs))
-    blocks.extend([_zeros(bs)] * (k - len(blocks)))
-    return bs, blocks
+    if whole < k and size % bs:
+        blocks.append(bytes(view[whole * bs :]) + bytes(bs - size % bs))
+    if len(blocks) < k:
+        blocks.extend([bytes(bs)] * (k - len(blocks)))
+    return blocks
 
 
 def encode_stripe_parts(
@@ -77,7 +73,7 @@ def encode_stripe_parts(
             f"a stripe holds 1..{params.stripe_size} bytes, got {len(view)} (stripe {stripe_no})"
         )
     k, m, n = params.k, params.m, params.width
-    _, blocks = _data_blocks(params, view)
+    blocks = _data_blocks(params, view)
     blocks.extend(_encoder(k, n).encode(blocks, _parity_numbers(k, n)))
     size = len(view)
     return [(pack_header(k, m, i, stripe_no, size, block), block) for i, block in enumerate(blocks)]

@@ -34,9 +34,6 @@ def balance(st: State) -> None:
         _take(st)
 
 
-
-
-
 def _shed(st: State) -> None:
     """Pods above their band hand slots over until they reach ceil(fair).
 
@@ -64,6 +61,7 @@ def _shed(st: State) -> None:
                         ):
                             st.set(q, s, b)
                             break
+
 
 def _take(st: State) -> None:
     """Pods below their band take slots until they reach floor(fair).
@@ -109,10 +107,9 @@ def _chains(st: State) -> None:
     for a in [p for p in range(n) if len(held[p]) > st.top[p]]:
         while len(held[a]) > st.hi[a]:
             receivers = [b for b in st.by_need(range(n)) if len(held[b]) < st.hi[b]]
-            if not any(
-                _chain(st, b, _slots_for(st, b, list(held[a])), [a]) for b in receivers
-            ):
+            if not any(_chain(st, b, _slots_for(st, b, list(held[a])), [a]) for b in receivers):
                 break
+
 
 def _slots_for(st: State, b: int, partitions: Iterable[int]) -> dict[int, list[tuple[int, int]]]:
     """Slots pod b could take now, grouped by their holder: {pod: [(partition, slot)]}."""
@@ -125,6 +122,7 @@ def _slots_for(st: State, b: int, partitions: Iterable[int]) -> dict[int, list[t
             if st.fits(row, s, b):
                 slots.setdefault(c, []).append((q, s))
     return slots
+
 
 def _chain(st: State, b: int, sources: dict[int, list[tuple[int, int]]], donors: list[int]) -> bool:
     """Move one slot from one of `donors` to b, directly or via a go-between."""
@@ -145,5 +143,3 @@ def _chain(st: State, b: int, sources: dict[int, list[tuple[int, int]]], donors:
                         st.set(q1, s1, b)
                         return True
     return False
-
-

@@ -41,7 +41,6 @@ DEFAULT_PARTITION_BITS = 13
 KEEP_SLACK = Fraction(1, 100)
 
 
-
 def build_map(
     pods: Sequence[PodSpec],
     width: int,

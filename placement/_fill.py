@@ -26,13 +26,7 @@ _Entry = tuple[float, int, int, "_Group | int"]
 
 
 def fill(st: State) -> None:
-    """Give every free slot to the eligible pod least loaded relative to its share.
-
-    One flat heap of pods would be correct but slow under zone caps: pods of
-    a zone that is full in this partition pile up at the top and are passed
-    over again and again. So the heap is a tree (zones, then nodes, then
-    pods): a full domain is passed over once, not once per pod.
-    """
+    """Give every free slot to the eligible pod least loaded relative to its share."""
     root, path = _tree(st)
     for q, row in enumerate(st.rows):
         if FREE not in row:
@@ -48,6 +42,7 @@ def fill(st: State) -> None:
                 if p == FREE:
                     raise PlacementError(f"no pod fits partition {q} slot {s} (internal)")
                 st.set(q, s, p)
+
 
 def _tree(st: State) -> tuple[_Group, list[list[_Group]]]:
     """Groups for the domains that constrain: zones if capped, nodes if capped."""
@@ -79,6 +74,7 @@ def _tree(st: State) -> tuple[_Group, list[list[_Group]]]:
     _heapify(st, root)
     return root, path
 
+
 def _heapify(st: State, group: _Group) -> None:
     for kid in group.kids:
         if isinstance(kid, _Group):
@@ -88,6 +84,7 @@ def _heapify(st: State, group: _Group) -> None:
             held = len(st.held[kid])
             group.heap.append((held / st.fair[kid], mix(st.seed[kid], held), kid, kid))
     heapq.heapify(group.heap)
+
 
 def _pick(st: State, group: _Group, row: list[int], used: dict[int, int]) -> int:
     """Pop the least loaded eligible pod below `group`, update loads; FREE if none."""
@@ -104,9 +101,7 @@ def _pick(st: State, group: _Group, row: list[int], used: dict[int, int]) -> int
                 continue
             kid.held += 1
             used[kid.uid] = used.get(kid.uid, 0) + 1
-            heapq.heappush(
-                group.heap, (kid.held / kid.fair, mix(kid.uid, kid.held), kid.uid, kid)
-            )
+            heapq.heappush(group.heap, (kid.held / kid.fair, mix(kid.uid, kid.held), kid.uid, kid))
         elif kid in row:
             passed.append(entry)
         else:

@@ -71,9 +71,8 @@ class State:
         self.rows = [[FREE] * self.width for _ in range(self.count)]
         self.held: list[dict[int, int]] = [{} for _ in self.ids]  # pod -> {partition: slot}
 
-    # -- bookkeeping ---------------------------------------------------------
-
     def set(self, q: int, s: int, p: int) -> None:
+        """Put pod p (or FREE) in slot s of partition q, keeping `held` and zone totals."""
         old = self.rows[q][s]
         if old != FREE:
             del self.held[old][q]
@@ -106,8 +105,6 @@ class State:
 
     def load(self, p: int) -> float:
         return len(self.held[p]) / self.fair[p]
-
-    # -- 1. keep -------------------------------------------------------------
 
     def keep(self, previous: Sequence[Sequence[str]]) -> None:
         """Adopt the previous assignment, minus what must go."""

@@ -88,6 +88,7 @@ InvalidPartOrder = _error(
     "InvalidPartOrder", 400, "The list of parts was not in ascending order. The parts list must be specified in order by part number."
 )
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
+InvalidPartNumber = _error("InvalidPartNumber", 416, "The requested partnumber is not satisfiable")
 InvalidRequest = _error("InvalidRequest", 400, "Invalid Request")
 InvalidStorageClass = _error("InvalidStorageClass", 400, "The storage class you specified is not valid")
 InvalidTag = _error("InvalidTag", 400, "The tag provided was not a valid tag.")
@@ -161,6 +162,7 @@ DOMAIN_TO_S3: dict[type[BaseException], type[S3Error]] = {
     dom.ConditionalConflict: ConditionalRequestConflict,
     dom.AccessKeyNotFound: InvalidAccessKeyId,
     dom.MetadataUnavailable: ServiceUnavailable,
+    dom.InvalidPartNumber: InvalidPartNumber,
     dom.InvalidRange: InvalidRange,
     dom.NotModified: NotModified,
     dom.InvalidPart: InvalidPart,

@@ -17,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from kurastore.gateway.middlewares import OP
 from kurastore.gateway.objects import errors as dom
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import (
@@ -65,6 +66,7 @@ class S3Frontend:
             request.method, path, request.query, request.headers, domain=self._domain
         )
         request["s3_op"], request["s3_bucket"], request["s3_key"] = op.value, bucket, key
+        request[OP] = op.value  # names the operation in the access log and metrics
         auth = await authenticate(
             request,
             self._service.lookup_secret,

@@ -19,6 +19,7 @@ from kurastore.storage import (
     ShardExists,
     ShardId,
     ShardNotFound,
+    ShardTooLarge,
 )
 from kurastore.storage.auth import sign_request
 from kurastore.storage.server import POD_METRICS
@@ -306,3 +307,26 @@ async def test_metrics_and_access_log(
     assert all("X-Kura-Auth" not in m and SECRET.decode() not in m for m in lines)
     sent = sum(json.loads(m)["bytes_out"] for m in lines if '"op":"Metrics"' not in m)
     assert f"kurastore_pod_sent_bytes_total {float(sent)}" in text
+
+
+async def test_public_metrics_and_shard_size_limit(
+    tmp_path: Path, client: PodClient, start_pod: Any, raw_request: Any
+) -> None:
+    pod = await start_pod(tmp_path / "p", client, metrics_public=True, max_shard_bytes=1 << 20)
+    try:
+        status, body = await raw_request(pod.url, "GET", "/metrics", auth=False)
+        assert status == 200 and b"kurastore_pod_requests_total" in body
+        assert (await raw_request(pod.url, "GET", "/v1/usage", auth=False))[0] == 401
+        with pytest.raises(ShardTooLarge):
+            await client.put_shard(pod.url, 1, shard(1), b"x" * ((1 << 20) + 1))
+
+        async def stream() -> AsyncIterator[bytes]:
+            for _ in range(3):
+                yield b"y" * (1 << 19)
+
+        with pytest.raises(ShardTooLarge):
+            await client.put_shard(pod.url, 1, shard(2), stream())
+        assert await client.list_partitions(pod.url) == []
+        assert os.listdir(pod.data_dir / "tmp") == []
+    finally:
+        await pod.server.close()
