@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from kurastore.logs import setup_logging
+from kurastore.process import tune_malloc
 
 
 def _parse_listen(value: str) -> tuple[str, int]:
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    tune_malloc()
     if argv[:1] == ["pod"]:
         setup_logging(os.environ.get("KURASTORE_LOG_LEVEL", "INFO"))
         return _pod(argv[1:])

@@ -35,6 +35,7 @@ from kurastore.metadata import (
 )
 from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.operator.platforms.local import LocalPods, pod_ids
+from kurastore.process import MALLOC_ENV
 from kurastore.state import load_or_create, write_secret_file
 
 log = logging.getLogger("kurastore.server")
@@ -116,7 +117,7 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
     )
 
     platform = LocalPods(data / "pods", pod_ids(opts.pods), secret_file, secret,
-                         host=opts.host, log_dir=data / "logs")
+                         host=opts.host, log_dir=data / "logs", env=MALLOC_ENV)
     await platform.start()
     runner: web.AppRunner | None = None
     try:

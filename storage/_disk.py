@@ -82,7 +82,10 @@ def _mkdir(path: Path, created: list[Path]) -> None:
 def _fsync_parents(created: Sequence[Path]) -> None:
     """Make the entries of newly created directories durable (deepest first)."""
     for directory in reversed(created):
-        _fsync_dir(directory.parent)
+        try:
+            _fsync_dir(directory.parent)
+        except FileNotFoundError:
+            pass  # pruned by a concurrent delete: the link step makes and syncs it again
 
 
 def _writeback_starter() -> Callable[[int, int, int], None]:

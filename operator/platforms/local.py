@@ -54,6 +54,7 @@ class LocalPods:
     def __init__(
         self, root: Path, pod_ids: list[str], secret_file: Path, secret: bytes,
         *, host: str = "127.0.0.1", log_dir: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self._root = root
         self._secret_file = secret_file
@@ -62,6 +63,7 @@ class LocalPods:
         self.pods = {
             pid: LocalPod(pid, root / pid, host, free_port(host)) for pid in pod_ids
         }
+        self._env = dict(env or {})
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -87,6 +89,7 @@ class LocalPods:
                 stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                 start_new_session=True,  # Ctrl-C reaches us, and we stop the pods in order
                 preexec_fn=_die_with_parent,
+                env={**os.environ, **self._env},
             )
         finally:
             log_file.close()

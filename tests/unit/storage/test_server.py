@@ -6,7 +6,8 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,14 @@ SECRET = b"unit-test-cluster-secret-0123456789"  # the conftest's; checked below
 
 def shard(n: int = 0, tag: str = "p1", index: int = 0) -> ShardId:
     return ShardId(f"{n:032x}", tag, index)
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Wait until `condition()` holds (the pod finishes an abort after the client left)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
 
 
 def test_secret_matches_the_fixture(secret: bytes) -> None:
@@ -92,10 +101,9 @@ async def test_streamed_put_chunked_and_with_length(pod: Pod) -> None:
         await c.put_shard(url, 2, shard(4), chunks(), length=len(data) + 1)
     with pytest.raises(ValueError):
         await c.put_shard(url, 2, shard(5), chunks(), length=len(data) - 1)
-    await asyncio.sleep(0.2)
+    await eventually(lambda: not os.listdir(pod.data_dir / "tmp"))
     names = {i.shard for i in await c.list_partition(url, 2)}
     assert names == {shard(1), shard(2), shard(3)}
-    assert os.listdir(pod.data_dir / "tmp") == []
 
 
 async def test_overwrite_refused(pod: Pod) -> None:
@@ -170,18 +178,16 @@ async def test_disk_full_answers_507_and_reads_go_on(
 async def test_cut_off_upload_leaves_nothing(pod: Pod, tmp_path: Path) -> None:
     target = f"/v1/shards/4/{shard(1).name}"
     host, port = pod.url.removeprefix("http://").split(":")
-    _reader, writer = await asyncio.open_connection(host, int(port))
-    head = (f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {8 << 20}\r\n"
-            f"X-Kura-Auth: {sign_request(SECRET, 'PUT', target)}\r\n\r\n")
-    writer.write(head.encode() + os.urandom(3 << 20))
-    await writer.drain()
-    await asyncio.sleep(0.3)  # the pod has written part of it to its temporary file
-    writer.transport.abort()  # the gateway dies mid-body
-    for _ in range(100):
-        if not os.listdir(pod.data_dir / "tmp"):
-            break
-        await asyncio.sleep(0.05)
-    assert os.listdir(pod.data_dir / "tmp") == []
+    # A large body (streamed to a temporary file) and a small one (taken whole first).
+    for declared, sent in ((8 << 20, 3 << 20), (100_000, 5_000)):
+        _reader, writer = await asyncio.open_connection(host, int(port))
+        head = (f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n"
+                f"X-Kura-Auth: {sign_request(SECRET, 'PUT', target)}\r\n\r\n")
+        writer.write(head.encode() + os.urandom(sent))
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the pod has written part of it to its temporary file
+        writer.transport.abort()  # the gateway dies mid-body
+    await eventually(lambda: not os.listdir(pod.data_dir / "tmp"))
     with pytest.raises(ShardNotFound):
         await pod.client.head_shard(pod.url, 4, shard(1))
     assert (await pod.client.usage(pod.url)).used_bytes == 0
@@ -193,9 +199,8 @@ async def test_cut_off_upload_leaves_nothing(pod: Pod, tmp_path: Path) -> None:
 
     with pytest.raises(Exception):  # noqa: B017 - whatever the producer raised, nothing stays
         await pod.client.put_shard(pod.url, 4, shard(2), failing())
-    await asyncio.sleep(0.3)
+    await eventually(lambda: not os.listdir(pod.data_dir / "tmp"))
     assert await pod.client.list_partitions(pod.url) == []
-    assert os.listdir(pod.data_dir / "tmp") == []
 
 
 async def test_restart_cleans_temporary_files(

@@ -1,0 +1,30 @@
+"""Process-wide settings made once at start by the entry points."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+MiB = 1 << 20
+# glibc's mallopt parameters.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+# The same settings for child processes, through glibc's environment variables.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * MiB), "MALLOC_TRIM_THRESHOLD_": str(512 * MiB)}
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in the process instead of returning it to the kernel.
+
+    The data path allocates and frees about a stripe (1 MiB) per block; with
+    glibc's defaults each such buffer is an mmap and every stripe page-faults
+    (measured: 480 faults per MiB encoded, about 40% of the encode time). With a
+    32 MiB mmap threshold the buffers are reused. Memory stays bounded because
+    the number of stripes in flight is. Returns False where glibc is absent."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(
+            libc.mallopt(_M_MMAP_THRESHOLD, 32 * MiB) and libc.mallopt(_M_TRIM_THRESHOLD, 512 * MiB)
+        )
+    except (OSError, AttributeError):
+        return False
