@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _limits
 from _limits import MIB, Variant, Work, in_pool, paired_ratio, sample_rates
+
 from kurastore.erasure import (
     ErasureParams,
     decode_stripe,

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+
 from kurastore.storage import PodClient, ShardId
 
 MiB = 1 << 20

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 import zfec
+
 from kurastore.erasure._errors import NotEnoughBlocks, StripeMismatch
 from kurastore.erasure._frame import Frame, byte_view, pack_header
 from kurastore.erasure._params import ErasureParams

@@ -46,8 +46,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kurastore.erasure._errors import FrameCorrupt, UnknownFrameVersion
 from xxhash import xxh3_64_intdigest as _xxh3
+
+from kurastore.erasure._errors import FrameCorrupt, UnknownFrameVersion
 
 if TYPE_CHECKING:
     from kurastore.erasure._params import ErasureParams

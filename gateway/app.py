@@ -16,6 +16,8 @@ import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from kurastore.gateway import middlewares
 from kurastore.gateway.admin.handlers import add_admin_routes, render_admin_error
 from kurastore.gateway.config import GatewayConfig
@@ -28,7 +30,6 @@ from kurastore.gateway.objects.topology import Topology
 from kurastore.gateway.s3.frontend import S3Frontend, render_s3_error
 from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.storage import PodClient
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 log = logging.getLogger("kurastore.gateway")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aiohttp import web
+
 from kurastore.gateway.config import GatewayConfig
 from kurastore.gateway.metrics import GatewayMetrics
 

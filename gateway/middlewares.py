@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
 from kurastore.gateway.keys import ERROR_RENDERERS, METRICS
 
 log = logging.getLogger("kurastore.access")

@@ -21,7 +21,7 @@ from kurastore.metadata._records import (
     UserRecord,
     VersionPage,
 )
-from kurastore.metadata._store import Store
+from kurastore.metadata._store import REMOVED_VERSION_GRACE_S, Store
 from kurastore.metadata.errors import (
     AccessKeyNotFound,
     BucketAlreadyExists,
@@ -42,6 +42,7 @@ from kurastore.metadata.errors import (
 
 __all__ = [
     "NULL_VERSION",
+    "REMOVED_VERSION_GRACE_S",
     "AccessKey",
     "AccessKeyNotFound",
     "BucketAlreadyExists",

@@ -13,6 +13,7 @@ import os
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from kurastore.metadata.errors import MetadataError
 
 KEY_BYTES = 32

@@ -40,6 +40,7 @@ from kurastore.metadata._sqlite_rows import (
     version_doc,
     version_row,
 )
+from kurastore.metadata._store import REMOVED_VERSION_GRACE_S
 from kurastore.metadata.errors import (
     BucketAlreadyExists,
     BucketAlreadyOwnedByYou,
@@ -177,7 +178,12 @@ def _drop_row(tx: WriteTx, bucket: str, bid: int, row: Row, is_latest: bool) -> 
     )
     gone = decode_version(bucket, row, is_latest)
     if row[12]:
-        queue_refs(tx.conn, [ShardRef(gone.object_id, gone.partition, gone.epoch, gone.k + gone.m)])
+        # Readers that opened this version may still be streaming it.
+        queue_refs(
+            tx.conn,
+            [ShardRef(gone.object_id, gone.partition, gone.epoch, gone.k + gone.m)],
+            not_before=time.time() + REMOVED_VERSION_GRACE_S,
+        )
     return gone
 
 

@@ -8,6 +8,9 @@ Rules every backend keeps:
   replaced versions, aborted writes and aborted uploads for the collector, in
   the same transaction as the change that orphaned them.
 - Keys order by their UTF-8 bytes, as S3 does.
+- Shards of a removed or replaced version are queued with not_before =
+  now + REMOVED_VERSION_GRACE_S, longer than any GET that opened the version
+  before it went; shards of aborted writes and uploads are due at once.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from kurastore.metadata._records import (
     UserRecord,
     VersionPage,
 )
+
+REMOVED_VERSION_GRACE_S = 300.0
 
 
 class Store(Protocol):

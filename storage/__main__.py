@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
+
 from kurastore.storage.config import PodConfig
 from kurastore.storage.server import build_pod_app
 

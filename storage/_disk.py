@@ -29,6 +29,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from kurastore.storage.api import (
@@ -46,7 +47,7 @@ from kurastore.storage.errors import (
     ShardTooLarge,
 )
 
-__all__ = ["ShardStore", "ShardWriter"]
+__all__ = ["RangeRead", "ShardStore", "ShardWriter"]
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)
@@ -110,6 +111,17 @@ def _writeback_starter() -> Callable[[int, int, int], None]:
 
 
 _start_writeback = _writeback_starter()
+
+
+@dataclass(frozen=True)
+class RangeRead:
+    """What `ShardStore.read_range` found: the shard's size, the byte range [start, stop)
+    it resolved to (empty if unsatisfiable) and the bytes when they were small enough."""
+
+    size: int
+    start: int
+    stop: int
+    data: bytes | None
 
 
 class ShardStore:
@@ -192,6 +204,35 @@ class ShardStore:
                 return f.read() if length < 0 else f.read(length)
         except FileNotFoundError:
             raise ShardNotFound(f"shard {shard.name} not in partition {partition}") from None
+
+    def read_range(
+        self, partition: int, shard: ShardId, start: int | None, stop: int | None, limit: int
+    ) -> RangeRead:
+        """Resolve an HTTP byte range (`Request.http_range` form: stop exclusive, negative
+        start = suffix) against the shard and, if it spans at most `limit` bytes, read it.
+
+        `data` is None when the range is larger (serve it with sendfile instead) or not
+        satisfiable (`start >= stop`). ShardNotFound if absent.
+        """
+        try:
+            fd = os.open(self.shard_file(partition, shard), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ShardNotFound(f"shard {shard.name} not in partition {partition}") from None
+        try:
+            size = os.fstat(fd).st_size
+            if start is None:
+                first, end = 0, size
+            elif start < 0:
+                first, end = max(0, size + start), size
+            else:
+                first, end = start, size if stop is None else min(stop, size)
+            if first >= end and not (start is None and size == 0):
+                return RangeRead(size, first, first, None)
+            if end - first > limit:
+                return RangeRead(size, first, end, None)
+            return RangeRead(size, first, end, os.pread(fd, end - first, first))
+        finally:
+            os.close(fd)
 
     def list_partitions(self) -> list[int]:
         """Partitions that hold at least one shard directory, ascending."""
@@ -433,9 +474,12 @@ class ShardWriter:
         return created
 
     def _link_into_place(self, dest: Path) -> list[Path]:
-        """Link the temporary file at `dest`; return the directories created for it."""
+        """Link the temporary file at `dest`; return the directories whose entries still
+        need an fsync (the ones made here, or the whole path after racing a delete, since
+        another writer may have re-made a directory and not synced it yet)."""
         obj_dir = dest.parent
         created: list[Path] = []
+        raced = False
         for _ in range(_DIR_RACE_RETRIES):
             try:
                 _mkdir(obj_dir.parent, created)
@@ -446,13 +490,13 @@ class ShardWriter:
                     if exc.errno not in _NO_HARD_LINKS:
                         raise
                     self._rename_no_replace(dest)
-                return created
+                return [obj_dir.parent, obj_dir] if raced else created
             except FileExistsError:
                 raise ShardExists(
                     f"shard {self.shard.name} already in partition {self.partition}"
                 ) from None
             except FileNotFoundError:
-                continue  # a delete pruned the (empty) directory meanwhile: create it again
+                raced = True  # a delete pruned the (empty) directory meanwhile: make it again
             except OSError as exc:
                 if exc.errno in _DISK_FULL:
                     raise InsufficientStorage("disk full") from exc

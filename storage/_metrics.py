@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import logging
 
-from kurastore.storage.api import PodUsage
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from kurastore.storage.api import PodUsage
 
 __all__ = ["ACCESS_LOG", "CONTENT_TYPE_LATEST", "PodMetrics"]
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
+
 from kurastore.storage.api import (
     AUTH_HEADER,
     MTIME_HEADER,

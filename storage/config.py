@@ -25,6 +25,10 @@ class PodConfig:
     `capacity_bytes` is a quota: when set, the pod reports it as its capacity and answers
     507 (as for a full disk) to a write that would take shard bytes above it; when None the
     volume's own size applies.
+
+    Memory per upload in flight is bounded by 2 x write_batch_bytes (one batch being
+    filled, one being written) + 2 x read_buffer_bytes (aiohttp pauses the socket above
+    that); bodies up to write_batch_bytes are taken whole and written in one step.
     """
 
     data_dir: Path
@@ -34,7 +38,8 @@ class PodConfig:
     pod_id: str | None = None
     capacity_bytes: int | None = None
     io_threads: int = 32  # fsync-bound: more threads let the journal group commits
-    write_batch_bytes: int = 1 << 20
+    write_batch_bytes: int = 4 << 20
+    read_buffer_bytes: int = 1 << 20
     max_shard_bytes: int = 16 << 30
     max_clock_skew_s: float = 300.0
     metrics_public: bool = False
@@ -52,6 +57,8 @@ class PodConfig:
             raise ValueError("io_threads must be in 1..256")
         if not 4096 <= self.write_batch_bytes <= 64 << 20:
             raise ValueError("write_batch_bytes must be in 4 KiB..64 MiB")
+        if not 64 << 10 <= self.read_buffer_bytes <= 64 << 20:
+            raise ValueError("read_buffer_bytes must be in 64 KiB..64 MiB")
         if self.max_shard_bytes <= 0:
             raise ValueError("max_shard_bytes must be > 0")
         if self.max_clock_skew_s <= 0:

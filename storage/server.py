@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import HttpProcessingError
+
 from kurastore.storage import _scrub
 from kurastore.storage._disk import ShardStore, ShardWriter
 from kurastore.storage._metrics import CONTENT_TYPE_LATEST, PodMetrics
@@ -85,6 +86,7 @@ STATUS_OF: dict[type[PodError], int] = {
 _UNAUTHENTICATED = frozenset({"/healthz", "/readyz"})
 _BYTES_IN = web.RequestKey("bytes_in", int)
 _SHARD_ROUTE = "/v1/shards/{partition}/{name}"
+_INLINE_READ_BYTES = 1 << 20  # GETs up to this are read in one executor call, not sendfile
 
 
 @dataclass
@@ -306,11 +308,31 @@ class _ShardFileResponse(web.FileResponse):
 
 async def get_shard(request: web.Request) -> web.StreamResponse:
     partition, shard = _shard_of(request)
-    path = request.app[SHARD_STORE].shard_file(partition, shard)
-    # FileResponse: Range (206/416), sendfile, blocking calls off the loop; 404 if absent.
-    return _ShardFileResponse(
-        path, chunk_size=1 << 20, headers={"Content-Type": "application/octet-stream"}
+    try:
+        rng = request.http_range
+    except ValueError:
+        raise InvalidRange("malformed Range header") from None
+    store = request.app[SHARD_STORE]
+    found = await _run_io(
+        request, store.read_range, partition, shard, rng.start, rng.stop, _INLINE_READ_BYTES
     )
+    ranged = rng.start is not None
+    if found.start >= found.stop and (ranged or found.size):
+        raise InvalidRange(f"range not satisfiable for a {found.size}-byte shard")
+    if found.data is None:
+        # Large: sendfile, Range (206/416) and all blocking calls off the loop; 404 if the
+        # shard went away meanwhile.
+        return _ShardFileResponse(
+            store.shard_file(partition, shard),
+            chunk_size=1 << 20,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+    # Small (a frame or a few): one trip to the executor read it already.
+    resp = web.Response(body=found.data, status=206 if ranged else 200,
+                        content_type="application/octet-stream")
+    if ranged:
+        resp.headers["Content-Range"] = f"bytes {found.start}-{found.stop - 1}/{found.size}"
+    return resp
 
 
 async def head_shard(request: web.Request) -> web.StreamResponse:
@@ -409,7 +431,7 @@ def build_pod_app(config: PodConfig) -> web.Application:
         middlewares=[_observe, _authenticate, _map_errors],
         # A request body is buffered up to one write batch before the socket is paused;
         # aiohttp's 64 KiB default pauses and resumes it ~30 times per MiB.
-        handler_args={"read_bufsize": config.write_batch_bytes},
+        handler_args={"read_bufsize": config.read_buffer_bytes},
     )
     app[POD_CONFIG] = config
     app[SHARD_STORE] = ShardStore(

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import aiohttp
+
 from kurastore.gateway.admin.auth import authorization_header
 
 PREFIX = "/_kura/admin/v1"

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+
 from kurastore.gateway.admin import auth
 from kurastore.gateway.keys import SERVICE
 from kurastore.gateway.middlewares import OP, PROTOCOL

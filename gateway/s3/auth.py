@@ -26,6 +26,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
+
 from kurastore.gateway.s3 import _sigv2, _sigv4
 from kurastore.gateway.s3.chunked import ChunkSigning, DecodedBody
 from kurastore.gateway.s3.errors import (

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import StreamReader
 from aiohttp.http_exceptions import HttpProcessingError
+
 from kurastore.gateway.objects.checksums import algorithm_from_header, is_valid_b64
 from kurastore.gateway.s3 import _sigv4
 from kurastore.gateway.s3.errors import (

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.streams import EmptyStreamReader
+from multidict import CIMultiDictProxy, MultiDictProxy
+
 from kurastore.gateway.objects.errors import UserNotFound
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3.auth import AuthResult, DecodedBody, Principal, body_stream
 from kurastore.gateway.s3.routes import S3Op
 from kurastore.metadata import BucketRecord
-from multidict import CIMultiDictProxy, MultiDictProxy
 
 if TYPE_CHECKING:  # the service is handed in; only objects/ reaches pods
     from kurastore.gateway.objects.service import ObjectService

@@ -17,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+
 from kurastore.gateway.middlewares import OP
 from kurastore.gateway.objects import errors as dom
 from kurastore.gateway.s3 import errors as s3e

@@ -16,6 +16,7 @@ import ipaddress
 import re
 
 from aiohttp import web
+
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response

@@ -12,6 +12,7 @@ settings under "tagging"; versioning is the bucket record's own field.
 from __future__ import annotations
 
 from aiohttp import web
+
 from kurastore.gateway.objects import checksums
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr

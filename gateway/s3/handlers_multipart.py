@@ -10,6 +10,7 @@ list parts in ascending order (InvalidPartOrder) and at least one part.
 from __future__ import annotations
 
 from aiohttp import web
+
 from kurastore.gateway.objects import checksums
 from kurastore.gateway.objects.api import CompletedPart
 from kurastore.gateway.objects.errors import NotModified

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Mapping
 
 from aiohttp import web
+
 from kurastore.gateway.objects.api import PutOptions
 from kurastore.gateway.objects.conditions import resolve_range
 from kurastore.gateway.objects.errors import NotModified

@@ -20,6 +20,7 @@ from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
+
 from kurastore.gateway.s3.errors import MalformedXML
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"

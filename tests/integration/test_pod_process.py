@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from kurastore.storage import PodClient, PodUnavailable, ShardId, ShardNotFound
 
 pytestmark = pytest.mark.integration

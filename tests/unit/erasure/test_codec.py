@@ -3,10 +3,11 @@
 import itertools
 import random
 
-import kurastore.erasure._codec as codec_module
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import kurastore.erasure._codec as codec_module
 from kurastore.erasure import (
     ErasureParams,
     NotEnoughBlocks,

@@ -3,6 +3,7 @@
 import pickle
 
 import pytest
+
 from kurastore.erasure import (
     ErasureError,
     FrameCorrupt,

@@ -6,6 +6,7 @@ import pytest
 import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kurastore.erasure import (
     FRAME_HEADER_SIZE,
     FRAME_MAGIC,

@@ -3,6 +3,7 @@
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kurastore.erasure import (
     BLOCK_ALIGN,
     FRAME_HEADER_SIZE,

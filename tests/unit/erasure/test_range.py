@@ -5,6 +5,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kurastore.erasure import (
     FRAME_HEADER_SIZE,
     ErasureParams,

@@ -5,6 +5,7 @@ import itertools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kurastore.erasure import ErasureParams, StreamEncoder, StripeCutter, encode_stripe
 
 PARAMS = ErasureParams(4, 2, 64)  # 256-byte stripes

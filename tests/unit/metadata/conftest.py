@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
+
 from kurastore.metadata import BucketRecord, ObjectVersion, PartLayout, Store
 from kurastore.metadata.sqlite import SQLiteStore
 

@@ -25,6 +25,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+
 from kurastore.metadata import BucketRecord, ObjectVersion, PartLayout
 
 ALPHABET = ["a", "b", "/", "é", "😀", "-", "\x7f"]

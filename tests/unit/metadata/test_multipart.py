@@ -6,7 +6,9 @@ import dataclasses
 import time
 
 import pytest
+
 from kurastore.metadata import (
+    REMOVED_VERSION_GRACE_S,
     BucketNotFound,
     PartLayout,
     PartRecord,
@@ -33,7 +35,7 @@ def part(uid: str, n: int, tag: str, size: int = 5 << 20) -> PartRecord:
 
 
 async def collected(store: Store) -> list[ShardRef]:
-    items = await store.take_collect(time.time() + 1, limit=1000)
+    items = await store.take_collect(time.time() + REMOVED_VERSION_GRACE_S + 1, limit=1000)
     await store.done_collect([i for i, _ in items])
     return [ref for _, ref in items]
 

@@ -6,8 +6,10 @@ import asyncio
 import time
 
 import pytest
+
 from kurastore.metadata import (
     NULL_VERSION,
+    REMOVED_VERSION_GRACE_S,
     BucketAlreadyExists,
     BucketAlreadyOwnedByYou,
     BucketNotEmpty,
@@ -23,7 +25,16 @@ from kurastore.metadata import (
 
 
 async def collected(store: Store) -> list[ShardRef]:
-    return [ref for _, ref in await store.take_collect(time.time() + 1, limit=1000)]
+    """Everything queued, including shards still inside their read grace."""
+    later = time.time() + REMOVED_VERSION_GRACE_S + 1
+    return [ref for _, ref in await store.take_collect(later, limit=1000)]
+
+
+async def test_removed_versions_wait_out_the_read_grace(store: Store, bucket: str, obj) -> None:
+    first = await store.commit_version(obj(bucket, "k"))
+    await store.commit_version(obj(bucket, "k"))
+    assert await store.take_collect(time.time() + 1) == []  # a reader may still stream it
+    assert [r.object_id for r in await collected(store)] == [first.version.object_id]
 
 
 async def test_buckets(store: Store, obj) -> None:

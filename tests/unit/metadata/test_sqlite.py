@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from kurastore.metadata import BucketRecord, MetadataError, MetadataUnavailable, ObjectVersion
 from kurastore.metadata import _sqlite_schema as schema
 from kurastore.metadata.sqlite import SQLiteStore

@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from kurastore.placement import (
     PlacementError,
     PlacementMap,

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
 from kurastore.storage import PodClient, PodConfig, ShardId
 from kurastore.storage.auth import sign_request
 from kurastore.storage.server import build_pod_app

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import kurastore.storage as storage
 import pytest
+
+import kurastore.storage as storage
 from kurastore.storage import InvalidShardName, ShardId
 from kurastore.storage.api import validate_partition
 from kurastore.storage.auth import AuthMissing, AuthRejected, check_request, sign_request

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
 from kurastore.storage import PodClient, PodUnavailable, ShardId
 
 SECRET = b"client-test-secret-0123456789abc"

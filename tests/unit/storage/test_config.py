@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kurastore.storage import PodConfig
 from kurastore.storage.__main__ import load_config, main
 

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from kurastore.storage import InsufficientStorage, ShardExists, ShardId, ShardNotFound
 from kurastore.storage._disk import ShardStore
 
@@ -163,3 +164,24 @@ def test_concurrent_writes_and_deletes_in_one_object(store: ShardStore) -> None:
     assert errors == []
     assert store.list_partitions() == []
     assert store.usage().used_bytes == 0
+
+
+def test_read_range_resolves_http_ranges(store: ShardStore) -> None:
+    put(store, 1, sid(1), b"0123456789")
+    put(store, 1, sid(2), b"")
+
+    def rr(shard: ShardId, start: int | None, stop: int | None, limit: int = 100) -> tuple:
+        r = store.read_range(1, shard, start, stop, limit)
+        return r.size, r.start, r.stop, r.data
+
+    assert rr(sid(1), None, None) == (10, 0, 10, b"0123456789")
+    assert rr(sid(1), 2, 5) == (10, 2, 5, b"234")
+    assert rr(sid(1), 7, None) == (10, 7, 10, b"789")
+    assert rr(sid(1), 7, 1000) == (10, 7, 10, b"789")  # clamped, as HTTP does
+    assert rr(sid(1), -3, None) == (10, 7, 10, b"789")  # suffix range
+    assert rr(sid(1), -30, None) == (10, 0, 10, b"0123456789")
+    assert rr(sid(1), 10, None)[3] is None  # not satisfiable
+    assert rr(sid(1), 0, None, limit=4) == (10, 0, 10, None)  # too large to inline
+    assert rr(sid(2), None, None) == (0, 0, 0, b"")
+    with pytest.raises(ShardNotFound):
+        store.read_range(1, sid(3), None, None, 100)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kurastore.erasure import ErasureParams, encode_stripe
 from kurastore.storage import PodClient, ShardId, ShardNotFound, VerifyResult
 from kurastore.storage._scrub import verify_file

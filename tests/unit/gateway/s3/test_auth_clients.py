@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
 from kurastore.gateway.objects.checksums import checksum_b64
 from kurastore.gateway.s3.auth import authenticate, body_stream
 from kurastore.gateway.s3.errors import S3Error

@@ -14,6 +14,8 @@ from aiohttp.test_utils import make_mocked_request
 from botocore.auth import HmacV1Auth, HmacV1QueryAuth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from multidict import CIMultiDict
+
 from kurastore.gateway.s3 import _sigv4
 from kurastore.gateway.s3.auth import authenticate
 from kurastore.gateway.s3.errors import (
@@ -24,7 +26,6 @@ from kurastore.gateway.s3.errors import (
     RequestTimeTooSkewed,
     SignatureDoesNotMatch,
 )
-from multidict import CIMultiDict
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

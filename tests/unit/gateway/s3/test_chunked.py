@@ -18,6 +18,8 @@ from aiohttp.test_utils import make_mocked_request
 from botocore.httpchecksum import AwsChunkedWrapper, Crc32Checksum
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from multidict import CIMultiDict
+
 from kurastore.gateway.objects.checksums import checksum_b64
 from kurastore.gateway.s3 import _sigv4
 from kurastore.gateway.s3.auth import AuthResult, Principal, authenticate, body_stream
@@ -27,7 +29,6 @@ from kurastore.gateway.s3.errors import (
     SignatureDoesNotMatch,
     XAmzContentSHA256Mismatch,
 )
-from multidict import CIMultiDict
 
 # The AWS documentation's example (sigv4-streaming.html and sigv4-streaming-trailers.html).
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"

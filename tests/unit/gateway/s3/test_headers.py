@@ -6,12 +6,13 @@ import base64
 import hashlib
 
 import pytest
+from multidict import CIMultiDict
+
 from kurastore.gateway.objects.api import BodyDigest, ByteRange
 from kurastore.gateway.objects.checksums import checksum_b64
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.metadata import ObjectVersion
-from multidict import CIMultiDict
 
 
 def H(**kw: str) -> CIMultiDict[str]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from multidict import CIMultiDict
+
 from kurastore.gateway.s3.errors import InvalidURI
 from kurastore.gateway.s3.routes import S3Op, classify
-from multidict import CIMultiDict
 
 DOMAIN = "s3.example.test"
 

@@ -23,13 +23,14 @@ import pytest
 from aiohttp import web
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from support.fakes import InMemoryPods
+
 from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.service import ObjectService
 from kurastore.gateway.objects.topology import Topology
 from kurastore.gateway.s3.frontend import S3Frontend, render_s3_error
 from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.placement import PodSpec, build_map
-from support.fakes import InMemoryPods
 
 MiB = 1 << 20
 REGION = "us-east-1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
+
 from kurastore.gateway.s3.errors import MalformedXML
 from kurastore.gateway.s3.xml import (
     NS,
