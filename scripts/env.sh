@@ -17,6 +17,10 @@ print(hashlib.sha256("\n".join(deps).encode()).hexdigest()[:12])
 PY
 )"
 venv="$cache/venv-py$pyver-$key"
+mkdir -p "$cache"
+# One builder at a time: parallel test runs wait for the first to finish.
+exec 9>"$cache/.venv.lock"
+flock 9
 if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
     echo "kurastore: preparing $venv (first run only)" >&2
     rm -rf "$venv"
@@ -26,6 +30,7 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
     "$venv/bin/pip" install --quiet -e "$repo[test]" >&2
     touch "$venv/.complete"
 fi
+flock -u 9
 # The editable install points at whichever checkout installed it last: repoint it here.
 if ! "$venv/bin/python" -c "import kurastore, os, sys; sys.exit(os.path.dirname(os.path.dirname(kurastore.__file__)) != sys.argv[1])" "$repo" 2>/dev/null; then
     "$venv/bin/pip" install --quiet --no-deps -e "$repo" >&2

@@ -5,17 +5,19 @@ ObjectService on top."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
+from support.fakes import InMemoryPods, body_of
+
 from kurastore.gateway.objects.api import PutOptions
 from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.service import ObjectService
 from kurastore.gateway.objects.topology import Topology
 from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.placement import PodSpec, build_map
-from support.fakes import InMemoryPods, body_of
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -77,3 +79,9 @@ async def cluster(make_cluster) -> Cluster:
 
 def random_bytes(n: int, seed: int = 0) -> bytes:
     return os.urandom(n) if seed == 0 else bytes((i * 31 + seed) % 251 for i in range(n))
+
+
+def after_read_grace() -> float:
+    """A `now` for the collector past the grace a removed version's shards get (readers
+    that opened it may still stream it; metadata queues them that much later)."""
+    return time.time() + 86_400

@@ -12,6 +12,7 @@ import pytest
 from awscrt import checksums as crt
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kurastore.gateway.objects import checksums
 
 # Check values of the three CRCs over b"123456789" (the catalogue's "check").

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kurastore.gateway.objects.api import (
     CopySource,
     PutOptions,

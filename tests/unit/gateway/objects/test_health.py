@@ -4,6 +4,7 @@ recovery and the hedge delay."""
 from __future__ import annotations
 
 import pytest
+
 from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.health import PodHealth
 

@@ -11,6 +11,7 @@ import asyncio
 import time
 
 import pytest
+
 from kurastore.gateway.objects.api import ByteRange
 from kurastore.gateway.objects.errors import DataLost, QuorumNotReached
 from kurastore.metadata import ObjectNotFound

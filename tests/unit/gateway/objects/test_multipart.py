@@ -7,6 +7,8 @@ import hashlib
 import zlib
 
 import pytest
+from support.fakes import body_of
+
 from kurastore.gateway.maintenance.collect import collect_once
 from kurastore.gateway.objects.api import (
     ByteRange,
@@ -23,7 +25,6 @@ from kurastore.gateway.objects.errors import (
     InvalidPartOrder,
 )
 from kurastore.metadata import PreconditionFailed, UploadNotFound
-from support.fakes import body_of
 
 from .conftest import MiB, random_bytes
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from support.fakes import body_of
+
 from kurastore.gateway.objects.api import ByteRange
 from kurastore.gateway.objects.errors import IncompleteBody, InvalidRange
 from kurastore.metadata import BucketNotFound, ObjectNotFound
-from support.fakes import body_of
 
 from .conftest import KiB, MiB, random_bytes
 

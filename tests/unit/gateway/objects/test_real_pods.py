@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 from aiohttp.test_utils import TestServer
+from support.fakes import body_of
+
 from kurastore.gateway.maintenance.collect import collect_once
 from kurastore.gateway.objects.api import ByteRange, PutOptions
 from kurastore.gateway.objects.config import ObjectConfig
@@ -15,9 +17,8 @@ from kurastore.metadata import PodRecord
 from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.placement import PodSpec, build_map
 from kurastore.storage import PodClient, PodConfig, build_pod_app
-from support.fakes import body_of
 
-from .conftest import MiB, random_bytes
+from .conftest import MiB, after_read_grace, random_bytes
 
 SECRET = b"s" * 32
 
@@ -67,7 +68,8 @@ async def test_round_trip_degraded_read_and_collection(real_cluster):
     assert got == data[MiB : 3 * MiB + 1]
     # Overwrite: the old version's shards are collected from every pod.
     await service.put_object("b", "k", body_of(data[:2 * MiB]), PutOptions())
-    assert await collect_once(service.store, service.pods, service.topology) == 1
+    assert await collect_once(service.store, service.pods, service.topology,
+                              now=after_read_grace()) == 1
     for url in (p.url for p in service.topology.pods):
         names = [i.shard.name for i in await service.pods.list_partition(url, version.partition)]
         assert not any(name.startswith(version.object_id) for name in names)

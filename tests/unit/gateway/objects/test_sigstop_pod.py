@@ -14,6 +14,9 @@ from asyncio.subprocess import Process
 
 import pytest
 from aiohttp.test_utils import TestServer
+from support.cluster import free_port
+from support.fakes import body_of
+
 from kurastore.gateway.objects.api import PutOptions
 from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.service import ObjectService
@@ -22,8 +25,6 @@ from kurastore.metadata import PodRecord
 from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.placement import PlacementMap, PodSpec, build_map
 from kurastore.storage import PodClient, PodConfig, build_pod_app
-from support.cluster import free_port
-from support.fakes import body_of
 
 from .conftest import MiB, random_bytes
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests drive (real clients and PostgreSQL),
+# only those missing, so a warm machine pays nothing. Needs root (CI is root).
+set -euo pipefail
+need=()
+command -v rclone >/dev/null 2>&1 || need+=(rclone)
+command -v s3cmd >/dev/null 2>&1 || need+=(s3cmd)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "kurastore: missing system packages: ${need[*]} (run as root or install them)" >&2
+        exit 1
+    fi
+    echo "kurastore: installing ${need[*]} from Debian" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
