@@ -6,6 +6,7 @@ again once it is continued."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -36,21 +37,26 @@ async def start_pod_process(tmp_path, client: PodClient) -> tuple[Process, str]:
     secret_file.write_bytes(SECRET)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kurastore.storage", "--data", str(tmp_path / "pod-5"),
-        "--listen", f"127.0.0.1:{port}", "--secret-file", str(secret_file),
-        "--pod-id", "pod-5", "--log-level", "WARNING",
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    for _ in range(300):
+    log_path = tmp_path / "pod-5.log"
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "kurastore.storage", "--data", str(tmp_path / "pod-5"),
+            "--listen", f"127.0.0.1:{port}", "--secret-file", str(secret_file),
+            "--pod-id", "pod-5", "--log-level", "WARNING",
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )
+    finally:
+        os.close(log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.returncode is None:
         if await client.is_ready(url):
             return proc, url
-        if proc.returncode is not None:
-            break
         await asyncio.sleep(0.05)
-    proc.kill()
+    if proc.returncode is None:
+        proc.kill()
     await proc.wait()
-    raise RuntimeError("the pod process did not come up")
+    raise RuntimeError(f"the pod process did not come up: {log_path.read_text()[-2000:]}")
 
 
 @pytest.fixture
