@@ -167,6 +167,32 @@ class HealItem:
 
 
 @dataclass(frozen=True)
+class PinnedPart:
+    """One part whose shards a record pins: ``<object_id>.<shard_tag>.<i>`` for i in
+    0..width-1 on the first `width` pods of `partition` in the map of `epoch`.
+
+    kind: "version" (a part of a committed version), "upload" (a stored part of a
+    multipart upload in progress) or "pending" (a write still streaming: size -1 and
+    k, m, block_size 0, since nothing is known yet; shard_tag "" when the pending
+    write covers every part of the id). written: when the record was made (version
+    or part last_modified, pending write start), so a reader comparing with pods
+    knows which shards may still have been in flight when it listed them.
+    """
+
+    object_id: str
+    shard_tag: str
+    partition: int
+    epoch: int
+    width: int
+    k: int
+    m: int
+    block_size: int
+    size: int
+    kind: str
+    written: float
+
+
+@dataclass(frozen=True)
 class ListPage:
     entries: tuple[ObjectVersion, ...]
     common_prefixes: tuple[str, ...]

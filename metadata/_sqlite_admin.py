@@ -10,6 +10,7 @@ Rules:
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
@@ -64,6 +65,7 @@ def delete_user(tx: WriteTx, user_id: str) -> None:
     if tx.conn.execute("DELETE FROM users WHERE user_id = ?", (user_id,)).rowcount == 0:
         raise UserNotFound(user_id)
     tx.conn.execute("DELETE FROM access_keys WHERE user_id = ?", (user_id,))
+    tx.conn.execute("DELETE FROM account_settings WHERE user_id = ?", (user_id,))
 
 
 # --- access keys (sealed secrets) ---------------------------------------------------------
@@ -103,6 +105,22 @@ def delete_access_key(tx: WriteTx, access_key: str) -> None:
     cur = tx.conn.execute("DELETE FROM access_keys WHERE access_key = ?", (access_key,))
     if cur.rowcount == 0:
         raise AccessKeyNotFound(access_key)
+
+
+# --- account settings ------------------------------------------------------------------------
+def get_account_settings(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:
+    row = conn.execute(
+        "SELECT settings FROM account_settings WHERE user_id = ?", (user_id,)
+    ).fetchone()
+    return {} if row is None else dict(json.loads(row[0]))
+
+
+def put_account_settings(tx: WriteTx, user_id: str, settings: dict[str, Any]) -> None:
+    get_user(tx.conn, user_id)
+    tx.conn.execute(
+        "INSERT OR REPLACE INTO account_settings (user_id, settings) VALUES (?, ?)",
+        (user_id, json.dumps(settings, separators=(",", ":"))),
+    )
 
 
 # --- placement maps, pins, pods --------------------------------------------------------------

@@ -131,8 +131,24 @@ _V1 = (
         UNIQUE (object_id, shard_tag, idx))""",
 )
 
+# The healer looks parts up by object id; the scrubber lists what each partition pins
+# (versions already have versions_pins on (epoch, partition)).
+_V2 = (
+    """CREATE INDEX versions_object ON versions (object_id) WHERE has_shards = 1""",
+    """CREATE INDEX uploads_object ON uploads (object_id)""",
+    """CREATE INDEX uploads_pins ON uploads (partition, epoch)""",
+    """CREATE INDEX pending_pins ON pending (partition, epoch)""",
+)
+
+# Account settings (Swift account metadata and the like), one JSON document per user.
+_V3 = (
+    """CREATE TABLE account_settings (
+        user_id TEXT PRIMARY KEY,
+        settings TEXT NOT NULL)""",
+)
+
 # (schema version reached, statements). Append only.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1),)
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2), (3, _V3))
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 

@@ -29,6 +29,7 @@ from kurastore.metadata._records import (
     PartRecord,
     PartsPage,
     PendingWrite,
+    PinnedPart,
     PodRecord,
     ShardRef,
     UploadRecord,
@@ -203,6 +204,14 @@ class Store(Protocol):
 
     async def delete_access_key(self, access_key: str) -> None: ...
 
+    # --- account settings -------------------------------------------------------------
+    async def get_account_settings(self, user_id: str) -> dict:
+        """The JSON-able settings of a user's account (Swift account metadata...);
+        {} when none were ever stored. Deleting the user deletes them."""
+
+    async def put_account_settings(self, user_id: str, settings: dict) -> None:
+        """Replaces the account's settings as a whole (JSON-able values)."""
+
     # --- placement --------------------------------------------------------------
     async def save_placement_map(self, epoch: int, map_json: str) -> None:
         """Epochs only grow: saving an epoch not above the latest raises ValueError."""
@@ -239,3 +248,17 @@ class Store(Protocol):
     async def done_heal(self, ids: Sequence[int]) -> None: ...
 
     async def heal_queue_length(self) -> int: ...
+
+    # --- maintenance (healer, scrubber) -------------------------------------------------
+    async def find_parts(self, object_id: str) -> list[PinnedPart]:
+        """Every part whose shards a record pins under `object_id`: the parts of its
+        committed version, the stored parts of its multipart upload in progress, and
+        its pending writes (kind "pending"). [] when no record names the id any more:
+        its shards are orphans. The healer calls this once per part it rebuilds, so
+        backends index the object id. Ordered by (kind, shard_tag)."""
+
+    async def partition_parts(self, partition: int) -> list[PinnedPart]:
+        """Every part pinned to `partition` in any epoch (versions, upload parts,
+        pending writes, as find_parts), ordered by (epoch, object_id, shard_tag). The
+        scrubber compares this with what the pods hold, once per partition and pass;
+        backends answer it from an index on (epoch, partition), not a table scan."""

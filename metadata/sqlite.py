@@ -19,6 +19,7 @@ from kurastore.metadata import _sqlite_admin as admin
 from kurastore.metadata import _sqlite_listing as listing
 from kurastore.metadata import _sqlite_multipart as multipart
 from kurastore.metadata import _sqlite_objects as objects
+from kurastore.metadata import _sqlite_pins as pins
 from kurastore.metadata import _sqlite_queues as queues
 from kurastore.metadata._records import (
     AccessKey,
@@ -31,6 +32,7 @@ from kurastore.metadata._records import (
     PartRecord,
     PartsPage,
     PendingWrite,
+    PinnedPart,
     PodRecord,
     ShardRef,
     UploadRecord,
@@ -229,6 +231,14 @@ class SQLiteStore:
     async def delete_access_key(self, access_key: str) -> None:
         await self._ex.write(admin.delete_access_key, access_key)
 
+    # --- account settings -------------------------------------------------------------------
+    async def get_account_settings(self, user_id: str) -> dict:
+        return await self._ex.read(admin.get_account_settings, user_id)
+
+    async def put_account_settings(self, user_id: str, settings: dict) -> None:
+        """Raises UserNotFound."""
+        await self._ex.write(admin.put_account_settings, user_id, dict(settings))
+
     # --- placement ------------------------------------------------------------------------
     async def save_placement_map(self, epoch: int, map_json: str) -> None:
         await self._ex.write(admin.save_placement_map, epoch, map_json)
@@ -272,6 +282,13 @@ class SQLiteStore:
 
     async def heal_queue_length(self) -> int:
         return await self._ex.read(queues.heal_queue_length)
+
+    # --- maintenance --------------------------------------------------------------------------
+    async def find_parts(self, object_id: str) -> list[PinnedPart]:
+        return await self._ex.read(pins.find_parts, object_id)
+
+    async def partition_parts(self, partition: int) -> list[PinnedPart]:
+        return await self._ex.read(pins.partition_parts, partition)
 
 
 __all__ = ["SQLiteStore"]

@@ -9,6 +9,7 @@ service talks to pods (kurastore.storage.PodClient) and metadata
     get.py        GET/HEAD: conditions, ranges, the streaming reader (read path)
     stripes.py    reading, verifying and rebuilding a batch of stripes
     fanout.py     the k+m shard streams with a write quorum; shard range reads
+    health.py     suspect pods and read latency, shared by all requests
     multipart.py  uploads, parts, complete, abort, listings
     copy.py       CopyObject and UploadPartCopy
     identity.py   users and access keys

@@ -103,4 +103,4 @@ class ServiceStats:
     bytes_written: int = 0  # object bytes committed
     bytes_read: int = 0  # object bytes handed to readers
     hedged_reads: int = 0  # shard reads that outlived their hedge delay (parity read instead)
-    stalled_shards: int = 0  # shard streams a write dropped for stalling (a subset of dropped)
+    stalled_shards: int = 0  # shard streams writes dropped for stalling (hung or far behind)

@@ -10,9 +10,11 @@ Rules:
   are yielded as views, without a copy.
 - A missing, unreachable or corrupt block: parity is read for the stripes
   concerned, they are decoded in the executor, the read is counted as degraded
-  and the block queued for the healer. A stripe that cannot be rebuilt leads to
-  one re-read of the version record (the rebalancer may have re-pinned it)
-  before DataLost.
+  and the block queued for the healer. A slow or hung pod costs one hedge
+  delay, then parity is read beside it; a pod known to be in trouble is read
+  around from the start (stripes.py, health.py). A stripe that cannot be
+  rebuilt leads to one re-read of the version record (the rebalancer may have
+  re-pinned it) before DataLost.
 - At most `read_prefetch_batches` batches are fetched ahead of the client.
 """
 

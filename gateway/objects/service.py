@@ -243,6 +243,12 @@ class ObjectService:
     async def delete_access_key(self, access_key: str) -> None:
         await self.identity.delete_access_key(access_key)
 
+    async def get_account_settings(self, user_id: str) -> dict:
+        return await self.store.get_account_settings(user_id)
+
+    async def put_account_settings(self, user_id: str, settings: dict) -> None:
+        await self.store.put_account_settings(user_id, settings)
+
     # --- health --------------------------------------------------------------------
     async def pod_status(self) -> list[PodStatus]:
         """Every registered pod: ready or not, and its usage (asked in parallel, each

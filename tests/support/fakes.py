@@ -11,9 +11,11 @@ holds, how many requests reached it and how much was read from it.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kurastore.metadata import PodRecord
 from kurastore.storage import (
@@ -23,7 +25,9 @@ from kurastore.storage import (
     ShardId,
     ShardInfo,
     ShardNotFound,
+    VerifyResult,
 )
+from kurastore.storage._scrub import verify_file
 from kurastore.storage.errors import InvalidRange
 
 Body = bytes | memoryview | AsyncIterable[bytes | memoryview]
@@ -223,6 +227,32 @@ class InMemoryPods:
             del pod.shards[key]
             pod.mtimes.pop(key, None)
         return len(doomed)
+
+    async def list_partitions(self, url: str) -> list[int]:
+        pod = self._pod(url)
+        await pod.enter()
+        return sorted({partition for partition, _name in pod.shards})
+
+    async def list_partition(self, url: str, partition: int) -> list[ShardInfo]:
+        pod = self._pod(url)
+        await pod.enter()
+        return [
+            ShardInfo(p, ShardId.parse(name), len(data), pod.mtimes.get((p, name), 0.0))
+            for (p, name), data in sorted(pod.shards.items())
+            if p == partition
+        ]
+
+    async def verify_shard(self, url: str, partition: int, shard: ShardId) -> VerifyResult:
+        """The pod's own scrub (storage._scrub.verify_file) run on the stored bytes."""
+        pod = self._pod(url)
+        await pod.enter()
+        data = pod.shards.get((partition, shard.name))
+        if data is None:
+            raise ShardNotFound(f"no shard {shard.name}", url)
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(data)
+            f.flush()
+            return verify_file(Path(f.name), shard.index)
 
     async def usage(self, url: str) -> PodUsage:
         pod = self._pod(url)

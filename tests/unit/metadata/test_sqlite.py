@@ -47,18 +47,21 @@ async def test_migration_runner_upgrades_in_place(tmp_path: Path, monkeypatch) -
     store = await SQLiteStore.open(path, secret_key=KEY)
     await store.create_bucket(BucketRecord("b", "o", 1.0))
     await store.close()
-    step = (2, ("CREATE TABLE lifecycle (bucket_id INTEGER PRIMARY KEY, rules TEXT)",))
-    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, step))
-    monkeypatch.setattr(schema, "LATEST_VERSION", 2)
+    released = schema.MIGRATIONS
+    top = schema.LATEST_VERSION
+    step = (top + 1, ("CREATE TABLE lifecycle (bucket_id INTEGER PRIMARY KEY, rules TEXT)",))
+    monkeypatch.setattr(schema, "MIGRATIONS", (*released, step))
+    monkeypatch.setattr(schema, "LATEST_VERSION", top + 1)
     upgraded = await SQLiteStore.open(path, secret_key=KEY)
     assert (await upgraded.get_bucket("b")).owner == "o"  # data kept
     await upgraded.close()
     raw = sqlite3.connect(path)
-    assert [r[0] for r in raw.execute("SELECT version FROM schema_version ORDER BY 1")] == [1, 2]
+    versions = [r[0] for r in raw.execute("SELECT version FROM schema_version ORDER BY 1")]
+    assert versions == [*range(1, top + 2)]
     raw.execute("SELECT rules FROM lifecycle").fetchall()
     raw.close()
-    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
-    monkeypatch.setattr(schema, "LATEST_VERSION", 1)
+    monkeypatch.setattr(schema, "MIGRATIONS", released)
+    monkeypatch.setattr(schema, "LATEST_VERSION", top)
     with pytest.raises(MetadataError, match="newer than this code"):
         await SQLiteStore.open(path, secret_key=KEY)
 

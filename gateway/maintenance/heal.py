@@ -1,0 +1,295 @@
+"""The healer: rebuilds missing and corrupt shards from the healthy ones.
+
+Work comes from the metadata heal queue (HealItem: object id, shard tag, block
+index), filled by degraded reads, by writes that dropped a pod and by the
+scrubber. Each round takes a window of the queue and works on it part by part.
+
+Rules:
+- Order: the items of a window are grouped by part; parts with the most blocks
+  queued (the fewest healthy blocks) go first, then confirmed damage ("corrupt",
+  "missing") before "unreachable" (a pod that may simply have restarted), then
+  the oldest. A part that lost m blocks is one failure from data loss; one that
+  lost one block is not.
+- The record decides: the part is looked up by object id (Store.find_parts); its
+  pinned epoch and partition give the pods, its geometry the frames. A part no
+  record names any more (deleted meanwhile) or only a pending write names (its
+  writer queues what it dropped after commit) is dropped from the queue.
+- Each queued block is checked on its pod first (verify_shard): a good shard is
+  done without work; a corrupt one is deleted (pods never overwrite) and rebuilt;
+  a missing one is rebuilt (rebuild.py: any k good frames per stripe).
+- Resumable: an item leaves the queue (done_heal) only once its shard is stored
+  and verified by the pod's commit, so a crash repeats work, never loses it. An
+  item that cannot be healed now (its pod is down, fewer than k blocks answer)
+  goes to the back of the queue and is not retried before `retry_s`.
+- Throttled: every byte read and written (and every byte a pod re-reads to
+  verify) is paid to one Throttle of `rate_bytes_s`.
+- A part deleted while it was being rebuilt: the shards just written are queued
+  for the collector (deleting is idempotent), so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kurastore.erasure import ErasureParams, NotEnoughBlocks
+from kurastore.gateway.maintenance.pods import MaintenancePods, call
+from kurastore.gateway.maintenance.rebuild import PartRebuilder
+from kurastore.gateway.maintenance.throttle import RateMeter, Throttle
+from kurastore.gateway.objects.config import ObjectConfig
+from kurastore.gateway.objects.executor import CpuPool
+from kurastore.gateway.objects.health import PodHealth
+from kurastore.gateway.objects.topology import Topology
+from kurastore.metadata import HealItem, PinnedPart, PlacementMapNotFound, ShardRef, Store
+from kurastore.storage import PodError, ShardId, ShardNotFound
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+_URGENCY = {"corrupt": 0, "missing": 0, "unreachable": 1}  # lower goes first
+Key = tuple[str, str, int]  # (object id, shard tag, index)
+
+
+@dataclass(frozen=True)
+class HealSettings:
+    rate_bytes_s: float = 64 * MiB  # pod bytes read + written per second; 0: unlimited
+    interval_s: float = 2.0  # pause while the queue is empty (or all of it waits)
+    window: int = 500  # queue items ordered and worked on per round
+    concurrency: int = 2  # parts rebuilt at once
+    retry_s: float = 10.0  # an item that could not be healed waits this long
+    batch_bytes: int = 4 * MiB  # per source shard read
+
+    def __post_init__(self) -> None:
+        if self.rate_bytes_s < 0 or self.interval_s <= 0 or self.retry_s < 0:
+            raise ValueError("heal rate, interval and retry must be positive")
+        if self.window < 1 or self.concurrency < 1 or self.batch_bytes < 1:
+            raise ValueError("heal window, concurrency and batch must be >= 1")
+
+
+@dataclass
+class HealProgress:
+    """What the admin API and the metrics show of the healer."""
+
+    started: float = field(default_factory=time.time)
+    queued: int = 0  # items in the queue at the last look
+    healed: int = 0  # shards rebuilt and stored
+    healthy: int = 0  # items whose shard turned out fine (nothing to do)
+    dropped: int = 0  # items of parts no record names any more
+    deferred: int = 0  # items sent to the back of the queue for a later try
+    unrecoverable: int = 0  # tries that found fewer than k good blocks
+    bytes_rebuilt: int = 0  # shard bytes written
+    bytes_read: int = 0  # source shard bytes read
+    rounds: int = 0
+    last_round: float | None = None
+    meter: RateMeter = field(default_factory=RateMeter, repr=False)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "started": self.started, "queued": self.queued, "healed": self.healed,
+            "already_healthy": self.healthy, "dropped": self.dropped,
+            "deferred": self.deferred, "unrecoverable": self.unrecoverable,
+            "bytes_rebuilt": self.bytes_rebuilt, "bytes_read": self.bytes_read,
+            "rate_bytes_s": round(self.meter.rate, 1), "rounds": self.rounds,
+            "last_round": self.last_round,
+        }
+
+
+def order_groups(
+    groups: dict[tuple[str, str], list[tuple[int, HealItem]]],
+) -> list[list[tuple[int, HealItem]]]:
+    """Most blocks queued first, then confirmed damage, then the oldest."""
+
+    def urgency(items: list[tuple[int, HealItem]]) -> tuple[int, int, float]:
+        rank = min(_URGENCY.get(item.reason, 1) for _id, item in items)
+        return (-len(items), rank, min(item.queued for _id, item in items))
+
+    return sorted(groups.values(), key=urgency)
+
+
+class Healer:
+    def __init__(
+        self,
+        store: Store,
+        pods: MaintenancePods,
+        topology: Topology,
+        config: ObjectConfig,
+        settings: HealSettings | None = None,
+        health: PodHealth | None = None,
+    ) -> None:
+        self._store = store
+        self._pods = pods
+        self._topology = topology
+        self._config = config
+        self.settings = settings or HealSettings()
+        self._health = health or PodHealth(config)
+        self._throttle = Throttle(self.settings.rate_bytes_s)
+        self._cpu = CpuPool(1)
+        self._not_before: dict[Key, float] = {}
+        self.progress = HealProgress()
+
+    def close(self) -> None:
+        self._cpu.close()
+
+    # --- the loop ------------------------------------------------------------------------
+    async def run(self, stop_event: asyncio.Event) -> None:
+        """Heal until `stop_event` is set; a full window goes on without a pause."""
+        while not stop_event.is_set():
+            worked = 0
+            try:
+                worked = await self.heal_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("heal round failed")
+            if worked:
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.interval_s):
+                    await stop_event.wait()
+
+    async def heal_once(self, now: float | None = None) -> int:
+        """One round over a window of the queue. Returns the items settled (healed,
+        found healthy or dropped); deferred ones do not count."""
+        now = time.time() if now is None else now
+        taken = await self._store.take_heal(self.settings.window)
+        due = [(i, item) for i, item in taken
+               if self._not_before.get(_key(item), 0.0) <= now]
+        groups: dict[tuple[str, str], list[tuple[int, HealItem]]] = {}
+        for item_id, item in due:
+            groups.setdefault((item.object_id, item.shard_tag), []).append((item_id, item))
+        limit = asyncio.Semaphore(self.settings.concurrency)
+
+        async def one(group: list[tuple[int, HealItem]]) -> int:
+            async with limit:
+                return await self._heal_part(group, now)
+
+        settled = sum(await asyncio.gather(*(one(g) for g in order_groups(groups))))
+        self.progress.rounds += 1
+        self.progress.last_round = time.time()
+        self.progress.queued = await self._store.heal_queue_length()
+        return settled
+
+    # --- one part --------------------------------------------------------------------------
+    async def _heal_part(self, group: list[tuple[int, HealItem]], now: float) -> int:
+        first = group[0][1]
+        try:
+            part = await self._find(first.object_id, first.shard_tag)
+            if part is None:
+                await self._store.done_heal([i for i, _ in group])
+                self.progress.dropped += len(group)
+                return len(group)
+            urls = await self._urls(part)
+        except PlacementMapNotFound:
+            log.error("heal %s.%s: its epoch's map is gone", first.object_id, first.shard_tag)
+            await self._defer(group, now)
+            return 0
+        settled, targets, waiting = [], [], []
+        for item_id, item in group:
+            state = await self._inspect(urls, part, item.index)
+            if state == "healthy":
+                settled.append(item_id)
+                self.progress.healthy += 1
+            elif state == "down":
+                waiting.append((item_id, item))
+            else:
+                targets.append((item_id, item))
+        if targets:
+            healed, failed = await self._rebuild(part, urls, targets)
+            settled.extend(healed)
+            waiting.extend(failed)
+        if settled:
+            await self._store.done_heal(settled)
+        if waiting:
+            await self._defer(waiting, now)
+        return len(settled)
+
+    async def _find(self, object_id: str, shard_tag: str) -> PinnedPart | None:
+        parts = await self._store.find_parts(object_id)
+        return next((p for p in parts if p.shard_tag == shard_tag and p.kind != "pending"),
+                    None)
+
+    async def _urls(self, part: PinnedPart) -> list[str | None]:
+        pmap = await self._topology.get_map(part.epoch)
+        await self._topology.ensure_fresh()
+        return [self._topology.url_of(p) for p in pmap.pods_for(part.partition, part.width)]
+
+    async def _inspect(self, urls: Sequence[str | None], part: PinnedPart, index: int) -> str:
+        """"healthy", "missing", "corrupt" (now deleted) or "down"."""
+        url = urls[index]
+        if url is None:
+            return "down"
+        shard = ShardId(part.object_id, part.shard_tag, index)
+        params = ErasureParams(part.k, part.m, part.block_size)
+        timeout = self._config.pod_timeout_s
+        await self._throttle.take(params.shard_size(part.size))
+        try:
+            result = await call(self._pods.verify_shard(url, part.partition, shard), timeout, url)
+        except ShardNotFound:
+            return "missing"
+        except PodError as exc:
+            log.info("heal: cannot check %s on %s: %s", shard.name, url, exc)
+            return "down"
+        if result.ok and result.frames == params.stripe_count(part.size):
+            return "healthy"
+        log.warning("heal: %s on %s is corrupt (stripes %s); replacing it", shard.name, url,
+                    list(result.bad_stripes)[:10])
+        try:
+            await call(self._pods.delete_shard(url, part.partition, shard), timeout, url)
+        except PodError:
+            return "down"
+        return "corrupt"
+
+    async def _rebuild(
+        self, part: PinnedPart, urls: list[str | None], targets: list[tuple[int, HealItem]]
+    ) -> tuple[list[int], list[tuple[int, HealItem]]]:
+        """(queue ids healed, items that failed)."""
+        indices = [item.index for _id, item in targets]
+        rebuilder = PartRebuilder(
+            self._pods, urls, part, indices, cpu=self._cpu, throttle=self._throttle,
+            config=self._config, health=self._health, batch_bytes=self.settings.batch_bytes,
+        )
+        try:
+            result = await rebuilder.run()
+        except NotEnoughBlocks as exc:
+            self.progress.unrecoverable += 1
+            log.error("heal %s.%s: %s; waiting for pods to come back", part.object_id,
+                      part.shard_tag, exc)
+            return [], targets
+        finally:
+            self.progress.bytes_read += rebuilder.result.bytes_read
+        p = self.progress
+        p.bytes_rebuilt += result.bytes_written
+        p.meter.add(result.bytes_written)
+        p.healed += len(result.stored)
+        for index, why in result.failed.items():
+            log.info("heal %s.%s.%d: %s", part.object_id, part.shard_tag, index, why)
+        if result.stored and await self._find(part.object_id, part.shard_tag) is None:
+            # Deleted while we rebuilt: what we just wrote is an orphan.
+            ref = ShardRef(part.object_id, part.partition, part.epoch, part.width,
+                           part.shard_tag)
+            await self._store.queue_collect([ref])
+        healed = [i for i, item in targets if item.index in result.stored]
+        failed = [(i, item) for i, item in targets if item.index not in result.stored]
+        return healed, failed
+
+    async def _defer(self, items: list[tuple[int, HealItem]], now: float) -> None:
+        """Back of the queue, and not before retry_s (the queue has no due time)."""
+        self.progress.deferred += len(items)
+        for _id, item in items:
+            self._not_before[_key(item)] = now + self.settings.retry_s
+        await self._store.done_heal([i for i, _ in items])
+        await self._store.queue_heal([item for _id, item in items])
+        if len(self._not_before) > 100_000:  # forget the oldest deferrals, not the queue
+            for key in sorted(self._not_before, key=self._not_before.__getitem__)[:50_000]:
+                del self._not_before[key]
+
+
+def _key(item: HealItem) -> Key:
+    return (item.object_id, item.shard_tag, item.index)
+
+

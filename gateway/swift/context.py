@@ -1,0 +1,120 @@
+"""What a Swift handler receives: one value per request, built by the front end
+after the token was checked and the account found to be the token's own.
+
+Handlers reach the request body only through `body()` (streamed, with the
+object size limit enforced on the way) or `read_small()` (manifests), and
+other containers only through `own_bucket()`, which refuses (403) a container
+that belongs to another account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from multidict import CIMultiDictProxy, MultiDictProxy
+
+from kurastore.gateway.swift import errors as swe
+from kurastore.gateway.swift.headers import MAX_FILE_SIZE
+from kurastore.gateway.swift.routes import SwiftRoute
+from kurastore.metadata import BucketRecord
+
+if TYPE_CHECKING:  # the service is handed in; only objects/ reaches pods
+    from kurastore.gateway.objects.service import ObjectService
+
+SETTINGS_KEY = "swift"  # BucketRecord.settings[SETTINGS_KEY]: container metadata and ACLs
+
+
+@dataclass
+class SwiftRequest:
+    request: web.Request
+    service: ObjectService
+    route: SwiftRoute
+    user_id: str
+    max_file_size: int = MAX_FILE_SIZE
+
+    @property
+    def query(self) -> MultiDictProxy[str]:
+        return self.request.query
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        return self.request.headers
+
+    @property
+    def account(self) -> str:
+        return self.route.account
+
+    @property
+    def container(self) -> str:
+        return self.route.container
+
+    @property
+    def obj(self) -> str:
+        return self.route.obj
+
+    async def own_bucket(self, name: str) -> BucketRecord:
+        """The container `name` of this account: NotFound, or Forbidden when the
+        name is taken by another account."""
+        record = await self.service.get_bucket(name)
+        if record.owner != self.user_id:
+            raise swe.Forbidden()
+        return record
+
+    def require_length(self) -> int | None:
+        """Content-Length (None for chunked transfer encoding); 411 without either,
+        413 above the object size limit."""
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        length = self.request.content_length
+        if length is None and not chunked:
+            raise swe.LengthRequired()
+        if length is not None and length > self.max_file_size:
+            raise swe.RequestEntityTooLarge()
+        return length
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The request body, streamed; 413 once it grows past the size limit."""
+        if not self.request.body_exists:
+            return
+        received = 0
+        async for chunk in self.request.content.iter_any():
+            received += len(chunk)
+            if received > self.max_file_size:
+                raise swe.RequestEntityTooLarge()
+            yield chunk
+
+    async def read_small(self, limit: int) -> bytes:
+        """The whole body, refused (413) when larger than `limit`."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in self.body():
+            size += len(chunk)
+            if size > limit:
+                raise swe.RequestEntityTooLarge()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def swift_settings(record: BucketRecord) -> dict[str, Any]:
+    """The Swift part of a bucket's settings (container metadata, ACLs, flags)."""
+    return dict(record.settings.get(SETTINGS_KEY) or {})
+
+
+def with_swift_settings(record: BucketRecord, swift: dict[str, Any]) -> dict[str, Any]:
+    """The bucket's whole settings with its Swift part replaced (the store
+    replaces settings as a whole; other protocols' settings are kept)."""
+    return {**record.settings, SETTINGS_KEY: swift}
+
+
+def empty_response(status: int, headers: dict[str, str] | None = None) -> web.Response:
+    """Swift's bodiless answers still name a content type, as Swift's do."""
+    resp = web.Response(status=status, headers=headers)
+    if status not in (204, 304):
+        resp.content_type = "text/html"
+        resp.charset = "UTF-8"
+    return resp
+
+
+Handler = Callable[[SwiftRequest], Awaitable[web.StreamResponse]]

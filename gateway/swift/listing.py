@@ -1,0 +1,227 @@
+"""Swift listings: query parameters, paging over the object service, and the
+three renderings (plain, json, xml).
+
+Rules (as Swift answers them):
+- format= (plain, json, xml) wins over Accept; plain is the default. An empty
+  plain listing is a 204 with no body; json and xml always answer 200.
+- limit is at most 10000 (412 above); marker and end_marker are exclusive
+  bounds; reverse=true walks names downwards (marker is then the upper bound).
+- path=p lists the objects directly "in" p/ (prefix p/, delimiter /, without
+  subdir entries) and overrides prefix and delimiter.
+- Names order by their UTF-8 bytes, as the store orders keys.
+- json object entries: name, hash, bytes, content_type, last_modified (UTC,
+  ISO 8601 with microseconds and no zone, as Swift); delimiter groups are
+  {"subdir": ...} entries, interleaved in name order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from xml.sax.saxutils import escape, quoteattr
+
+from kurastore.gateway.swift import errors as swe
+
+if TYPE_CHECKING:
+    from kurastore.gateway.objects.service import ObjectService
+
+LISTING_LIMIT = 10000
+PAGE = 1000
+FORMATS = {"plain": "text/plain", "json": "application/json",
+           "xml": "application/xml", "text": "text/plain"}
+
+
+@dataclass(frozen=True)
+class ListingParams:
+    limit: int = LISTING_LIMIT
+    marker: str = ""
+    end_marker: str = ""
+    prefix: str = ""
+    delimiter: str = ""
+    reverse: bool = False
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectEntry:
+    name: str
+    hash: str
+    bytes: int
+    content_type: str
+    last_modified: float
+
+
+@dataclass(frozen=True)
+class Subdir:
+    name: str
+
+
+@dataclass(frozen=True)
+class ContainerEntry:
+    name: str
+    count: int
+    bytes: int
+    last_modified: float
+
+
+def listing_format(query: Mapping[str, str], headers: Mapping[str, str]) -> str:
+    """"plain", "json" or "xml"."""
+    fmt = query.get("format", "").lower()
+    if fmt in FORMATS:
+        return "plain" if fmt == "text" else fmt
+    accept = headers.get("Accept", "").lower()
+    if "application/json" in accept:
+        return "json"
+    if "application/xml" in accept or "text/xml" in accept:
+        return "xml"
+    return "plain"
+
+
+def listing_params(query: Mapping[str, str]) -> ListingParams:
+    raw = query.get("limit")
+    limit = LISTING_LIMIT
+    if raw:
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise swe.PreconditionFailed(f"Value of limit must be a positive integer: {raw}"
+                                         ) from None
+        if limit < 0:
+            raise swe.PreconditionFailed("Value of limit must be a positive integer")
+        if limit > LISTING_LIMIT:
+            raise swe.PreconditionFailed(f"Maximum limit is {LISTING_LIMIT}")
+    for name in ("marker", "end_marker", "prefix", "delimiter", "path"):
+        if "\x00" in query.get(name, ""):
+            raise swe.BadRequest("Invalid UTF8 or contains NULL")
+    delimiter = query.get("delimiter", "")
+    if len(delimiter) > 1:
+        raise swe.PreconditionFailed("Bad delimiter")
+    return ListingParams(
+        limit=limit,
+        marker=query.get("marker", ""),
+        end_marker=query.get("end_marker", ""),
+        prefix=query.get("prefix", ""),
+        delimiter=delimiter,
+        reverse=query.get("reverse", "").lower() in ("true", "1", "yes", "on", "t", "y"),
+        path=query.get("path"),
+    )
+
+
+def _key(name: str) -> bytes:
+    return name.encode()
+
+
+def in_bounds(name: str, p: ListingParams) -> bool:
+    """Is `name` within the marker / end_marker bounds (which swap for reverse)?"""
+    low, high = (p.end_marker, p.marker) if p.reverse else (p.marker, p.end_marker)
+    return (not low or _key(name) > _key(low)) and (not high or _key(name) < _key(high))
+
+
+async def list_container(
+    service: ObjectService, bucket: str, p: ListingParams
+) -> list[ObjectEntry | Subdir]:
+    """Up to p.limit entries, paging the store 1000 at a time. Forward listings
+    stop at the limit or the end marker; reverse ones walk their bounded range
+    and keep only the last `limit` entries (memory stays bounded)."""
+    prefix, delimiter = p.prefix, p.delimiter
+    if p.path is not None:
+        prefix = p.path.rstrip("/") + "/" if p.path else ""
+        delimiter = "/"
+    start = p.end_marker if p.reverse else p.marker
+    if prefix and (not start or _key(start) < _key(prefix)):
+        start = ""  # the store starts at the prefix anyway
+    kept: deque[ObjectEntry | Subdir] = deque(maxlen=p.limit if p.reverse else None)
+    if p.limit == 0:
+        return []
+    while True:
+        page = await service.list_objects(bucket, prefix=prefix, delimiter=delimiter,
+                                          start_after=start, max_keys=PAGE)
+        items: list[ObjectEntry | Subdir] = [
+            ObjectEntry(v.key, v.etag, v.size, v.content_type, v.last_modified)
+            for v in page.entries
+        ]
+        if p.path is None:
+            items += [Subdir(cp) for cp in page.common_prefixes]
+        items.sort(key=lambda item: _key(item.name))
+        for item in items:
+            if not in_bounds(item.name, p):
+                if not p.reverse and p.end_marker and _key(item.name) >= _key(p.end_marker):
+                    return list(kept)
+                if p.reverse and p.marker and _key(item.name) >= _key(p.marker):
+                    return list(reversed(kept))
+                continue
+            kept.append(item)
+            if not p.reverse and len(kept) >= p.limit:
+                return list(kept)
+        if not page.is_truncated or not page.next_marker:
+            break
+        start = page.next_marker
+    return list(reversed(kept)) if p.reverse else list(kept)
+
+
+def select_containers(entries: list[ContainerEntry], p: ListingParams) -> list[ContainerEntry]:
+    """Account listings filter the (few) containers of one account in memory."""
+    chosen = [e for e in entries if e.name.startswith(p.prefix) and in_bounds(e.name, p)]
+    chosen.sort(key=lambda e: _key(e.name), reverse=p.reverse)
+    return chosen[: p.limit]
+
+
+def swift_time(ts: float) -> str:
+    """2016-07-21T17:54:02.123450: UTC, microseconds, no zone (Swift's json)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def render_objects(fmt: str, container: str, items: list[ObjectEntry | Subdir]) -> bytes:
+    if fmt == "json":
+        return json.dumps([_object_json(i) for i in items]).encode()
+    if fmt == "xml":
+        body = "".join(_object_xml(i) for i in items)
+        return (f'<?xml version="1.0" encoding="UTF-8"?>\n<container name={quoteattr(container)}>'
+                f"{body}</container>").encode()
+    return "".join(i.name + "\n" for i in items).encode()
+
+
+def _object_json(item: ObjectEntry | Subdir) -> dict[str, object]:
+    if isinstance(item, Subdir):
+        return {"subdir": item.name}
+    return {"name": item.name, "hash": item.hash, "bytes": item.bytes,
+            "content_type": item.content_type, "last_modified": swift_time(item.last_modified)}
+
+
+def _object_xml(item: ObjectEntry | Subdir) -> str:
+    if isinstance(item, Subdir):
+        return f"<subdir name={quoteattr(item.name)}><name>{escape(item.name)}</name></subdir>"
+    return (f"<object><name>{escape(item.name)}</name><hash>{item.hash}</hash>"
+            f"<bytes>{item.bytes}</bytes><content_type>{escape(item.content_type)}"
+            f"</content_type><last_modified>{swift_time(item.last_modified)}"
+            "</last_modified></object>")
+
+
+def render_containers(fmt: str, account: str, items: list[ContainerEntry | Subdir]) -> bytes:
+    if fmt == "json":
+        return json.dumps([
+            {"subdir": i.name} if isinstance(i, Subdir) else
+            {"name": i.name, "count": i.count, "bytes": i.bytes,
+             "last_modified": swift_time(i.last_modified)}
+            for i in items
+        ]).encode()
+    if fmt == "xml":
+        body = "".join(
+            f"<subdir name={quoteattr(i.name)}><name>{escape(i.name)}</name></subdir>"
+            if isinstance(i, Subdir) else
+            f"<container><name>{escape(i.name)}</name><count>{i.count}</count>"
+            f"<bytes>{i.bytes}</bytes><last_modified>{swift_time(i.last_modified)}"
+            "</last_modified></container>"
+            for i in items
+        )
+        return (f'<?xml version="1.0" encoding="UTF-8"?>\n<account name={quoteattr(account)}>'
+                f"{body}</account>").encode()
+    return "".join(i.name + "\n" for i in items).encode()
+
+
+def content_type_of(fmt: str) -> str:
+    return FORMATS[fmt] + "; charset=utf-8"
