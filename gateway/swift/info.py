@@ -53,7 +53,6 @@ def capabilities(max_file_size: int = hdr.MAX_FILE_SIZE) -> dict[str, Any]:
         },
         "dlo": {"max_segments": DLO_MAX_SEGMENTS},
         "tempauth": {"account_acls": False},
-        "expirer": {},
     }
 
 

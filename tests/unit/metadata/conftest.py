@@ -1,20 +1,25 @@
 """Fixtures for the metadata tests: every test body runs against every backend.
 
-Adding a backend (PostgreSQL) is one more entry in BACKENDS: an async context
-manager that yields an open, empty Store.
+Adding a backend is one more entry in BACKENDS: an async context manager that
+yields an open, empty Store. PostgreSQL runs on a throw-away server started for the
+session (tests/support/postgres.py), one database per test module and one fresh
+schema per store.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
+from support.postgres import drop_database, fresh_schema, make_database, postgres_server
 
 from kurastore.metadata import BucketRecord, ObjectVersion, PartLayout, Store
+from kurastore.metadata.postgres import PostgresStore
 from kurastore.metadata.sqlite import SQLiteStore
 
 SECRET_KEY = bytes(range(32))
@@ -29,13 +34,37 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
         await store.close()
 
 
-BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[Store]]] = {
+@asynccontextmanager
+async def postgres_store(tmp_path: Path, *, database_dsn: str) -> AsyncIterator[Store]:
+    async with fresh_schema(database_dsn) as dsn:
+        store = await PostgresStore.open(dsn, secret_key=SECRET_KEY, min_size=1, max_size=8)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
+BACKENDS: dict[str, Callable[..., AbstractAsyncContextManager[Store]]] = {
     "sqlite": sqlite_store,
+    "postgres": postgres_store,
 }
+__all__ = ["postgres_server"]  # the session fixture, imported so pytest registers it
+
+
+@pytest.fixture(scope="module")
+def postgres_database(postgres_server: str) -> Iterator[str]:
+    dsn, name = make_database(postgres_server)
+    try:
+        yield dsn
+    finally:
+        drop_database(postgres_server, name)
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest) -> Callable[[Path], AbstractAsyncContextManager[Store]]:
+    if request.param == "postgres":
+        dsn = request.getfixturevalue("postgres_database")
+        return functools.partial(postgres_store, database_dsn=dsn)
     return BACKENDS[request.param]
 
 
