@@ -71,6 +71,7 @@ async def delete_user(conn: Conn, user_id: str) -> None:
     if await conn.fetchval("DELETE FROM users WHERE user_id = $1 RETURNING 1", user_id) is None:
         raise UserNotFound(user_id)
     await conn.execute("DELETE FROM access_keys WHERE user_id = $1", user_id)
+    await conn.execute("DELETE FROM account_settings WHERE user_id = $1", user_id)
 
 
 # --- access keys (sealed secrets) ---------------------------------------------------------

@@ -150,6 +150,8 @@ _V1 = (
         inline bytea)""",
     "CREATE UNIQUE INDEX versions_key ON versions (bucket_id, key, seq DESC)",
     "CREATE INDEX versions_pins ON versions (epoch, partition) WHERE has_shards",
+    # The healer looks parts up by object id; the scrubber lists a partition's pins.
+    "CREATE INDEX versions_object ON versions (object_id) WHERE has_shards",
     """CREATE TABLE latest (
         bucket_id int NOT NULL,
         key bytea NOT NULL,
@@ -167,6 +169,7 @@ _V1 = (
         started float8 NOT NULL,
         PRIMARY KEY (object_id, shard_tag))""",
     "CREATE INDEX pending_started ON pending (started)",
+    "CREATE INDEX pending_pins ON pending (partition, epoch)",
     """CREATE TABLE uploads (
         upload_id text PRIMARY KEY,
         bucket_id int NOT NULL,
@@ -179,6 +182,8 @@ _V1 = (
         width int NOT NULL,
         doc text NOT NULL)""",
     "CREATE INDEX uploads_order ON uploads (bucket_id, key, seq)",
+    "CREATE INDEX uploads_object ON uploads (object_id)",
+    "CREATE INDEX uploads_pins ON uploads (partition, epoch)",
     """CREATE TABLE parts (
         upload_id text NOT NULL,
         part_number int NOT NULL,
@@ -200,6 +205,8 @@ _V1 = (
         created float8 NOT NULL,
         enabled bool NOT NULL)""",
     "CREATE INDEX access_keys_user ON access_keys (user_id)",
+    # Account settings (Swift account metadata and the like), one JSON document per user.
+    "CREATE TABLE account_settings (user_id text PRIMARY KEY, settings text NOT NULL)",
     "CREATE TABLE placement_maps (epoch int PRIMARY KEY, map_json text NOT NULL)",
     """CREATE TABLE pods (
         pod_id text PRIMARY KEY,

@@ -182,3 +182,23 @@ def put_pod(tx: WriteTx, p: PodRecord) -> None:
 
 def list_pods(conn: sqlite3.Connection) -> list[PodRecord]:
     return [PodRecord(*r) for r in conn.execute("SELECT * FROM pods ORDER BY pod_id")]
+
+
+# --- leases ----------------------------------------------------------------------------------
+def try_acquire_lease(tx: WriteTx, name: str, holder: str, ttl_s: float, now: float) -> bool:
+    """Takes or renews the lease when it is free, expired or already `holder`'s. All
+    writes go through the one writer, so the check and the change are atomic."""
+    row = tx.conn.execute(
+        "SELECT holder, expires_at FROM leases WHERE name = ?", (name,)
+    ).fetchone()
+    if row is not None and row[0] != holder and row[1] >= now:
+        return False
+    tx.conn.execute(
+        "INSERT OR REPLACE INTO leases (name, holder, expires_at) VALUES (?, ?, ?)",
+        (name, holder, now + ttl_s),
+    )
+    return True
+
+
+def release_lease(tx: WriteTx, name: str, holder: str) -> None:
+    tx.conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))

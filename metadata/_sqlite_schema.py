@@ -147,8 +147,18 @@ _V3 = (
         settings TEXT NOT NULL)""",
 )
 
+# Leases: the maintenance workers run where the "maintenance" lease is held.
+_V4 = (
+    """CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at REAL NOT NULL)""",
+)
+
 # (schema version reached, statements). Append only.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2), (3, _V3))
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4),
+)
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 

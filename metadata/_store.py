@@ -262,3 +262,12 @@ class Store(Protocol):
         pending writes, as find_parts), ordered by (epoch, object_id, shard_tag). The
         scrubber compares this with what the pods hold, once per partition and pass;
         backends answer it from an index on (epoch, partition), not a table scan."""
+
+    # --- leases -------------------------------------------------------------------------
+    async def try_acquire_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Takes the lease `name` for `holder` until ttl_s from now, or renews it if
+        `holder` has it already. False while another holder has it unexpired: a
+        holder that stops renewing loses it ttl_s after its last renewal."""
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Gives the lease up if `holder` has it (nothing otherwise)."""

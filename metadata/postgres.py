@@ -27,6 +27,7 @@ from kurastore.metadata import _postgres_admin as admin
 from kurastore.metadata import _postgres_listing as listing
 from kurastore.metadata import _postgres_multipart as multipart
 from kurastore.metadata import _postgres_objects as objects
+from kurastore.metadata import _postgres_pins as pins
 from kurastore.metadata._postgres import Database
 from kurastore.metadata._records import (
     AccessKey,
@@ -39,6 +40,7 @@ from kurastore.metadata._records import (
     PartRecord,
     PartsPage,
     PendingWrite,
+    PinnedPart,
     PodRecord,
     ShardRef,
     UploadRecord,
@@ -231,6 +233,14 @@ class PostgresStore:
     async def delete_access_key(self, access_key: str) -> None:
         await self._db.run(admin.delete_access_key, access_key)
 
+    # --- account settings -------------------------------------------------------------------
+    async def get_account_settings(self, user_id: str) -> dict:
+        return await self._db.run(pins.get_account_settings, user_id, transaction=False)
+
+    async def put_account_settings(self, user_id: str, settings: dict) -> None:
+        """Raises UserNotFound."""
+        await self._db.run(pins.put_account_settings, user_id, dict(settings))
+
     # --- placement ------------------------------------------------------------------------
     async def save_placement_map(self, epoch: int, map_json: str) -> None:
         await self._db.run(admin.save_placement_map, epoch, map_json)
@@ -274,6 +284,13 @@ class PostgresStore:
 
     async def heal_queue_length(self) -> int:
         return await self._db.run(admin.heal_queue_length, transaction=False)
+
+    # --- maintenance --------------------------------------------------------------------------
+    async def find_parts(self, object_id: str) -> list[PinnedPart]:
+        return await self._db.run(pins.find_parts, object_id)
+
+    async def partition_parts(self, partition: int) -> list[PinnedPart]:
+        return await self._db.run(pins.partition_parts, partition)
 
     # --- leases ---------------------------------------------------------------------------------
     async def try_acquire_lease(self, name: str, holder: str, ttl_s: float) -> bool:

@@ -12,6 +12,7 @@ access-key secrets; the SQL lives in the _sqlite_* modules.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -289,6 +290,13 @@ class SQLiteStore:
 
     async def partition_parts(self, partition: int) -> list[PinnedPart]:
         return await self._ex.read(pins.partition_parts, partition)
+
+    # --- leases ---------------------------------------------------------------------------------
+    async def try_acquire_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        return await self._ex.write(admin.try_acquire_lease, name, holder, ttl_s, time.time())
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        await self._ex.write(admin.release_lease, name, holder)
 
 
 __all__ = ["SQLiteStore"]

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,8 +148,10 @@ class Scrubber:
         pods: MaintenancePods,
         topology: Topology,
         settings: ScrubSettings | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._clock = clock  # wall time: compared with records' times and shard mtimes
         self._pods = pods
         self._topology = topology
         self.settings = settings or ScrubSettings()
@@ -183,7 +186,7 @@ class Scrubber:
     async def scrub_pass(self, now: float | None = None) -> Durability:
         """Walk every partition once; returns the durability it measured."""
         progress = self.progress
-        started = time.time() if now is None else now
+        started = self._clock() if now is None else now
         clock = time.monotonic()
         await self._topology.refresh()
         pods = {p.pod_id: p for p in self._topology.pods if p.state != "removed"}
@@ -250,7 +253,7 @@ class Scrubber:
         return dict(zip(ids, await asyncio.gather(*(one(p) for p in ids)), strict=True))
 
     async def _scrub_partition(self, state: _Pass, partition: int, now: float) -> None:
-        listed_at = time.time()
+        listed_at = self._clock()
         held = await self._list(state, partition)
         parts = await self._store.partition_parts(partition)  # after listing: see rules
         await self._queue_orphans(state, partition, held, parts, now)

@@ -1,6 +1,7 @@
 // The AWS SDK for JavaScript v3 against a kurastore endpoint, as a Node user would
 // drive it: PutObject, GetObject (whole and ranged), ListObjectsV2 with pages, and a
-// lib-storage multipart Upload from a file stream. Prints one JSON document on stdout
+// lib-storage multipart Upload from a file stream; also CopyObject, DeleteObjects and
+// the checksum the SDK sends by default. Prints one JSON document on stdout
 // for tests/clients/test_js_sdk.py to check; any SDK error exits non-zero.
 //
 // Usage: node s3_client.cjs ENDPOINT BUCKET BIG_FILE
@@ -14,6 +15,8 @@ const {
   PutObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  CopyObjectCommand,
+  DeleteObjectsCommand,
   ListObjectsV2Command,
   paginateListObjectsV2,
 } = require("@aws-sdk/client-s3");
@@ -52,6 +55,14 @@ async function main() {
     Bucket: bucket, Key: "js/hello.txt", Range: "bytes=6-9",
   }));
   out.range = { body: await ranged.Body.transformToString(), contentRange: ranged.ContentRange };
+  const head = await client.send(new HeadObjectCommand({
+    Bucket: bucket, Key: "js/hello.txt", ChecksumMode: "ENABLED",
+  }));
+  out.checksum = { crc32: head.ChecksumCRC32, type: head.ChecksumType };
+  const copied = await client.send(new CopyObjectCommand({
+    Bucket: bucket, Key: "js/copy.txt", CopySource: `${bucket}/js/hello.txt`,
+  }));
+  out.copy = { etag: copied.CopyObjectResult.ETag };
 
   for (let i = 0; i < 7; i++) {
     await client.send(new PutObjectCommand({
@@ -73,6 +84,12 @@ async function main() {
     keys: (delimited.Contents || []).map((o) => o.Key),
     prefixes: (delimited.CommonPrefixes || []).map((p) => p.Prefix),
   };
+  // Recent SDKs send a CRC32 instead of Content-MD5 with DeleteObjects.
+  const deleted = await client.send(new DeleteObjectsCommand({
+    Bucket: bucket, Delete: { Objects: [{ Key: "js/many/k0" }, { Key: "js/many/k1" }] },
+  }));
+  out.deleted = (deleted.Deleted || []).map((d) => d.Key).sort();
+  out.deleteErrors = deleted.Errors || [];
 
   const upload = new Upload({
     client,
@@ -83,13 +100,13 @@ async function main() {
   const parts = [];
   upload.on("httpUploadProgress", (p) => { if (p.part) parts.push(p.part); });
   const done = await upload.done();
-  const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: "js/big.bin" }));
+  const bigHead = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: "js/big.bin" }));
   const big = await client.send(new GetObjectCommand({ Bucket: bucket, Key: "js/big.bin" }));
   out.upload = {
     etag: done.ETag,
     parts: [...new Set(parts)].length,
-    headLength: head.ContentLength,
-    headEtag: head.ETag,
+    headLength: bigHead.ContentLength,
+    headEtag: bigHead.ETag,
     sha256: sha256(Buffer.from(await big.Body.transformToByteArray())),
   };
   process.stdout.write(JSON.stringify(out) + "\n");

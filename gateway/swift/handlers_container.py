@@ -1,0 +1,127 @@
+"""Swift container handlers: PUT (create, 201; exists, 202), HEAD, GET (object
+listing), POST (metadata), DELETE (409 when not empty).
+
+A container is a bucket owned by the account's user. Its Swift metadata
+(X-Container-Meta-*, X-Container-Read, X-Container-Write) lives in the Swift
+part of BucketRecord.settings; other settings (S3 tagging...) are kept as they
+are. The read/write ACLs are stored and returned; access stays limited to the
+account's own token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from kurastore.gateway.objects.errors import BucketAlreadyOwnedByYou, BucketNotFound
+from kurastore.gateway.swift import errors as swe
+from kurastore.gateway.swift import headers as hdr
+from kurastore.gateway.swift import listing
+from kurastore.gateway.swift.context import (
+    SwiftRequest,
+    empty_response,
+    swift_settings,
+    with_swift_settings,
+)
+from kurastore.metadata import BucketRecord
+
+ACL_HEADERS = {"x-container-read": "read", "x-container-write": "write"}
+
+
+def updated_settings(sw: SwiftRequest, current: dict[str, Any]) -> dict[str, Any] | None:
+    """The container's Swift settings after this request's headers; None when the
+    request changes nothing."""
+    values, removed = hdr.metadata(sw.headers, "container")
+    acls = {field: sw.headers[name] for name, field in ACL_HEADERS.items()
+            if name in sw.headers}
+    acl_removed = {field for name, field in ACL_HEADERS.items()
+                   if f"x-remove-{name[2:]}" in {h.lower() for h in sw.headers}}
+    if not values and not removed and not acls and not acl_removed:
+        return None
+    meta = {k: v for k, v in dict(current.get("meta") or {}).items() if k not in removed}
+    meta.update(values)
+    hdr.check_metadata(meta, "X-Container-Meta-")
+    out = {**current, "meta": meta}
+    for field, value in acls.items():
+        if value:
+            out[field] = value
+        else:
+            out.pop(field, None)
+    for field in acl_removed:
+        out.pop(field, None)
+    return out
+
+
+async def put_container(sw: SwiftRequest) -> web.StreamResponse:
+    hdr.check_container_name(sw.container)
+    hdr.metadata(sw.headers, "container")  # refuse bad metadata before creating anything
+    try:
+        record = await sw.own_bucket(sw.container)
+        status = 202
+    except BucketNotFound:
+        try:
+            record = await sw.service.create_bucket(sw.container, owner=sw.user_id)
+            status = 201
+        except BucketAlreadyOwnedByYou:
+            record = await sw.own_bucket(sw.container)
+            status = 202
+    swift = updated_settings(sw, swift_settings(record))
+    if swift is not None:
+        await sw.service.update_bucket(sw.container, settings=with_swift_settings(record, swift))
+    return empty_response(status)
+
+
+async def container_headers(sw: SwiftRequest, record: BucketRecord) -> dict[str, str]:
+    count, size = await sw.service.bucket_usage(record.name)
+    swift = swift_settings(record)
+    out = {
+        "X-Container-Object-Count": str(count),
+        "X-Container-Bytes-Used": str(size),
+        "X-Timestamp": hdr.timestamp(record.created),
+        "X-Storage-Policy": "Policy-0",
+        "Last-Modified": hdr.http_date(record.created),
+        **hdr.meta_headers(swift.get("meta") or {}, "container"),
+    }
+    for name, field in ACL_HEADERS.items():
+        if swift.get(field):
+            out[hdr.title(name)] = swift[field]
+    return out
+
+
+async def head_container(sw: SwiftRequest) -> web.StreamResponse:
+    hdr.check_container_name(sw.container)
+    record = await sw.own_bucket(sw.container)
+    return empty_response(204, await container_headers(sw, record))
+
+
+async def get_container(sw: SwiftRequest) -> web.StreamResponse:
+    hdr.check_container_name(sw.container)
+    record = await sw.own_bucket(sw.container)
+    fmt = listing.listing_format(sw.query, sw.headers)
+    params = listing.listing_params(sw.query)
+    items = await listing.list_container(sw.service, sw.container, params)
+    headers = await container_headers(sw, record)
+    if not items and fmt == "plain":
+        return empty_response(204, headers)
+    body = listing.render_objects(fmt, sw.container, items)
+    headers["Content-Type"] = listing.content_type_of(fmt)
+    if sw.request.method == "HEAD":
+        return web.Response(status=200, headers=headers)
+    return web.Response(status=200, body=body, headers=headers)
+
+
+async def post_container(sw: SwiftRequest) -> web.StreamResponse:
+    hdr.check_container_name(sw.container)
+    record = await sw.own_bucket(sw.container)
+    swift = updated_settings(sw, swift_settings(record))
+    if swift is not None:
+        await sw.service.update_bucket(sw.container, settings=with_swift_settings(record, swift))
+    return empty_response(204)
+
+
+async def delete_container(sw: SwiftRequest) -> web.StreamResponse:
+    hdr.check_container_name(sw.container)
+    await sw.own_bucket(sw.container)
+    await sw.service.delete_bucket(sw.container)  # BucketNotEmpty -> 409
+    return empty_response(204)

@@ -1,0 +1,192 @@
+"""What only the PostgreSQL backend has: many gateways (stores) on one database,
+migrations under the advisory lock, lost connections, secrets at rest."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from support.postgres import free_port, fresh_schema
+
+from kurastore.metadata import (
+    AccessKey,
+    BucketRecord,
+    MetadataError,
+    MetadataUnavailable,
+    ObjectVersion,
+    PartLayout,
+    PreconditionFailed,
+    UserRecord,
+)
+from kurastore.metadata import _postgres_schema as schema
+from kurastore.metadata.postgres import PostgresStore
+
+KEY = b"p" * 32
+
+
+def version(key: str, *, etag: str = "e") -> ObjectVersion:
+    return ObjectVersion(
+        "b", key, "", os.urandom(16).hex(), 10, etag, time.time(), k=4, m=2,
+        block_size=1 << 20, partition=3, epoch=1, parts=(PartLayout(1, "p1", 10, etag),),
+    )
+
+
+@pytest.fixture
+async def dsn(postgres_database: str) -> AsyncIterator[str]:
+    async with fresh_schema(postgres_database) as dsn:
+        yield dsn
+
+
+async def _open(dsn: str) -> PostgresStore:
+    return await PostgresStore.open(dsn, secret_key=KEY, min_size=1, max_size=8)
+
+
+async def test_gateways_starting_together_migrate_once(dsn: str) -> None:
+    stores = await asyncio.gather(*(_open(dsn) for _ in range(6)))
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert [r[0] for r in await conn.fetch("SELECT version FROM schema_version")] == [
+            schema.LATEST_VERSION
+        ]
+    finally:
+        await conn.close()
+    await stores[0].create_bucket(BucketRecord("b", "o", 1.0))
+    assert [b.name for b in await stores[5].list_buckets()] == ["b"]
+    await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_upgrade_in_place_and_newer_schema_refused(dsn: str, monkeypatch) -> None:
+    store = await _open(dsn)
+    await store.create_bucket(BucketRecord("b", "o", 1.0))
+    await store.close()
+    released, top = schema.MIGRATIONS, schema.LATEST_VERSION
+    step = (top + 1, ("CREATE TABLE lifecycle (bucket_id int PRIMARY KEY, rules text)",))
+    monkeypatch.setattr(schema, "MIGRATIONS", (*released, step))
+    monkeypatch.setattr(schema, "LATEST_VERSION", top + 1)
+    upgraded = await _open(dsn)
+    assert (await upgraded.get_bucket("b")).owner == "o"  # data kept
+    await upgraded.close()
+    conn = await asyncpg.connect(dsn)
+    try:
+        got = [r[0] for r in await conn.fetch("SELECT version FROM schema_version ORDER BY 1")]
+        assert got == [top, top + 1]
+        await conn.fetch("SELECT rules FROM lifecycle")
+    finally:
+        await conn.close()
+    monkeypatch.setattr(schema, "MIGRATIONS", released)
+    monkeypatch.setattr(schema, "LATEST_VERSION", top)
+    with pytest.raises(MetadataError, match="newer than this code"):
+        await _open(dsn)
+
+
+async def test_conditional_race_across_two_gateways(dsn: str) -> None:
+    one, two = await _open(dsn), await _open(dsn)
+    await one.create_bucket(BucketRecord("b", "o", 1.0))
+
+    async def attempt(i: int) -> str | None:
+        try:
+            res = await (one if i % 2 else two).commit_version(version("lock"), if_none_match=True)
+            return res.version.object_id
+        except PreconditionFailed:
+            return None
+
+    winners = [w for w in await asyncio.gather(*(attempt(i) for i in range(64))) if w]
+    assert len(winners) == 1
+    assert (await two.get_version("b", "lock")).object_id == winners[0]
+    # If-Match chains: each round exactly one of the two gateways replaces the etag it saw.
+    current = "e"
+    for n in range(10):
+        results = await asyncio.gather(
+            one.commit_version(version("lock", etag=f"a{n}"), if_match=current),
+            two.commit_version(version("lock", etag=f"b{n}"), if_match=current),
+            return_exceptions=True,
+        )
+        ok = [r for r in results if not isinstance(r, Exception)]
+        assert len(ok) == 1 and sum(isinstance(r, PreconditionFailed) for r in results) == 1
+        current = ok[0].version.etag
+    await one.close()
+    await two.close()
+
+
+async def test_delete_racing_put_never_points_at_collected_shards(dsn: str) -> None:
+    one, two = await _open(dsn), await _open(dsn)
+    await one.create_bucket(BucketRecord("b", "o", 1.0))
+    committed: list[str] = []
+
+    async def putter(store: PostgresStore) -> None:
+        for _ in range(60):
+            committed.append((await store.commit_version(version("k"))).version.object_id)
+
+    async def deleter(store: PostgresStore) -> None:
+        for _ in range(60):
+            await store.delete_object("b", "k")
+
+    await asyncio.gather(putter(one), deleter(two), putter(two), deleter(one))
+    queued = {r.object_id for _, r in await one.take_collect(time.time() + 10**6, limit=1000)}
+    try:
+        live = {(await one.get_version("b", "k")).object_id}
+    except MetadataError:
+        live = set()
+    assert not live & queued  # the record never names collected shards
+    assert set(committed) == live | queued  # and no shards are forgotten
+    assert len(queued) == len(committed) - len(live)
+    await one.close()
+    await two.close()
+
+
+async def test_lost_connections_are_unavailable_then_recover(dsn: str) -> None:
+    store = await _open(dsn)
+    await store.create_bucket(BucketRecord("b", "o", 1.0))
+    admin = await asyncpg.connect(dsn)
+    try:
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert killed >= 1
+    finally:
+        await admin.close()
+    with pytest.raises(MetadataUnavailable):
+        await store.get_bucket("b")
+    # The pool replaces the dead connection: the next call works.
+    assert (await store.get_bucket("b")).owner == "o"
+    await store.close()
+    with pytest.raises(MetadataUnavailable):
+        await PostgresStore.open(f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+                                 secret_key=KEY)
+
+
+async def test_cancelled_caller_still_commits(dsn: str) -> None:
+    store = await _open(dsn)
+    await store.create_bucket(BucketRecord("b", "o", 1.0))
+    tasks = [asyncio.create_task(store.commit_version(version(f"k{i}"))) for i in range(50)]
+    await asyncio.sleep(0)
+    for t in tasks[::2]:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(0.2)
+    assert (await store.bucket_usage("b"))[0] == 50
+    await store.close()
+
+
+async def test_secret_is_not_in_the_database_in_clear(dsn: str) -> None:
+    secret = "Sup3rS3cretValue/ThatMustNotLeak+0123456789"
+    store = await _open(dsn)
+    await store.create_user(UserRecord("a" * 64, "alice", 1.0))
+    await store.create_access_key(AccessKey("AKIADBCHECK", secret, "a" * 64, 1.0))
+    conn = await asyncpg.connect(dsn)
+    try:
+        raw = await conn.fetchval("SELECT secret FROM access_keys WHERE access_key = 'AKIADBCHECK'")
+    finally:
+        await conn.close()
+    assert raw and secret.encode() not in raw
+    assert (await store.get_access_key("AKIADBCHECK")).secret_key == secret
+    await store.close()
+    wrong = await PostgresStore.open(dsn, secret_key=b"x" * 32, min_size=1)
+    with pytest.raises(MetadataError, match="does not decrypt"):
+        await wrong.get_access_key("AKIADBCHECK")
+    await wrong.close()
