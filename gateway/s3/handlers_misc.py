@@ -1,6 +1,8 @@
 """S3 sub-resource handlers: ACLs, object and bucket tagging, versioning,
-GetObjectAttributes, and the bucket configurations we answer as "none set"
-(policy, CORS, lifecycle).
+GetObjectAttributes, the bucket configurations we answer as "none set"
+(policy, CORS, lifecycle) and the one we answer as fixed: request payment is
+always the bucket owner's, which is what AWS reports for a bucket without
+Requester Pays (s3cmd `info` asks for it).
 
 ACLs: every bucket and object is private to its owner, who has FULL_CONTROL.
 Get*Acl says exactly that; Put*Acl accepts only that (the private canned ACL
@@ -175,6 +177,10 @@ async def get_bucket_lifecycle(s3: S3Request) -> web.StreamResponse:
     raise s3e.NoSuchLifecycleConfiguration(BucketName=s3.bucket)
 
 
+async def get_bucket_request_payment(s3: S3Request) -> web.StreamResponse:
+    return xml_response(document("RequestPaymentConfiguration", [el("Payer", "BucketOwner")]))
+
+
 # --- GetObjectAttributes -----------------------------------------------------------------
 
 
@@ -229,5 +235,6 @@ HANDLERS: dict[S3Op, Handler] = {
     S3Op.GET_BUCKET_POLICY: get_bucket_policy,
     S3Op.GET_BUCKET_CORS: get_bucket_cors,
     S3Op.GET_BUCKET_LIFECYCLE: get_bucket_lifecycle,
+    S3Op.GET_BUCKET_REQUEST_PAYMENT: get_bucket_request_payment,
     S3Op.GET_OBJECT_ATTRIBUTES: get_object_attributes,
 }

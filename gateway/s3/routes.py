@@ -43,6 +43,7 @@ class S3Op(enum.Enum):
     GET_BUCKET_POLICY = "GetBucketPolicy"
     GET_BUCKET_CORS = "GetBucketCors"
     GET_BUCKET_LIFECYCLE = "GetBucketLifecycleConfiguration"
+    GET_BUCKET_REQUEST_PAYMENT = "GetBucketRequestPayment"
     DELETE_OBJECTS = "DeleteObjects"
     PUT_OBJECT = "PutObject"
     COPY_OBJECT = "CopyObject"
@@ -83,6 +84,7 @@ _BUCKET_GET = {
     "policy": S3Op.GET_BUCKET_POLICY,
     "cors": S3Op.GET_BUCKET_CORS,
     "lifecycle": S3Op.GET_BUCKET_LIFECYCLE,
+    "requestPayment": S3Op.GET_BUCKET_REQUEST_PAYMENT,
 }
 _BUCKET_PUT = {
     "versioning": S3Op.PUT_BUCKET_VERSIONING,

@@ -57,7 +57,7 @@ def storage_options(server) -> dict[str, str]:
 
 
 def test_versions_are_the_tested_majors() -> None:
-    print("client: pyarrow", pa.__version__, "polars", pl.__version__)
+    print("client: pyarrow", pa.__version__, "(AWS C++ SDK); polars", pl.__version__)
     assert int(pa.__version__.split(".")[0]) == PYARROW_MAJOR, pa.__version__
     assert int(pl.__version__.split(".")[0]) == POLARS_MAJOR, pl.__version__
 

@@ -26,7 +26,8 @@ TESTED_MAJOR = 2  # Debian bookworm ships 2.3.0
 MiB = 1 << 20
 
 
-def s3cmd(server, home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def s3cmd(server, home: Path, *args: str, check: bool = True,
+          stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     """Runs s3cmd with a config for `server` kept in `home`."""
     assert S3CMD, "s3cmd is installed by scripts/system-deps.sh"
     config = home / ".s3cfg"
@@ -43,8 +44,9 @@ def s3cmd(server, home: Path, *args: str, check: bool = True) -> subprocess.Comp
             "signature_v2 = False\n"
         )
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
-    out = subprocess.run([S3CMD, "-c", str(config), *args], capture_output=True, text=True,
-                         env=env, timeout=300)
+    out = subprocess.run([S3CMD, "-c", str(config), *args], capture_output=True, env=env,
+                         timeout=300, input=stdin)
+    out.stdout, out.stderr = out.stdout.decode(), out.stderr.decode(errors="replace")
     if check and out.returncode != 0:
         raise AssertionError(f"s3cmd {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
     return out
@@ -59,9 +61,17 @@ def listed_md5(server, home: Path, url: str) -> dict[str, tuple[int, str]]:
     return found
 
 
-def test_version_is_reported(server, workdir: Path) -> None:
-    version = s3cmd(server, workdir, "--version").stdout.strip()
+@pytest.fixture(scope="module")
+def version(server, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return s3cmd(server, tmp_path_factory.mktemp("s3cmd"), "--version").stdout.strip()
+
+
+@pytest.fixture(autouse=True)
+def _report_version(version: str) -> None:
     print("client:", version)
+
+
+def test_version_is_the_tested_one(version: str) -> None:
     found = re.match(r"s3cmd version (\d+)\.(\d+)", version)
     assert found and int(found[1]) == TESTED_MAJOR, version
 
@@ -80,7 +90,9 @@ def test_mb_put_get_ls_info_cp_mv_del_rb(server, workdir: Path) -> None:
     info = s3cmd(server, workdir, "info", url).stdout
     assert re.search(r"MIME type:\s+text/plain", info)
     assert re.search(rf"MD5 sum:\s+{hashlib.md5(src.read_bytes()).hexdigest()}", info)
-    assert re.search(rf"Location:\s+{REGION}", s3cmd(server, workdir, "info", f"s3://{name}").stdout)
+    bucket_info = s3cmd(server, workdir, "info", f"s3://{name}").stdout
+    assert re.search(rf"Location:\s+{REGION}", bucket_info)
+    assert re.search(r"Payer:\s+BucketOwner", bucket_info)  # as AWS reports it
 
     got = workdir / "got.txt"
     s3cmd(server, workdir, "get", url, str(got))
@@ -157,3 +169,10 @@ def test_multipart_put_12mib(server, s3, bucket: str, workdir: Path) -> None:
     # Syncing the unchanged object again is skipped: the stored MD5 matches.
     skipped = s3cmd(server, workdir, "sync", f"s3://{bucket}/", f"{out.parent}/").stdout
     assert "download:" not in skipped
+
+    # From stdin the size is unknown: s3cmd streams it as a multipart upload.
+    s3cmd(server, workdir, "put", "--multipart-chunk-size-mb=5", "-", f"s3://{bucket}/stdin.bin",
+          stdin=big.read_bytes())
+    assert s3.head_object(Bucket=bucket, Key="stdin.bin")["ETag"].endswith('-3"')
+    s3cmd(server, workdir, "get", f"s3://{bucket}/stdin.bin", str(workdir / "stdin.out"))
+    assert (workdir / "stdin.out").read_bytes() == big.read_bytes()

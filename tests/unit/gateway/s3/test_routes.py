@@ -33,6 +33,7 @@ CASES = [
     ("GET", "/bkt", {"policy": ""}, {}, (S3Op.GET_BUCKET_POLICY, "bkt", "")),
     ("GET", "/bkt", {"cors": ""}, {}, (S3Op.GET_BUCKET_CORS, "bkt", "")),
     ("GET", "/bkt", {"lifecycle": ""}, {}, (S3Op.GET_BUCKET_LIFECYCLE, "bkt", "")),
+    ("GET", "/bkt", {"requestPayment": ""}, {}, (S3Op.GET_BUCKET_REQUEST_PAYMENT, "bkt", "")),
     ("POST", "/bkt", {"delete": ""}, {}, (S3Op.DELETE_OBJECTS, "bkt", "")),
     ("POST", "/bkt", {}, {}, (S3Op.POST_OBJECT, "bkt", "")),
     # recognised, unsupported bucket sub-resources never become CreateBucket & co.
@@ -46,6 +47,7 @@ CASES = [
     ("GET", "/bkt", {"ownershipControls": ""}, {}, (S3Op.BUCKET_SUBRESOURCE, "bkt", "")),
     ("PUT", "/bkt", {"replication": ""}, {}, (S3Op.BUCKET_SUBRESOURCE, "bkt", "")),
     ("PUT", "/bkt", {"notification": ""}, {}, (S3Op.BUCKET_SUBRESOURCE, "bkt", "")),
+    ("PUT", "/bkt", {"requestPayment": ""}, {}, (S3Op.BUCKET_SUBRESOURCE, "bkt", "")),
     ("PATCH", "/bkt", {}, {}, (S3Op.UNKNOWN, "bkt", "")),
     ("OPTIONS", "/bkt/k", {}, {}, (S3Op.OPTIONS, "bkt", "k")),
     # objects

@@ -469,6 +469,15 @@ def test_unsupported_operations_are_not_implemented(s3, bucket):
     assert code_of(err) == "NoSuchBucketPolicy"
 
 
+def test_request_payment_is_the_bucket_owners(s3, bucket):
+    # As AWS answers for a bucket without Requester Pays; s3cmd `info` shows it.
+    assert s3.get_bucket_request_payment(Bucket=bucket)["Payer"] == "BucketOwner"
+    with pytest.raises(ClientError) as err:
+        s3.put_bucket_request_payment(Bucket=bucket,
+                                      RequestPaymentConfiguration={"Payer": "Requester"})
+    assert code_of(err) == "NotImplemented" and status_of(err) == 501
+
+
 def test_versioning(s3, bucket):
     assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
