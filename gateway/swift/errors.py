@@ -84,7 +84,8 @@ class ClientDisconnect(SwiftError):
     """499: the body ended short of its stated length (Swift's own code)."""
 
     status = 499
-    body = "<html><h1>Client Disconnect</h1><p>The client was disconnected during request.</p></html>"
+    body = ("<html><h1>Client Disconnect</h1><p>The client was disconnected during "
+            "request.</p></html>")
 
 
 # Domain error -> Swift error. Looked up along the exception's MRO.

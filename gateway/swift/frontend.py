@@ -158,3 +158,6 @@ def render_swift_error(request: web.Request, exc: BaseException, request_id: str
     content_type = "text/plain" if err.is_plain else err.content_type
     return web.Response(status=err.status, text=err.text, headers=headers,
                         content_type=content_type, charset="UTF-8")
+
+
+SWIFT_FRONTEND = web.AppKey("swift_frontend", SwiftFrontend)

@@ -26,7 +26,7 @@ async def account_headers(sw: SwiftRequest, buckets: list[BucketRecord]) -> dict
         objects += count
         size += used
     settings = await sw.service.get_account_settings(sw.user_id)
-    created = min((b.created for b in buckets), default=0.0)
+    created = (await sw.service.get_user(sw.user_id)).created
     return {
         "X-Account-Container-Count": str(len(buckets)),
         "X-Account-Object-Count": str(objects),

@@ -15,7 +15,6 @@ from typing import Any
 from aiohttp import web
 
 from kurastore.gateway.objects.errors import BucketAlreadyOwnedByYou, BucketNotFound
-from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import headers as hdr
 from kurastore.gateway.swift import listing
 from kurastore.gateway.swift.context import (

@@ -94,9 +94,12 @@ async def content_of(sw: SwiftRequest, version: ObjectVersion) -> Content:
     if is_slo(version):
         items = await read_manifest(sw.service, version)
         segments = []
+        checked: set[str] = set()
         for item in items:
             bucket, key = _split_name(item["name"])
-            await sw.own_bucket(bucket)
+            if bucket not in checked:
+                await sw.own_bucket(bucket)
+                checked.add(bucket)
             segments.append(Segment(bucket, key, int(item["bytes"]), str(item["hash"])))
         return _large(version, segments)
     manifest = dlo_manifest(version)
@@ -229,9 +232,10 @@ async def _check_segment(
         raise
     if (bucket, key) == (sw.container, sw.obj):
         return None, None, "409 Conflict"
-    if hdr.is_expired(version) or is_slo(version) or dlo_manifest(version) is not None:
-        return None, None, "404 Not Found" if hdr.is_expired(version) else (
-            "400 Bad Request")
+    if hdr.is_expired(version):
+        return None, None, "404 Not Found"
+    if is_slo(version) or dlo_manifest(version) is not None:
+        return None, None, "400 Bad Request"  # nested large objects are not supported
     if item.get("etag") and item["etag"].strip('"') != version.etag:
         return None, None, "Etag Mismatch"
     if item.get("size_bytes") is not None and item["size_bytes"] != version.size:
