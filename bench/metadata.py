@@ -1,6 +1,10 @@
 """Metadata store figures on this machine (SQLite backend).
 
     python bench/metadata.py [--objects N] [--writers 32] [--commits 20000] [--dir DIR]
+    python bench/metadata.py --backend postgres --dsn postgresql://... [--writers 64]
+
+With --backend postgres the same figures come from PostgresStore (see
+bench/_metadata_postgres.py); scripts/postgres.sh start gives a local server.
 
 Prints:
 - object commits per second with `--writers` concurrent writers through the public
@@ -34,6 +38,7 @@ from kurastore.metadata import BucketRecord, ObjectVersion, PartLayout, PendingW
 from kurastore.metadata.sqlite import SQLiteStore
 
 LOAD_BATCH = 50_000
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 PAGES = 25
 
 
@@ -165,7 +170,20 @@ async def main() -> None:
     ap.add_argument("--writers", type=int, default=32)
     ap.add_argument("--commits", type=int, default=20_000)
     ap.add_argument("--dir", default=None, help="where to put the databases (default: tmp)")
+    ap.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    ap.add_argument("--dsn", default=None, help="PostgreSQL database (with --backend postgres)")
     args = ap.parse_args()
+    if args.backend == "postgres":
+        if not args.dsn:
+            ap.error("--backend postgres needs --dsn")
+        # Run as a script: PYTHONSAFEPATH keeps bench/ off sys.path.
+        sys.path.insert(0, BENCH_DIR)
+        import _metadata_postgres
+
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {load_average()}")
+        await _metadata_postgres.run(args, version, layout, summary, PAGES)
+        print(load_average())
+        return
     work = tempfile.mkdtemp(prefix="kurastore-bench-", dir=args.dir)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, databases in {work}, "
           f"{load_average()}")

@@ -21,13 +21,32 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from kurastore.gateway import middlewares
 from kurastore.gateway.admin.handlers import add_admin_routes, render_admin_error
 from kurastore.gateway.config import GatewayConfig
-from kurastore.gateway.keys import CONFIG, ERROR_RENDERERS, METRICS, S3_FRONTEND, SERVICE
+from kurastore.gateway.keys import (
+    CONFIG,
+    ERROR_RENDERERS,
+    MAINTENANCE,
+    METRICS,
+    S3_FRONTEND,
+    SERVICE,
+)
 from kurastore.gateway.maintenance.collect import run_collector
+from kurastore.gateway.maintenance.expire import run_expirer
+from kurastore.gateway.maintenance.lease import LeaseRunner
+from kurastore.gateway.maintenance.workers import Maintenance
 from kurastore.gateway.metrics import GatewayMetrics
 from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.service import ObjectService
 from kurastore.gateway.objects.topology import Topology
 from kurastore.gateway.s3.frontend import S3Frontend, render_s3_error
+from kurastore.gateway.swift.auth import TokenSigner
+from kurastore.gateway.swift.frontend import (
+    SWIFT_FRONTEND,
+    SwiftFrontend,
+    render_swift_error,
+    wants_swift,
+)
+from kurastore.metadata import Store
+from kurastore.metadata.postgres import PostgresStore
 from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.storage import PodClient
 
@@ -45,15 +64,28 @@ def object_config(config: GatewayConfig) -> ObjectConfig:
     )
 
 
+async def open_metadata(config: GatewayConfig) -> Store:
+    """PostgreSQL when config.metadata_dsn is set (many gateways), else the SQLite file."""
+    if config.metadata_dsn:
+        return await PostgresStore.open(
+            config.metadata_dsn, secret_key=config.metadata_key,
+            max_size=config.metadata_pool_size,
+        )
+    return await SQLiteStore.open(config.metadata_path, secret_key=config.metadata_key)
+
+
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    store = await SQLiteStore.open(config.metadata_path, secret_key=config.metadata_key)
+    store = await open_metadata(config)
     pods = PodClient(config.cluster_secret)
     try:
         topology = await Topology.load(store)
         service = ObjectService(store, pods, topology, object_config(config))
         app[SERVICE] = service
         app[S3_FRONTEND] = S3Frontend(service, region=config.region, domain=config.domain)
+        app[SWIFT_FRONTEND] = SwiftFrontend(
+            service, TokenSigner(config.cluster_secret, config.swift_token_lifetime_s)
+        )
         yield
     finally:
         if SERVICE in app:
@@ -62,7 +94,9 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+@contextlib.asynccontextmanager
+async def _maintenance_workers(app: web.Application) -> AsyncIterator[None]:
+    """The maintenance workers; run by _workers_ctx while this gateway holds the lease."""
     config = app[CONFIG]
     service = app[SERVICE]
     stop = asyncio.Event()
@@ -73,19 +107,45 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
             interval_s=config.collect_interval_s, stop_event=stop,
             pending_grace_s=config.pending_grace_s,
             # One gateway per embedded cluster: whatever was pending when it
-            # started belongs to a dead run and is collected at once.
-            abandon_before=started,
+            # started belongs to a dead run and is collected at once. With shared
+            # metadata other gateways' writes are pending too: only the grace applies.
+            abandon_before=started if config.metadata_dsn is None else None,
         ),
         name="collector",
     )
+    expirer = asyncio.create_task(
+        run_expirer(service, interval_s=config.expiry_interval_s, stop_event=stop),
+        name="expirer",
+    )
+    maintenance = app[MAINTENANCE] = Maintenance.for_service(service, config)
+    repair = asyncio.create_task(maintenance.run(stop), name="healer-and-scrubber")
     yield
     stop.set()
+    repair.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await repair
     collector.cancel()
+    expirer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await expirer
     with contextlib.suppress(asyncio.CancelledError):
         await collector
 
 
+async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Maintenance runs once per cluster: only while this gateway holds the lease
+    (gateway/maintenance/lease.py; renewed every ttl/3, taken over within ttl * 4/3)."""
+    runner = LeaseRunner(
+        app[SERVICE].store, lambda: _maintenance_workers(app), ttl_s=app[CONFIG].lease_ttl_s
+    )
+    await runner.start()
+    yield
+    await runner.stop()
+
+
 async def _s3(request: web.Request) -> web.StreamResponse:
+    if wants_swift(request):  # /auth/v1.0, /info, /healthcheck, /v1/AUTH_* (swift/routes.py)
+        return await request.app[SWIFT_FRONTEND].handle(request)
     if request.path in PROBE_PATHS and _is_unauthenticated(request):
         return await _probe(request, request.path.lstrip("/"))
     return await request.app[S3_FRONTEND].handle(request)
@@ -126,6 +186,8 @@ async def _refresh_gauges(app: web.Application) -> None:
     metrics.pods_total.set(len(service.topology.current.pods))
     with contextlib.suppress(Exception):
         metrics.heal_queue.set(await service.store.heal_queue_length())
+    if MAINTENANCE in app:
+        app[MAINTENANCE].export(metrics)
 
 
 async def _probe_route(request: web.Request) -> web.StreamResponse:
@@ -140,7 +202,9 @@ def build_gateway_app(config: GatewayConfig) -> web.Application:
     )
     app[CONFIG] = config
     app[METRICS] = GatewayMetrics()
-    app[ERROR_RENDERERS] = {"s3": render_s3_error, "admin": render_admin_error}
+    app[ERROR_RENDERERS] = {
+        "s3": render_s3_error, "admin": render_admin_error, "swift": render_swift_error,
+    }
     app.on_response_prepare.append(middlewares.stamp_response)
     app.cleanup_ctx.append(_service_ctx)
     app.cleanup_ctx.append(_workers_ctx)

@@ -11,6 +11,13 @@ class GatewayConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 9000
     metadata_path: str = "metadata.db"  # SQLite file
+    # PostgreSQL DSN (postgresql://...): shared metadata for many gateways; when set,
+    # metadata_path is not used.
+    metadata_dsn: str | None = None
+    metadata_pool_size: int = 16  # PostgreSQL connections of this gateway, at most
+    # The maintenance lease: the holder renews every ttl/3; a dead holder's workers
+    # resume on another gateway within ttl * 4/3.
+    lease_ttl_s: float = 15.0
     cluster_secret: bytes = b""  # proves the gateway to the pods
     metadata_key: bytes = b""  # 32 bytes: encrypts access-key secrets at rest
     region: str = "us-east-1"
@@ -25,6 +32,18 @@ class GatewayConfig:
     # considered orphans (a PUT slower than this is cut off by the collector).
     pending_grace_s: float = 6 * 3600.0
     max_connections: int = 1024
+    # Swift: lifetime of the tokens /auth/v1.0 issues; the expiry worker's pass interval.
+    swift_token_lifetime_s: float = 24 * 3600.0
+    expiry_interval_s: float = 60.0
+    # Self-repair (gateway/maintenance): heal promptly, scrub slowly. Rates are pod
+    # bytes per second (0: unlimited); a scrub pass starts every scrub_interval_s.
+    heal_rate_bytes_s: float = 64 * (1 << 20)
+    heal_interval_s: float = 2.0  # queue polling while idle
+    heal_retry_s: float = 10.0  # an item whose pod is down waits this long
+    scrub_rate_bytes_s: float = 4 * (1 << 20)
+    scrub_interval_s: float = 24 * 3600.0
+    # An unreferenced shard younger than this is never queued for collection.
+    orphan_grace_s: float = 3600.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -20,3 +20,6 @@ ERROR_RENDERERS = web.AppKey("error_renderers", dict[str, ErrorRenderer])
 # module stays importable without the object service.
 SERVICE: web.AppKey = web.AppKey("service")
 S3_FRONTEND: web.AppKey = web.AppKey("s3_frontend")
+# The healer and scrubber (gateway/maintenance/workers.py Maintenance), set by the
+# workers cleanup context.
+MAINTENANCE: web.AppKey = web.AppKey("maintenance")

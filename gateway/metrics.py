@@ -44,3 +44,44 @@ class GatewayMetrics:
         self.heal_queue = Gauge(
             "kurastore_heal_queue_length", "Shards waiting for the healer", registry=r
         )
+        # Self-repair (gateway/maintenance): set from the workers' progress on scrape.
+        self.healed_shards = Gauge(
+            "kurastore_heal_shards", "Shards the healer rebuilt since start", registry=r
+        )
+        self.heal_bytes = Gauge(
+            "kurastore_heal_bytes", "Shard bytes the healer rebuilt since start", registry=r
+        )
+        self.heal_rate = Gauge(
+            "kurastore_heal_rate_bytes_per_second", "Shard bytes rebuilt per second, recently",
+            registry=r,
+        )
+        self.scrub_shards = Gauge(
+            "kurastore_scrub_shards", "Shards verified by the scrubber since start", ["pod"],
+            registry=r,
+        )
+        self.scrub_bytes = Gauge(
+            "kurastore_scrub_bytes", "Shard bytes verified by the scrubber since start", ["pod"],
+            registry=r,
+        )
+        self.scrub_found = Gauge(
+            "kurastore_scrub_found", "Bad shards the scrubber found since start, by kind",
+            ["pod", "kind"], registry=r,
+        )
+        self.scrub_last_full = Gauge(
+            "kurastore_scrub_last_full_timestamp_seconds",
+            "Start of the last scrub pass that covered the whole pod", ["pod"], registry=r,
+        )
+        self.oldest_unscrubbed = Gauge(
+            "kurastore_oldest_unscrubbed_shard_age_seconds",
+            "Longest time any shard may have gone without a scrub", registry=r,
+        )
+        self.durability_objects = Gauge(
+            "kurastore_objects_by_healthy_blocks",
+            "Objects by healthy blocks of their weakest part (last scrub pass)",
+            ["healthy_blocks"], registry=r,
+        )
+        self.durability_bytes = Gauge(
+            "kurastore_bytes_by_healthy_blocks",
+            "Object bytes by healthy blocks of their weakest part (last scrub pass)",
+            ["healthy_blocks"], registry=r,
+        )

@@ -1,9 +1,11 @@
-"""The `kurastore` command: server, pod, admin."""
+"""The `kurastore` command: server, gateway, pod, admin."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -20,6 +22,22 @@ def _parse_listen(value: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+_RATE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def _parse_rate(value: str) -> float:
+    """Bytes per second: a number with an optional K, M or G (binary) suffix."""
+    text = value.strip().upper().removesuffix("/S").removesuffix("IB").removesuffix("B")
+    unit = text[-1:] if text[-1:] in "KMG" else ""
+    try:
+        number = float(text[: len(text) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a rate such as 64M, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError("a rate must be >= 0")
+    return number * _RATE_UNITS[unit]
+
+
 def _server(args: argparse.Namespace) -> int:
     from kurastore.server import ServerOptions, run_server
 
@@ -27,12 +45,69 @@ def _server(args: argparse.Namespace) -> int:
     opts = ServerOptions(
         data_dir=Path(args.data), pods=args.pods, host=host, port=port,
         region=args.region, domain=args.domain,
+        heal_rate_bytes_s=args.heal_rate, scrub_rate_bytes_s=args.scrub_rate,
+        scrub_interval_s=args.scrub_interval,
     )
+    dsn = _metadata_dsn(args)
+    if dsn:
+        opts = dataclasses.replace(opts, metadata_dsn=dsn)
     try:
         asyncio.run(run_server(opts))
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _metadata_dsn(args: argparse.Namespace) -> str | None:
+    from kurastore.gateway_cmd import ConfigError, resolve_dsn
+
+    try:
+        return resolve_dsn(args.metadata, args.metadata_file, os.environ)
+    except (ConfigError, OSError) as exc:
+        raise SystemExit(f"kurastore: {exc}") from None
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from kurastore.gateway_cmd import (
+        ConfigError,
+        GatewayOptions,
+        read_metadata_key,
+        read_secret,
+        run_gateway,
+    )
+
+    dsn = _metadata_dsn(args)
+    if not dsn:
+        raise SystemExit("kurastore gateway: give --metadata, --metadata-file or "
+                         "KURASTORE_METADATA_DSN (a postgresql:// DSN)")
+    try:
+        secret = read_secret(args.cluster_secret_file, "KURASTORE_CLUSTER_SECRET", os.environ)
+        key = read_metadata_key(args.metadata_key_file, os.environ)
+    except (ConfigError, OSError) as exc:
+        raise SystemExit(f"kurastore gateway: {exc}") from None
+    host, port = args.listen
+    opts = GatewayOptions(
+        metadata_dsn=dsn, cluster_secret=secret, metadata_key=key, host=host, port=port,
+        region=args.region, domain=args.domain, erasure=args.erasure,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_gateway(opts))
+    return 0
+
+
+def _parse_erasure(value: str) -> tuple[int, int]:
+    k, sep, m = value.partition("+")
+    if not sep or not k.isdigit() or not m.isdigit() or int(k) < 1:
+        raise argparse.ArgumentTypeError("expected K+M, e.g. 4+2")
+    return int(k), int(m)
+
+
+def _add_metadata_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metadata", default=None, metavar="DSN",
+                   help="PostgreSQL metadata, postgresql://user@host/db "
+                        "(also KURASTORE_METADATA_DSN)")
+    p.add_argument("--metadata-file", default=None, metavar="PATH",
+                   help="read the metadata DSN from this file (a mounted Secret)")
 
 
 def _pod(argv: list[str]) -> int:
@@ -80,6 +155,8 @@ async def _admin_call(args: argparse.Namespace) -> object:
             return await client.status()
         if what[0] == "placement":
             return await client.placement()
+        if what[0] == "maintenance":
+            return await client.maintenance()
     raise SystemExit(f"unknown admin command: {args.noun} {args.verb}")
 
 
@@ -108,6 +185,28 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--region", default="us-east-1")
     srv.add_argument("--domain", default=None,
                      help="domain for virtual-host-style buckets (<bucket>.<domain>)")
+    srv.add_argument("--heal-rate", type=_parse_rate, default=None, metavar="BYTES/S",
+                     help="pod bytes per second the healer may move, e.g. 64M (0: unlimited)")
+    srv.add_argument("--scrub-rate", type=_parse_rate, default=None, metavar="BYTES/S",
+                     help="shard bytes per second the scrubber verifies, e.g. 4M (0: unlimited)")
+    srv.add_argument("--scrub-interval", type=float, default=None, metavar="SECONDS",
+                     help="seconds from the start of one scrub pass to the next (default 1 day)")
+    _add_metadata_args(srv)
+
+    gw = sub.add_parser("gateway", help="run one gateway on shared PostgreSQL metadata")
+    _add_metadata_args(gw)
+    gw.add_argument("--listen", type=_parse_listen, default=("127.0.0.1", 9000),
+                    help="HOST:PORT of the S3 endpoint (default 127.0.0.1:9000)")
+    gw.add_argument("--cluster-secret-file", default=None, metavar="PATH",
+                    help="the pods' cluster secret (also KURASTORE_CLUSTER_SECRET)")
+    gw.add_argument("--metadata-key-file", default=None, metavar="PATH",
+                    help="32-byte key sealing access-key secrets, 64 hex characters "
+                         "(also KURASTORE_METADATA_KEY)")
+    gw.add_argument("--region", default="us-east-1")
+    gw.add_argument("--domain", default=None,
+                    help="domain for virtual-host-style buckets (<bucket>.<domain>)")
+    gw.add_argument("--erasure", type=_parse_erasure, default=None, metavar="K+M",
+                    help="erasure code for new writes (default: from the placement map)")
 
     sub.add_parser("pod", help="run one storage pod (see kurastore pod --help)", add_help=False)
 
@@ -129,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_parser("delete").add_argument("name", help="access key")
     nouns.add_parser("status").set_defaults(verb="")
     nouns.add_parser("placement").set_defaults(verb="")
+    nouns.add_parser("maintenance", help="healer and scrubber progress, durability"
+                     ).set_defaults(verb="")
     return parser
 
 
@@ -144,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         return _server(args)
     if args.command == "admin":
         return _admin(args)
+    if args.command == "gateway":
+        return _gateway(args)
     return 2
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from aiohttp import web
 
 from kurastore.gateway.admin.cluster import publish_pods
-from kurastore.gateway.app import build_gateway_app
+from kurastore.gateway.app import build_gateway_app, open_metadata
 from kurastore.gateway.config import GatewayConfig
 from kurastore.metadata import (
     AccessKey,
@@ -33,7 +33,6 @@ from kurastore.metadata import (
     UserNotFound,
     UserRecord,
 )
-from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.operator.platforms.local import LocalPods, pod_ids
 from kurastore.process import MALLOC_ENV
 from kurastore.state import load_or_create, write_secret_file
@@ -64,13 +63,25 @@ class ServerOptions:
     port: int = 9000
     region: str = "us-east-1"
     domain: str | None = None
+    # Self-repair settings (None: GatewayConfig's defaults: heal promptly, scrub slowly).
+    heal_rate_bytes_s: float | None = None
+    scrub_rate_bytes_s: float | None = None
+    scrub_interval_s: float | None = None
+    # PostgreSQL metadata (postgresql://...) instead of <data>/metadata.db: then more
+    # gateways (`kurastore gateway`) can share the pods and the metadata.
+    metadata_dsn: str | None = None
+
+    def repair_settings(self) -> dict[str, float]:
+        """The self-repair settings given, as GatewayConfig keyword arguments."""
+        names = ("heal_rate_bytes_s", "scrub_rate_bytes_s", "scrub_interval_s")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
 async def _bootstrap(
     config: GatewayConfig, access_key: str, secret_key: str, pods: list[PodRecord], width: int
 ) -> int:
     """Root user and key, pod registry and placement map. Returns the epoch."""
-    store = await SQLiteStore.open(config.metadata_path, secret_key=config.metadata_key)
+    store = await open_metadata(config)
     try:
         try:
             await store.get_user(ROOT_USER_ID)
@@ -108,12 +119,14 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
         listen_host=opts.host,
         listen_port=opts.port,
         metadata_path=str(data / "metadata.db"),
+        metadata_dsn=opts.metadata_dsn,
         cluster_secret=secret,
         metadata_key=bytes.fromhex(state.metadata_key),
         region=opts.region,
         domain=opts.domain,
         k=k,
         m=m,
+        **opts.repair_settings(),
     )
 
     platform = LocalPods(data / "pods", pod_ids(opts.pods), secret_file, secret,
@@ -156,6 +169,7 @@ def _print_banner(
     lines = [
         "kurastore is running" + (" (new data directory)" if created else ""),
         f"  S3 endpoint:  {endpoint}",
+        f"  Swift auth:   {endpoint}/auth/v1.0  (user: access key, key: secret key)",
         f"  region:       {opts.region}",
         f"  access key:   {access_key}",
         f"  secret key:   {secret_key}",

@@ -68,9 +68,10 @@ _OBJECTS_FLAT = (
 _OBJECTS_WALK = (
     _walk("latest")
     + f" SELECT {_V}, w.cp FROM (SELECT * FROM w LIMIT $6) w"
-    " LEFT JOIN latest l ON w.cp IS NULL AND l.bucket_id = $1 AND l.key = w.key"
-    " LEFT JOIN versions v ON v.bucket_id = $1 AND v.key = l.key AND v.seq = l.seq"
-    " ORDER BY w.key"
+    # Inside LATERAL, `w.cp IS NULL` is a one-time filter: rolled-up keys cost no seek.
+    " LEFT JOIN LATERAL (SELECT v.* FROM latest l JOIN versions v ON v.bucket_id = $1"
+    " AND v.key = l.key AND v.seq = l.seq WHERE w.cp IS NULL AND l.bucket_id = $1"
+    " AND l.key = w.key) v ON true ORDER BY w.key"
 )
 _VERSIONS_FLAT = (
     f"SELECT {VERSION_COLS}, NULL::bytea FROM versions v WHERE v.bucket_id = $1 "

@@ -10,8 +10,9 @@
 # Idempotent: `start` on a running cluster only prints its DSN. Settings come from the
 # environment: KURASTORE_PGTEST_DIR (default ${KURASTORE_CACHE:-~/.cache/kurastore}/pgtest,
 # or /tmp/kurastore-pgtest-$UID as root, because the postgres user cannot enter /root)
-# and KURASTORE_PGTEST_PORT (default: 55432, or a free port when that one is taken). As root, the server runs as the `postgres`
-# OS user (initdb refuses root) and the directory belongs to it.
+# and KURASTORE_PGTEST_PORT (default 55432, or a free port when that one is taken).
+# As root, the server runs as the `postgres` OS user (initdb refuses root) and the
+# directory belongs to it.
 # --fast (tests): fsync, synchronous_commit and full_page_writes off; a crash of the
 # machine loses the cluster, which tests recreate anyway.
 set -euo pipefail

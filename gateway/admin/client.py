@@ -65,6 +65,10 @@ class AdminClient:
     async def placement(self) -> dict[str, Any]:
         return await self._call("GET", "/placement")
 
+    async def maintenance(self) -> dict[str, Any]:
+        """Healer and scrubber progress (GET /_kura/admin/v1/maintenance)."""
+        return await self._call("GET", "/maintenance")
+
     async def list_users(self) -> list[dict[str, Any]]:
         return (await self._call("GET", "/users"))["users"]
 

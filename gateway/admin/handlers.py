@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from kurastore.gateway.admin import auth
-from kurastore.gateway.keys import SERVICE
+from kurastore.gateway.keys import MAINTENANCE, SERVICE
 from kurastore.gateway.middlewares import OP, PROTOCOL
 from kurastore.gateway.objects import errors as dom
 
@@ -82,6 +82,15 @@ def _user_json(user: Any) -> dict[str, Any]:
 async def status(request: web.Request) -> web.Response:
     await _authenticate(request)
     return web.json_response(await request.app[SERVICE].cluster_status())
+
+
+async def maintenance(request: web.Request) -> web.Response:
+    """Healer and scrubber progress: queue, shards rebuilt, bytes, rates, per-pod scrub
+    state (last full scrub, bytes checked) and durability by healthy blocks."""
+    await _authenticate(request)
+    if MAINTENANCE not in request.app:
+        raise AdminError(503, "ServiceUnavailable", "maintenance workers are not running")
+    return web.json_response(await request.app[MAINTENANCE].progress())
 
 
 async def placement(request: web.Request) -> web.Response:
@@ -154,6 +163,7 @@ def _tag(op: str, handler: Any) -> Any:
 def add_admin_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(f"{PREFIX}/status", _tag("AdminStatus", status))
+    r.add_get(f"{PREFIX}/maintenance", _tag("AdminMaintenance", maintenance))
     r.add_get(f"{PREFIX}/placement", _tag("AdminPlacement", placement))
     r.add_get(f"{PREFIX}/users", _tag("AdminListUsers", list_users))
     r.add_post(f"{PREFIX}/users", _tag("AdminCreateUser", create_user))

@@ -20,7 +20,9 @@ Rules:
 - Resumable: an item leaves the queue (done_heal) only once its shard is stored
   and verified by the pod's commit, so a crash repeats work, never loses it. An
   item that cannot be healed now (its pod is down, fewer than k blocks answer)
-  goes to the back of the queue and is not retried before `retry_s`.
+  goes to the back of the queue and waits: 1 s, doubling each time it fails
+  again, up to `retry_s` (a restarting pod is back in a second or two; a dead
+  one costs a refused connection every retry_s).
 - Throttled: every byte read and written (and every byte a pod re-reads to
   verify) is paid to one Throttle of `rate_bytes_s`.
 - A part deleted while it was being rebuilt: the shards just written are queued
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 
 MiB = 1 << 20
 _URGENCY = {"corrupt": 0, "missing": 0, "unreachable": 1}  # lower goes first
+_FIRST_RETRY_S = 1.0
 Key = tuple[str, str, int]  # (object id, shard tag, index)
 
 
@@ -61,7 +64,7 @@ class HealSettings:
     interval_s: float = 2.0  # pause while the queue is empty (or all of it waits)
     window: int = 500  # queue items ordered and worked on per round
     concurrency: int = 2  # parts rebuilt at once
-    retry_s: float = 10.0  # an item that could not be healed waits this long
+    retry_s: float = 10.0  # the longest an item that could not be healed waits
     batch_bytes: int = 4 * MiB  # per source shard read
 
     def __post_init__(self) -> None:
@@ -85,6 +88,7 @@ class HealProgress:
     bytes_rebuilt: int = 0  # shard bytes written
     bytes_read: int = 0  # source shard bytes read
     rounds: int = 0
+    busy_s: float = 0.0  # time spent in rounds that had work
     last_round: float | None = None
     meter: RateMeter = field(default_factory=RateMeter, repr=False)
 
@@ -95,6 +99,7 @@ class HealProgress:
             "deferred": self.deferred, "unrecoverable": self.unrecoverable,
             "bytes_rebuilt": self.bytes_rebuilt, "bytes_read": self.bytes_read,
             "rate_bytes_s": round(self.meter.rate, 1), "rounds": self.rounds,
+            "busy_s": round(self.busy_s, 3),
             "last_round": self.last_round,
         }
 
@@ -129,7 +134,7 @@ class Healer:
         self._health = health or PodHealth(config)
         self._throttle = Throttle(self.settings.rate_bytes_s)
         self._cpu = CpuPool(1)
-        self._not_before: dict[Key, float] = {}
+        self._not_before: dict[Key, tuple[float, float]] = {}  # key -> (due, last wait)
         self.progress = HealProgress()
 
     def close(self) -> None:
@@ -156,9 +161,10 @@ class Healer:
         """One round over a window of the queue. Returns the items settled (healed,
         found healthy or dropped); deferred ones do not count."""
         now = time.time() if now is None else now
+        clock = time.monotonic()
         taken = await self._store.take_heal(self.settings.window)
         due = [(i, item) for i, item in taken
-               if self._not_before.get(_key(item), 0.0) <= now]
+               if self._not_before.get(_key(item), (0.0, 0.0))[0] <= now]
         groups: dict[tuple[str, str], list[tuple[int, HealItem]]] = {}
         for item_id, item in due:
             groups.setdefault((item.object_id, item.shard_tag), []).append((item_id, item))
@@ -171,6 +177,8 @@ class Healer:
         settled = sum(await asyncio.gather(*(one(g) for g in order_groups(groups))))
         self.progress.rounds += 1
         self.progress.last_round = time.time()
+        if groups:
+            self.progress.busy_s += time.monotonic() - clock
         self.progress.queued = await self._store.heal_queue_length()
         return settled
 
@@ -204,6 +212,9 @@ class Healer:
             waiting.extend(failed)
         if settled:
             await self._store.done_heal(settled)
+            for item_id, item in group:
+                if item_id in settled:
+                    self._not_before.pop(_key(item), None)
         if waiting:
             await self._defer(waiting, now)
         return len(settled)
@@ -281,7 +292,9 @@ class Healer:
         """Back of the queue, and not before retry_s (the queue has no due time)."""
         self.progress.deferred += len(items)
         for _id, item in items:
-            self._not_before[_key(item)] = now + self.settings.retry_s
+            last = self._not_before.get(_key(item), (0.0, 0.0))[1]
+            wait = min(self.settings.retry_s, max(_FIRST_RETRY_S, 2 * last))
+            self._not_before[_key(item)] = (now + wait, wait)
         await self._store.done_heal([i for i, _ in items])
         await self._store.queue_heal([item for _id, item in items])
         if len(self._not_before) > 100_000:  # forget the oldest deferrals, not the queue

@@ -14,9 +14,10 @@ Rules:
   record names is an orphan, never a write in flight; orphans older than
   `orphan_grace_s` are queued for the collector, which deletes by object id. A
   shard a record pins is never queued, wherever it lies.
-- A block counts as missing only if its record was written before the listing
-  started: a version's last_modified is set after every pod stored its shard,
-  so a later record's shards may have landed after the listing.
+- A block counts as missing only if its record was written before the pass
+  listed the pods' partitions (list_partitions, once per pass): a version's
+  last_modified is set after every pod stored its shard, so a later record's
+  shards may have landed in a partition the listing did not show yet.
 - A pod that does not answer is skipped for the pass (its blocks count as not
   healthy for durability, and nothing is queued for them); the pass then does
   not count as a full scrub of that pod.
@@ -135,6 +136,7 @@ class _Pass:
     """What one pass carries from partition to partition."""
 
     started: float
+    listed_at: float  # when the pods' partitions were listed: later records are not judged
     pods: dict[str, PodRecord]
     holds: dict[str, set[int] | None]  # pod id -> partitions it holds (None: no answer)
     maps: dict[int, PlacementMap]
@@ -195,9 +197,10 @@ class Scrubber:
         for epoch in await self._store.epochs_in_use():
             with contextlib.suppress(PlacementMapNotFound):
                 maps[epoch] = await self._topology.get_map(epoch)
+        listed_at = self._clock()
         holds = dict(zip(pods, await asyncio.gather(*(self._holds(p) for p in pods.values())),
                          strict=True))
-        state = _Pass(started, pods, holds, maps)
+        state = _Pass(started, listed_at, pods, holds, maps)
         total = max(m.partition_count for m in maps.values())
         progress.pass_started, progress.partitions_done = started, 0
         progress.partitions_total = total
@@ -253,14 +256,13 @@ class Scrubber:
         return dict(zip(ids, await asyncio.gather(*(one(p) for p in ids)), strict=True))
 
     async def _scrub_partition(self, state: _Pass, partition: int, now: float) -> None:
-        listed_at = self._clock()
         held = await self._list(state, partition)
         parts = await self._store.partition_parts(partition)  # after listing: see rules
         await self._queue_orphans(state, partition, held, parts, now)
         heal: list[HealItem] = []
         limit = asyncio.Semaphore(self.settings.concurrency)
         for part in parts:
-            if part.kind == "pending" or part.written >= listed_at:
+            if part.kind == "pending" or part.written >= state.listed_at:
                 continue
             pmap = state.maps.get(part.epoch)
             if pmap is None or partition >= pmap.partition_count:

@@ -35,6 +35,7 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    extra_args: list[str] = field(default_factory=list)  # more `kurastore server` flags
 
     @property
     def endpoint(self) -> str:
@@ -56,7 +57,8 @@ class ServerProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-P", "-m", "kurastore", "server", "--data", str(self.data_dir),
-             "--pods", str(self.pods), "--listen", f"127.0.0.1:{self.port}"],
+             "--pods", str(self.pods), "--listen", f"127.0.0.1:{self.port}",
+             *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env(),
         )
         log.close()

@@ -23,6 +23,7 @@ from kurastore.metadata import (
     UserRecord,
 )
 from kurastore.metadata import _postgres_schema as schema
+from kurastore.metadata._postgres_objects import key_hash
 from kurastore.metadata.postgres import PostgresStore
 
 KEY = b"p" * 32
@@ -143,17 +144,28 @@ async def test_lost_connections_are_unavailable_then_recover(dsn: str) -> None:
     await store.create_bucket(BucketRecord("b", "o", 1.0))
     admin = await asyncpg.connect(dsn)
     try:
-        killed = await admin.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        # Hold the key's lock so that a commit is in flight when its connection dies.
+        bid = await admin.fetchval("SELECT id FROM buckets WHERE name = 'b'")
+        await admin.execute("SELECT pg_advisory_lock($1, $2)", bid, key_hash(b"k"))
+        commit = asyncio.create_task(store.commit_version(version("k")))
+        for _ in range(100):
+            waiting = await admin.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            if waiting:
+                break
+            await asyncio.sleep(0.02)
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
-        assert killed >= 1
+        with pytest.raises(MetadataUnavailable):
+            await commit
     finally:
         await admin.close()
-    with pytest.raises(MetadataUnavailable):
-        await store.get_bucket("b")
-    # The pool replaces the dead connection: the next call works.
-    assert (await store.get_bucket("b")).owner == "o"
+    # Nothing half-done, and the pool replaces its dead connections by itself.
+    assert await store.bucket_usage("b") == (0, 0)
+    await store.commit_version(version("k"))
+    assert (await store.bucket_usage("b"))[0] == 1
     await store.close()
     with pytest.raises(MetadataUnavailable):
         await PostgresStore.open(f"postgresql://postgres@127.0.0.1:{free_port()}/x",

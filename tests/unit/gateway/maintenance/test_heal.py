@@ -116,13 +116,18 @@ async def test_dead_target_pod_defers_then_heals(cluster) -> None:
     cluster.pods.kill(target)
     await cluster.store.queue_heal([item(v, 3, "missing")])
 
-    assert await cluster.healer.heal_once() == 0
+    t = time.time()
+    assert await cluster.healer.heal_once(now=t) == 0
     assert await cluster.store.heal_queue_length() == 1  # still queued: resumable
     assert cluster.healer.progress.deferred == 1
+    assert await cluster.healer.heal_once(now=t + 1.5) == 0  # tried again after 1 s...
+    assert cluster.healer.progress.deferred == 2
+    assert await cluster.healer.heal_once(now=t + 3) == 0  # ...then waits 2 s
+    assert cluster.healer.progress.deferred == 2
     cluster.pods.revive(target)
-    assert await cluster.healer.heal_once() == 0  # not before retry_s
-    assert await cluster.healer.heal_once(now=time.time() + 10) == 1
+    assert await cluster.healer.heal_once(now=t + 4) == 1
     assert cluster.shard(v, 3) == original
+    assert await cluster.store.heal_queue_length() == 0
 
 
 async def test_fewer_than_k_sources_keeps_the_item(cluster) -> None:

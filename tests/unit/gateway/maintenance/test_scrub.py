@@ -134,3 +134,25 @@ async def test_recent_write_is_not_judged(cluster) -> None:
     assert durability.objects == {}
     await cluster.scrubber.scrub_pass()
     assert await cluster.store.heal_queue_length() == 1
+
+
+async def test_write_landing_after_the_partition_listing_is_not_missing(cluster) -> None:
+    """A pass lists partitions first; an object written right after lands in a
+    partition that listing did not show: it must wait for the next pass."""
+    pods = cluster.pods
+
+    class ListThenWrite:
+        def __getattr__(self, name: str):
+            return getattr(pods, name)
+
+        async def list_partitions(self, url: str) -> list[int]:
+            found = await pods.list_partitions(url)
+            if url == pods.pods[-1].url:  # the last pod listed: now a write lands
+                await cluster.put("late", os.urandom(100 * KiB))
+            return found
+
+    racing = Scrubber(cluster.store, ListThenWrite(), cluster.topology,
+                      ScrubSettings(rate_bytes_s=0))
+    await racing.scrub_pass()
+    assert await cluster.store.heal_queue_length() == 0
+    assert (await cluster.scrubber.scrub_pass()).objects == {6: 1}

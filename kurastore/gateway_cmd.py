@@ -1,0 +1,134 @@
+"""`kurastore gateway`: one gateway process (S3, Swift, admin API, and the maintenance
+workers while it holds the lease) on shared PostgreSQL metadata, with no pods of
+its own: the pods' URLs come from the pod registry in the metadata. Run N of them
+behind one Service.
+
+Secrets come from files or the environment, never from the command line, so that a
+Kubernetes Secret can supply them as a mounted file or a variable:
+- metadata DSN: --metadata DSN, --metadata-file PATH, or KURASTORE_METADATA_DSN;
+- cluster secret (proves the gateway to the pods): --cluster-secret-file PATH or
+  KURASTORE_CLUSTER_SECRET;
+- metadata key (32 bytes sealing access-key secrets; 64 hex chars in a file or
+  variable): --metadata-key-file PATH or KURASTORE_METADATA_KEY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from kurastore.gateway.app import build_gateway_app, open_metadata
+from kurastore.gateway.config import GatewayConfig
+
+log = logging.getLogger("kurastore.gateway")
+
+# k + m of the placement map -> (k, m), as `kurastore server` chooses them.
+ERASURE_BY_WIDTH = {3: (2, 1), 4: (2, 2), 5: (3, 2), 6: (4, 2), 11: (8, 3)}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says which and where from."""
+
+
+def resolve_dsn(
+    flag: str | None, file: str | None, environ: dict[str, str] | os._Environ[str]
+) -> str | None:
+    """The metadata DSN from --metadata, else --metadata-file, else the environment."""
+    if flag:
+        dsn = flag
+    elif file:
+        dsn = Path(file).read_text().strip()
+    else:
+        dsn = environ.get("KURASTORE_METADATA_DSN", "").strip()
+    if not dsn:
+        return None
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("the metadata DSN must start with postgresql:// (PostgreSQL)")
+    return dsn
+
+
+def read_secret(
+    file: str | None, env_name: str, environ: dict[str, str] | os._Environ[str]
+) -> bytes:
+    raw = Path(file).read_bytes() if file else environ.get(env_name, "").encode()
+    raw = raw.strip()
+    if not raw:
+        raise ConfigError(f"no secret: give its file or set {env_name}")
+    return raw
+
+
+def read_metadata_key(file: str | None, environ: dict[str, str] | os._Environ[str]) -> bytes:
+    raw = read_secret(file, "KURASTORE_METADATA_KEY", environ)
+    if len(raw) == 32:
+        return raw
+    try:
+        key = bytes.fromhex(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise ConfigError("the metadata key must be 32 bytes (64 hex characters)")
+    return key
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    metadata_dsn: str
+    cluster_secret: bytes
+    metadata_key: bytes
+    host: str = "127.0.0.1"
+    port: int = 9000
+    region: str = "us-east-1"
+    domain: str | None = None
+    erasure: tuple[int, int] | None = None  # None: from the placement map's width
+    lease_ttl_s: float = 15.0
+
+
+async def _erasure_of_cluster(config: GatewayConfig) -> tuple[int, int]:
+    store = await open_metadata(config)
+    try:
+        latest = await store.latest_placement_map()
+    finally:
+        await store.close()
+    if latest is None:
+        return config.k, config.m
+    from kurastore.placement import PlacementMap
+
+    width = PlacementMap.from_json(latest[1]).width
+    if width not in ERASURE_BY_WIDTH:
+        raise ConfigError(f"placement width {width}: pass --erasure K+M")
+    return ERASURE_BY_WIDTH[width]
+
+
+async def run_gateway(opts: GatewayOptions, *, ready: asyncio.Event | None = None) -> None:
+    config = GatewayConfig(
+        listen_host=opts.host, listen_port=opts.port, metadata_dsn=opts.metadata_dsn,
+        cluster_secret=opts.cluster_secret, metadata_key=opts.metadata_key,
+        region=opts.region, domain=opts.domain, lease_ttl_s=opts.lease_ttl_s,
+    )
+    k, m = opts.erasure or await _erasure_of_cluster(config)
+    config = dataclasses.replace(config, k=k, m=m)
+    runner = web.AppRunner(build_gateway_app(config), access_log=None, auto_decompress=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, opts.host, opts.port, backlog=1024)
+        await site.start()
+        print(f"kurastore gateway on http://{opts.host}:{opts.port} "
+              f"(erasure {k}+{m}, metadata on PostgreSQL)", flush=True)
+        if ready is not None:
+            ready.set()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()

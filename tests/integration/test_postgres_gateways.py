@@ -1,0 +1,179 @@
+"""Three gateways on one PostgreSQL: `kurastore server --metadata DSN` (pods and one
+gateway) and two `kurastore gateway` processes sharing its pods and metadata, with
+boto3 clients spread over them round-robin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import asyncpg
+import pytest
+from botocore.exceptions import ClientError
+from support.cluster import ServerProcess, free_port
+from support.postgres import drop_database, make_database, postgres_server
+from support.s3client import error_code, make_client
+
+pytestmark = pytest.mark.integration
+__all__ = ["postgres_server"]  # the session fixture, imported so pytest registers it
+
+
+class GatewayProcess(ServerProcess):
+    """`kurastore server --metadata DSN`, or with `gateway_args` a `kurastore gateway`."""
+
+    def __init__(self, data_dir: Path, dsn: str, gateway_args: list[str] | None = None):
+        super().__init__(data_dir)
+        self.dsn = dsn
+        self.gateway_args = gateway_args
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / f"process-{self.port}.log"
+        if self.gateway_args is None:
+            args = ["server", "--data", str(self.data_dir), "--pods", "6"]
+        else:
+            args = ["gateway", *self.gateway_args]
+        env = self.env() | {"KURASTORE_METADATA_DSN": self.dsn}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-P", "-m", "kurastore", *args,
+                 "--listen", f"127.0.0.1:{self.port}"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            )
+        self.wait_ready(timeout_s)
+
+
+@pytest.fixture(scope="module")
+def gateways(postgres_server: str, tmp_path_factory) -> Iterator[list[GatewayProcess]]:
+    dsn, name = make_database(postgres_server)
+    data = tmp_path_factory.mktemp("pg-gateways") / "data"
+    server = GatewayProcess(data, dsn)
+    procs = [server]
+    try:
+        server.start()
+        key_file = data.parent / "metadata.key"
+        key_file.write_text(json.loads((data / "kurastore.json").read_text())["metadata_key"])
+        key_file.chmod(0o600)
+        for _ in range(2):
+            procs.append(GatewayProcess(data, dsn, [
+                "--cluster-secret-file", str(data / "cluster.secret"),
+                "--metadata-key-file", str(key_file),
+            ]))
+        for p in procs[1:]:
+            p.start()
+        yield procs
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        drop_database(postgres_server, name)
+
+
+def test_three_gateways_share_objects_uploads_and_conditions(gateways) -> None:
+    clients = [make_client(g.endpoint, max_pool_connections=16) for g in gateways]
+    clients[0].create_bucket(Bucket="shared")
+    bodies = {f"obj/{i:04d}": os.urandom(1024 + (i * 7919) % (200 << 10)) for i in range(500)}
+
+    def put(item: tuple[int, str]) -> None:
+        i, key = item
+        clients[i % 3].put_object(Bucket="shared", Key=key, Body=bodies[key])
+
+    def get(item: tuple[int, str]) -> bytes:
+        i, key = item
+        return clients[(i + 1) % 3].get_object(Bucket="shared", Key=key)["Body"].read()
+
+    with ThreadPoolExecutor(12) as pool:
+        list(pool.map(put, enumerate(bodies)))
+        got = list(pool.map(get, enumerate(bodies)))
+    assert got == list(bodies.values())  # every write read back through another gateway
+    pages = clients[2].get_paginator("list_objects_v2").paginate(
+        Bucket="shared", Prefix="obj/", PaginationConfig={"PageSize": 170})
+    listed = [o["Key"] for page in pages for o in page["Contents"]]
+    assert listed == sorted(bodies)
+
+    # A multipart upload begun on one gateway, parts on the others, completed on another.
+    up = clients[0].create_multipart_upload(Bucket="shared", Key="big")["UploadId"]
+    p1, p2 = os.urandom(5 << 20), os.urandom(1 << 20)
+    e1 = clients[1].upload_part(Bucket="shared", Key="big", UploadId=up, PartNumber=1, Body=p1)
+    e2 = clients[2].upload_part(Bucket="shared", Key="big", UploadId=up, PartNumber=2, Body=p2)
+    listed_parts = clients[0].list_parts(Bucket="shared", Key="big", UploadId=up)["Parts"]
+    assert [p["PartNumber"] for p in listed_parts] == [1, 2]
+    clients[2].complete_multipart_upload(
+        Bucket="shared", Key="big", UploadId=up,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1["ETag"]},
+                                   {"PartNumber": 2, "ETag": e2["ETag"]}]},
+    )
+    assert clients[1].get_object(Bucket="shared", Key="big")["Body"].read() == p1 + p2
+
+    # If-None-Match: * from two gateways at once: exactly one wins, every round.
+    for round_ in range(8):
+        barrier = threading.Barrier(2)
+
+        def attempt(i: int, key: str = f"lock/{round_}", barrier=barrier) -> str:
+            barrier.wait()
+            try:
+                clients[i].put_object(Bucket="shared", Key=key, Body=b"%d" % i, IfNoneMatch="*")
+                return "won"
+            except ClientError as exc:
+                return error_code(exc)
+
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = sorted(pool.map(attempt, (1, 2)))
+        assert outcomes == ["PreconditionFailed", "won"], outcomes
+
+
+def test_maintenance_runs_on_exactly_one_gateway(gateways) -> None:
+    async def holders() -> list[str]:
+        conn = await asyncpg.connect(gateways[0].dsn)
+        try:
+            return [r[0] for r in await conn.fetch(
+                "SELECT holder FROM leases WHERE name = 'maintenance' "
+                "AND expires_at > extract(epoch FROM clock_timestamp())")]
+        finally:
+            await conn.close()
+
+    found = asyncio.run(holders())
+    assert len(found) == 1
+    pids = {g.process.pid for g in gateways if g.process is not None}
+    host, pid, _ = found[0].split(":")
+    assert host == socket.gethostname() and int(pid) in pids
+
+
+def test_a_killed_gateway_loses_nothing_acknowledged(gateways) -> None:
+    victim = gateways[2]
+    s3 = make_client(gateways[1].endpoint)
+    doomed = make_client(victim.endpoint)
+    s3.create_bucket(Bucket="kill")
+    acked: dict[str, bytes] = {}
+
+    def writer(n: int) -> None:
+        for i in range(40):
+            key, body = f"w{n}/{i}", os.urandom(4096 + i * 1000)
+            try:
+                doomed.put_object(Bucket="kill", Key=key, Body=body)
+            except Exception:  # the gateway died under this request
+                return
+            acked[key] = body
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while len(acked) < 30 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    victim.stop(sig=9)
+    for t in threads:
+        t.join()
+    for key, body in acked.items():
+        assert s3.get_object(Bucket="kill", Key=key)["Body"].read() == body
+    victim.port = free_port()
+    victim.start()  # and it comes back on the same metadata
+    assert make_client(victim.endpoint).head_bucket(Bucket="kill")
