@@ -61,7 +61,7 @@ Key = tuple[str, str, int]  # (object id, shard tag, index)
 @dataclass(frozen=True)
 class HealSettings:
     rate_bytes_s: float = 64 * MiB  # pod bytes read + written per second; 0: unlimited
-    interval_s: float = 2.0  # pause while the queue is empty (or all of it waits)
+    interval_s: float = 2.0  # queue polling while idle (the scrubber also wakes it)
     window: int = 500  # queue items ordered and worked on per round
     concurrency: int = 2  # parts rebuilt at once
     retry_s: float = 10.0  # the longest an item that could not be healed waits
@@ -136,6 +136,7 @@ class Healer:
         self._cpu = CpuPool(1)
         self._not_before: dict[Key, tuple[float, float]] = {}  # key -> (due, last wait)
         self.progress = HealProgress()
+        self._wake = asyncio.Event()
 
     def close(self) -> None:
         self._cpu.close()
@@ -145,6 +146,7 @@ class Healer:
         """Heal until `stop_event` is set; a full window goes on without a pause."""
         while not stop_event.is_set():
             worked = 0
+            self._wake.clear()  # a wake-up during the round below makes the next one start
             try:
                 worked = await self.heal_once()
             except asyncio.CancelledError:
@@ -153,9 +155,18 @@ class Healer:
                 log.exception("heal round failed")
             if worked:
                 continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.interval_s):
-                    await stop_event.wait()
+            waits = [asyncio.ensure_future(e.wait()) for e in (stop_event, self._wake)]
+            try:
+                await asyncio.wait(waits, timeout=self.settings.interval_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+
+    def wake(self) -> None:
+        """New items were queued (the scrubber calls this): look now, not at the next
+        poll."""
+        self._wake.set()
 
     async def heal_once(self, now: float | None = None) -> int:
         """One round over a window of the queue. Returns the items settled (healed,
@@ -172,7 +183,14 @@ class Healer:
 
         async def one(group: list[tuple[int, HealItem]]) -> int:
             async with limit:
-                return await self._heal_part(group, now)
+                try:
+                    return await self._heal_part(group, now)
+                except Exception:  # one bad part must not stall the others
+                    log.exception("healing %s.%s failed", group[0][1].object_id,
+                                  group[0][1].shard_tag)
+                    with contextlib.suppress(Exception):
+                        await self._defer(group, now)
+                    return 0
 
         settled = sum(await asyncio.gather(*(one(g) for g in order_groups(groups))))
         self.progress.rounds += 1

@@ -151,8 +151,10 @@ class Scrubber:
         topology: Topology,
         settings: ScrubSettings | None = None,
         clock: Callable[[], float] = time.time,
+        on_heal_queued: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_heal_queued = on_heal_queued  # the healer's wake-up
         self._clock = clock  # wall time: compared with records' times and shard mtimes
         self._pods = pods
         self._topology = topology
@@ -206,11 +208,16 @@ class Scrubber:
         progress.partitions_total = total
         for pod_id in pods:
             progress.pod(pod_id).complete = holds[pod_id] is not None
+        skipped = 0
         for partition in range(total):
-            await self._scrub_partition(state, partition, started)
+            try:
+                await self._scrub_partition(state, partition, started)
+            except Exception:  # one partition (a metadata hiccup) must not end the pass
+                log.exception("scrub of partition %d failed", partition)
+                skipped += 1
             progress.partitions_done = partition + 1
         for pod_id in pods:
-            if progress.pod(pod_id).complete:
+            if progress.pod(pod_id).complete and not skipped:
                 progress.pod(pod_id).last_full_scrub = started
         progress.durability = state.tally.finish()
         progress.passes += 1
@@ -278,6 +285,8 @@ class Scrubber:
         if heal:
             log.warning("scrub: partition %d: %d blocks to heal", partition, len(heal))
             await self._store.queue_heal(heal)
+            if self._on_heal_queued is not None:
+                self._on_heal_queued()
 
     async def _check(
         self, limit: asyncio.Semaphore, part: PinnedPart, index: int, pod_id: str,

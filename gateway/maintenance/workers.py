@@ -37,7 +37,9 @@ class Maintenance:
                               orphan_grace_s=config.orphan_grace_s)
         healer = Healer(service.store, pods, service.topology, service.config, heal,
                         service.health)
-        return cls(healer, Scrubber(service.store, pods, service.topology, scrub), service)
+        scrubber = Scrubber(service.store, pods, service.topology, scrub,
+                            on_heal_queued=healer.wake)
+        return cls(healer, scrubber, service)
 
     async def run(self, stop_event: asyncio.Event) -> None:
         """Both workers until `stop_event` is set (each survives its own failures)."""

@@ -164,3 +164,30 @@ def test_throttle_spends_its_budget_then_waits() -> None:
     now[0] = 2.0  # idle time refills up to the burst, not beyond
     assert throttle.delay_for(1000) == 0.0
     assert Throttle(0).delay_for(10**12) == 0.0
+
+
+async def test_running_healer_wakes_when_items_are_queued(cluster) -> None:
+    import asyncio
+
+    from kurastore.gateway.maintenance.heal import Healer, HealSettings
+
+    v = await cluster.put("k", os.urandom(100 * KiB))
+    original = cluster.shard(v, 2)
+    cluster.pods.drop_shards(cluster.holders(v)[2], v.object_id)
+    healer = Healer(cluster.store, cluster.pods, cluster.topology, cluster.service.config,
+                    HealSettings(interval_s=30.0, rate_bytes_s=0))
+    stop = asyncio.Event()
+    task = asyncio.create_task(healer.run(stop))
+    try:
+        await asyncio.sleep(0.05)  # the first round found nothing: it waits 30 s now
+        await cluster.store.queue_heal([item(v, 2, "missing")])
+        healer.wake()
+        for _ in range(250):  # 5 s at most, far below the 30 s poll
+            if cluster.shard(v, 2) == original:
+                break
+            await asyncio.sleep(0.02)
+        assert cluster.shard(v, 2) == original
+    finally:
+        stop.set()
+        await task
+        healer.close()
