@@ -117,8 +117,7 @@ async def _maintenance_workers(app: web.Application) -> AsyncIterator[None]:
         run_expirer(service, interval_s=config.expiry_interval_s, stop_event=stop),
         name="expirer",
     )
-    maintenance = app[MAINTENANCE] = Maintenance.for_service(service, config)
-    repair = asyncio.create_task(maintenance.run(stop), name="healer-and-scrubber")
+    repair = asyncio.create_task(app[MAINTENANCE].run(stop), name="healer-and-scrubber")
     yield
     stop.set()
     repair.cancel()
@@ -135,12 +134,15 @@ async def _maintenance_workers(app: web.Application) -> AsyncIterator[None]:
 async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     """Maintenance runs once per cluster: only while this gateway holds the lease
     (gateway/maintenance/lease.py; renewed every ttl/3, taken over within ttl * 4/3)."""
+    # Made at startup (app state is frozen once it runs); it works only under the lease.
+    app[MAINTENANCE] = Maintenance.for_service(app[SERVICE], app[CONFIG])
     runner = LeaseRunner(
         app[SERVICE].store, lambda: _maintenance_workers(app), ttl_s=app[CONFIG].lease_ttl_s
     )
     await runner.start()
     yield
     await runner.stop()
+    app[MAINTENANCE].close()
 
 
 async def _s3(request: web.Request) -> web.StreamResponse:

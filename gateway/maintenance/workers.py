@@ -42,11 +42,13 @@ class Maintenance:
         return cls(healer, scrubber, service)
 
     async def run(self, stop_event: asyncio.Event) -> None:
-        """Both workers until `stop_event` is set (each survives its own failures)."""
-        try:
-            await asyncio.gather(self.healer.run(stop_event), self.scrubber.run(stop_event))
-        finally:
-            self.healer.close()
+        """Both workers until `stop_event` is set (each survives its own failures).
+        May run again later (when this gateway takes the lease back)."""
+        await asyncio.gather(self.healer.run(stop_event), self.scrubber.run(stop_event))
+
+    def close(self) -> None:
+        """At shutdown: the healer's CPU pool."""
+        self.healer.close()
 
     async def progress(self) -> dict[str, Any]:
         """The admin API's maintenance view, JSON-ready."""
