@@ -20,7 +20,7 @@ import hashlib
 import itertools
 import secrets
 import time
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 
 from kurastore.erasure import ErasureParams
 from kurastore.gateway.objects import checksums
@@ -212,7 +212,10 @@ async def complete_upload(
     upload_id: str,
     parts: Sequence[CompletedPart],
     conditions: WriteConditions,
+    check: Callable[[ObjectVersion], None] | None = None,
 ) -> ObjectVersion:
+    """Assemble and commit the object; `check` may refuse the assembled version
+    (the client's whole-object checksum or size) before anything is committed."""
     upload = await get_upload(ctx, bucket, key, upload_id)
     layouts = _chosen_layouts(await all_parts(ctx, upload_id), parts)
     md5s = b"".join(bytes.fromhex(layout.etag) for layout in layouts)
@@ -241,6 +244,8 @@ async def complete_upload(
         epoch=upload.epoch,
         parts=tuple(layouts),
     )
+    if check is not None:
+        check(version)
     result = await ctx.store.complete_upload(
         upload_id, version, if_match=conditions.if_match,
         if_none_match=conditions.if_none_match,

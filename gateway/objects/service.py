@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,9 +187,10 @@ class ObjectService:
     async def complete_upload(
         self, bucket: str, key: str, upload_id: str, parts: Sequence[CompletedPart],
         conditions: WriteConditions = WriteConditions(),
+        check: Callable[[ObjectVersion], None] | None = None,
     ) -> ObjectVersion:
         return await multipart.complete_upload(self._ctx, bucket, key, upload_id, parts,
-                                               conditions)
+                                               conditions, check)
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await multipart.abort_upload(self._ctx, bucket, key, upload_id)

@@ -5,9 +5,14 @@ Rules: part numbers are 1..10000 (InvalidArgument otherwise); parts are stored
 by the service as they arrive and Complete only assembles the record, so the
 handlers here parse, call and render. The CompleteMultipartUpload body must
 list parts in ascending order (InvalidPartOrder) and at least one part.
+A repeated Complete of an upload already completed answers the first result
+again, as S3 does, when the key still holds the object those parts made.
 """
 
 from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -16,11 +21,12 @@ from kurastore.gateway.objects.api import CompletedPart
 from kurastore.gateway.objects.errors import NotModified
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
+from kurastore.gateway.s3 import mpu_checksums
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
 from kurastore.gateway.s3.handlers_object import echo_checksum, put_options, require_length
 from kurastore.gateway.s3.routes import S3Op
 from kurastore.gateway.s3.xml import child_text, document, el, iso8601, owner, parse, quoted
-from kurastore.metadata import UploadRecord
+from kurastore.metadata import ObjectNotFound, ObjectVersion, UploadNotFound, UploadRecord
 
 MAX_PARTS_LISTED = 1000
 
@@ -42,8 +48,10 @@ async def create_upload(s3: S3Request) -> web.StreamResponse:
     if algorithm and algorithm not in checksums.ALGORITHMS:
         raise s3e.InvalidRequest("Checksum algorithm provided is unsupported.")
     spec = hdr.IntegritySpec(algorithm=algorithm or None)
+    opts = put_options(s3, spec, with_body=False)
+    checksum_type = mpu_checksums.requested_type(s3.headers, algorithm)
     upload = await s3.service.create_upload(
-        s3.bucket, s3.key, put_options(s3, spec, with_body=False)
+        s3.bucket, s3.key, replace(opts, checksum_type=checksum_type)
     )
     headers = {}
     if upload.checksum_algorithm:
@@ -104,11 +112,29 @@ def parse_completed_parts(body: bytes) -> list[CompletedPart]:
     return parts
 
 
+async def _completed_before(
+    s3: S3Request, parts: list[CompletedPart], gone: UploadNotFound
+) -> ObjectVersion:
+    """The object a finished upload of exactly these parts made, or `gone` again."""
+    try:
+        md5s = b"".join(bytes.fromhex(p.etag) for p in parts)
+        version = await s3.service.head_object(s3.bucket, s3.key)
+    except (ValueError, ObjectNotFound):
+        raise gone from None
+    if version.etag != f"{hashlib.md5(md5s).hexdigest()}-{len(parts)}":
+        raise gone
+    return version
+
+
 async def complete_upload(s3: S3Request) -> web.StreamResponse:
     parts = parse_completed_parts(await s3.read_xml_body())
-    version = await s3.service.complete_upload(
-        s3.bucket, s3.key, _upload_id(s3), parts, hdr.write_conditions(s3.headers)
-    )
+    try:
+        version = await s3.service.complete_upload(
+            s3.bucket, s3.key, _upload_id(s3), parts, hdr.write_conditions(s3.headers),
+            mpu_checksums.complete_check(s3.headers),
+        )
+    except UploadNotFound as gone:
+        version = await _completed_before(s3, parts, gone)
     headers = hdr.version_headers(version.version_id, s3.is_versioned)
     if version.checksums and version.checksum_type:
         headers["x-amz-checksum-type"] = version.checksum_type
