@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kurastore.gateway import middlewares
 from kurastore.gateway.admin.handlers import add_admin_routes, render_admin_error
+from kurastore.gateway.admin.pods import add_pod_routes
 from kurastore.gateway.config import GatewayConfig
 from kurastore.gateway.keys import (
     CONFIG,
@@ -212,5 +213,7 @@ def build_gateway_app(config: GatewayConfig) -> web.Application:
     app.cleanup_ctx.append(_workers_ctx)
     app.router.add_get("/_kura/{name:healthz|readyz|metrics}", _probe_route)
     add_admin_routes(app)
-    app.router.add_route("*", "/{tail:.*}", _s3)
+    add_pod_routes(app)
+    # [\s\S], not ".": object keys may contain newlines (%0A in the path).
+    app.router.add_route("*", r"/{tail:[\s\S]*}", _s3)
     return app

@@ -44,6 +44,10 @@ class GatewayConfig:
     scrub_interval_s: float = 24 * 3600.0
     # An unreferenced shard younger than this is never queued for collection.
     orphan_grace_s: float = 3600.0
+    # Rebalancing (gateway/maintenance/rebalance.py): pod bytes per second moving shards
+    # to a new epoch's pods (0: unlimited), and how long old copies outlive the re-pin.
+    rebalance_rate_bytes_s: float = 32 * (1 << 20)
+    rebalance_grace_s: float = 300.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

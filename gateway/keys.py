@@ -23,3 +23,6 @@ S3_FRONTEND: web.AppKey = web.AppKey("s3_frontend")
 # The healer and scrubber (gateway/maintenance/workers.py Maintenance), set by the
 # workers cleanup context.
 MAINTENANCE: web.AppKey = web.AppKey("maintenance")
+# The local platform's hooks (gateway/admin/cluster.py LocalPlatform), set by
+# `kurastore server` only: `POST /pods {"count": N}` starts pod processes through them.
+LOCAL_PLATFORM: web.AppKey = web.AppKey("local_platform")

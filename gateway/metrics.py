@@ -55,6 +55,24 @@ class GatewayMetrics:
             "kurastore_heal_rate_bytes_per_second", "Shard bytes rebuilt per second, recently",
             registry=r,
         )
+        self.rebalance_bytes_moved = Gauge(
+            "kurastore_rebalance_bytes_moved", "Shard bytes moved to new pods since start",
+            registry=r,
+        )
+        self.rebalance_bytes_left = Gauge(
+            "kurastore_rebalance_bytes_left", "Shard bytes still to move (last plan)", registry=r
+        )
+        self.rebalance_partitions_left = Gauge(
+            "kurastore_rebalance_partitions_left", "Partitions pinning an older epoch",
+            registry=r,
+        )
+        self.rebalance_rate = Gauge(
+            "kurastore_rebalance_rate_bytes_per_second", "Shard bytes moved per second, recently",
+            registry=r,
+        )
+        self.rebalance_old_epochs = Gauge(
+            "kurastore_rebalance_old_epochs", "Older placement epochs still pinned", registry=r
+        )
         self.scrub_shards = Gauge(
             "kurastore_scrub_shards", "Shards verified by the scrubber since start", ["pod"],
             registry=r,

@@ -47,6 +47,7 @@ def _server(args: argparse.Namespace) -> int:
         region=args.region, domain=args.domain,
         heal_rate_bytes_s=args.heal_rate, scrub_rate_bytes_s=args.scrub_rate,
         scrub_interval_s=args.scrub_interval,
+        rebalance_rate_bytes_s=args.rebalance_rate, rebalance_grace_s=args.rebalance_grace,
     )
     dsn = _metadata_dsn(args)
     if dsn:
@@ -157,6 +158,20 @@ async def _admin_call(args: argparse.Namespace) -> object:
             return await client.placement()
         if what[0] == "maintenance":
             return await client.maintenance()
+        if what[0] == "rebalance":
+            return await client.rebalance()
+        if what == ("pods", "list"):
+            return await client.list_pods()
+        if what == ("pods", "add"):
+            if args.url:
+                pod = {"id": args.id, "url": args.url, "zone": args.zone, "node": args.node,
+                       "weight": args.weight}
+                return await client.add_pods(pods=[pod])
+            return await client.add_pods(count=args.count)
+        if what == ("pods", "drain"):
+            return await client.drain_pod(args.id)
+        if what == ("pods", "remove"):
+            return await client.remove_pod(args.id)
     raise SystemExit(f"unknown admin command: {args.noun} {args.verb}")
 
 
@@ -191,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="shard bytes per second the scrubber verifies, e.g. 4M (0: unlimited)")
     srv.add_argument("--scrub-interval", type=float, default=None, metavar="SECONDS",
                      help="seconds from the start of one scrub pass to the next (default 1 day)")
+    srv.add_argument("--rebalance-rate", type=_parse_rate, default=None, metavar="BYTES/S",
+                     help="pod bytes per second the rebalancer may move, e.g. 32M (0: unlimited)")
+    srv.add_argument("--rebalance-grace", type=float, default=None, metavar="SECONDS",
+                     help="how long moved shards' old copies are kept (default 300)")
     _add_metadata_args(srv)
 
     gw = sub.add_parser("gateway", help="run one gateway on shared PostgreSQL metadata")
@@ -230,6 +249,21 @@ def build_parser() -> argparse.ArgumentParser:
     nouns.add_parser("placement").set_defaults(verb="")
     nouns.add_parser("maintenance", help="healer and scrubber progress, durability"
                      ).set_defaults(verb="")
+    nouns.add_parser("rebalance", help="rebalance progress: partitions and bytes left, rate, ETA"
+                     ).set_defaults(verb="")
+    pods = nouns.add_parser("pods", help="the pod set: list, add, drain, remove"
+                            ).add_subparsers(dest="verb", required=True)
+    pods.add_parser("list")
+    pa = pods.add_parser("add", help="start --count pods (kurastore server) or register one "
+                         "pod by --id and --url")
+    pa.add_argument("--count", type=int, default=1)
+    pa.add_argument("--id", default=None)
+    pa.add_argument("--url", default=None)
+    pa.add_argument("--zone", default="")
+    pa.add_argument("--node", default="")
+    pa.add_argument("--weight", type=float, default=1.0)
+    pods.add_parser("drain", help="move every shard off a pod").add_argument("id")
+    pods.add_parser("remove", help="remove a drained pod").add_argument("id")
     return parser
 
 

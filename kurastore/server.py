@@ -18,14 +18,15 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiohttp import web
 
-from kurastore.gateway.admin.cluster import publish_pods
+from kurastore.gateway.admin.cluster import LocalPlatform, publish_pods
 from kurastore.gateway.app import build_gateway_app, open_metadata
 from kurastore.gateway.config import GatewayConfig
+from kurastore.gateway.keys import LOCAL_PLATFORM
 from kurastore.metadata import (
     AccessKey,
     AccessKeyNotFound,
@@ -33,7 +34,7 @@ from kurastore.metadata import (
     UserNotFound,
     UserRecord,
 )
-from kurastore.operator.platforms.local import LocalPods, pod_ids
+from kurastore.operator.platforms.local import LocalPods, next_pod_ids, pod_ids
 from kurastore.process import MALLOC_ENV
 from kurastore.state import load_or_create, write_secret_file
 
@@ -67,13 +68,16 @@ class ServerOptions:
     heal_rate_bytes_s: float | None = None
     scrub_rate_bytes_s: float | None = None
     scrub_interval_s: float | None = None
+    rebalance_rate_bytes_s: float | None = None
+    rebalance_grace_s: float | None = None
     # PostgreSQL metadata (postgresql://...) instead of <data>/metadata.db: then more
     # gateways (`kurastore gateway`) can share the pods and the metadata.
     metadata_dsn: str | None = None
 
     def repair_settings(self) -> dict[str, float]:
         """The self-repair settings given, as GatewayConfig keyword arguments."""
-        names = ("heal_rate_bytes_s", "scrub_rate_bytes_s", "scrub_interval_s")
+        names = ("heal_rate_bytes_s", "scrub_rate_bytes_s", "scrub_interval_s",
+                 "rebalance_rate_bytes_s", "rebalance_grace_s")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
@@ -98,10 +102,24 @@ async def _bootstrap(
             await store.create_access_key(
                 AccessKey(access_key, secret_key, ROOT_USER_ID, time.time())
             )
+        # A pod keeps what the admin API set (state, weight, zone): only its URL is new.
+        known = {p.pod_id: p for p in await store.list_pods()}
+        pods = [replace(known[p.pod_id], url=p.url) if p.pod_id in known else p for p in pods]
         pmap = await publish_pods(store, pods, width)
         return pmap.epoch
     finally:
         await store.close()
+
+
+async def _added_pods(config: GatewayConfig, first: int) -> list[str]:
+    """Pods added at run time (`kurastore admin pods add`) and not removed: a restarted
+    server starts them again beside the first `first`."""
+    store = await open_metadata(config)
+    try:
+        registered = [p.pod_id for p in await store.list_pods() if p.state != "removed"]
+    finally:
+        await store.close()
+    return [pod_id for pod_id in registered if pod_id not in pod_ids(first)]
 
 
 async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None) -> None:
@@ -129,7 +147,8 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
         **opts.repair_settings(),
     )
 
-    platform = LocalPods(data / "pods", pod_ids(opts.pods), secret_file, secret,
+    ids = pod_ids(opts.pods) + await _added_pods(config, opts.pods)
+    platform = LocalPods(data / "pods", ids, secret_file, secret,
                          host=opts.host, log_dir=data / "logs", env=MALLOC_ENV)
     await platform.start()
     runner: web.AppRunner | None = None
@@ -137,7 +156,9 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
         records = [PodRecord(p.pod_id, p.url) for p in platform.pods.values()]
         epoch = await _bootstrap(config, access_key, secret_key, records, k + m)
         # auto_decompress off: S3 stores bodies sent with Content-Encoding as sent.
-        runner = web.AppRunner(build_gateway_app(config), access_log=None, auto_decompress=False)
+        app = build_gateway_app(config)
+        app[LOCAL_PLATFORM] = _local_platform(platform)
+        runner = web.AppRunner(app, access_log=None, auto_decompress=False)
         await runner.setup()
         site = web.TCPSite(runner, opts.host, opts.port, backlog=1024)
         await site.start()
@@ -150,6 +171,17 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
             await runner.cleanup()
         await platform.stop()
         print("kurastore stopped", flush=True)
+
+
+def _local_platform(platform: LocalPods) -> LocalPlatform:
+    """The hooks through which `kurastore admin pods add|remove` reach the pod processes:
+    new pods are started and ready before the gateway publishes them."""
+
+    async def add(count: int) -> list[PodRecord]:
+        started = await platform.add_pods(next_pod_ids(list(platform.pods), count))
+        return [PodRecord(p.pod_id, p.url) for p in started]
+
+    return LocalPlatform(add_pods=add, remove_pod=platform.remove_pod)
 
 
 async def _wait_for_stop() -> None:

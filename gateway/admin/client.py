@@ -69,6 +69,27 @@ class AdminClient:
         """Healer and scrubber progress (GET /_kura/admin/v1/maintenance)."""
         return await self._call("GET", "/maintenance")
 
+    async def list_pods(self) -> dict[str, Any]:
+        return await self._call("GET", "/pods")
+
+    async def add_pods(
+        self, *, count: int | None = None, pods: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Start `count` pods (kurastore server) or register `pods` ({id, url, zone, node,
+        weight}); either publishes a new placement epoch."""
+        return await self._call("POST", "/pods", {"count": count} if pods is None
+                                else {"pods": pods})
+
+    async def drain_pod(self, pod_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"/pods/{_quote(pod_id)}/drain")
+
+    async def remove_pod(self, pod_id: str) -> dict[str, Any]:
+        return await self._call("DELETE", f"/pods/{_quote(pod_id)}")
+
+    async def rebalance(self) -> dict[str, Any]:
+        """Rebalance progress (GET /_kura/admin/v1/rebalance)."""
+        return await self._call("GET", "/rebalance")
+
     async def list_users(self) -> list[dict[str, Any]]:
         return (await self._call("GET", "/users"))["users"]
 

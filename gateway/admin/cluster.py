@@ -5,8 +5,11 @@ using the epochs their versions pinned."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from kurastore.metadata import PodRecord, Store
 from kurastore.placement import PlacementMap, PodSpec, build_map
@@ -44,3 +47,93 @@ async def publish_pods(store: Store, pods: Sequence[PodRecord], width: int) -> P
 
 def _same(pmap: PlacementMap, specs: tuple[PodSpec, ...], width: int) -> bool:
     return pmap.width == width and sorted(pmap.pods, key=lambda p: p.pod_id) == list(specs)
+
+
+# --- pods: add, drain, remove, and what each still holds -----------------------------
+class PodRefused(Exception):
+    """The pod set change asked for is not allowed now (unknown pod, still holding data)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class LocalPlatform:
+    """The local platform's hooks, handed to the gateway by `kurastore server` (the
+    gateway never imports the operator): start `count` new pod processes and return
+    them once ready; stop one pod's process."""
+
+    add_pods: Callable[[int], Awaitable[list[PodRecord]]]
+    remove_pod: Callable[[str], Awaitable[None]]
+
+
+async def _pod(store: Store, pod_id: str) -> PodRecord:
+    for pod in await store.list_pods():
+        if pod.pod_id == pod_id and pod.state != "removed":
+            return pod
+    raise PodRefused(404, f"no pod {pod_id}")
+
+
+async def drain_pod(store: Store, pod_id: str, width: int) -> PlacementMap:
+    """Marks the pod draining: a new epoch in which it holds nothing."""
+    pod = await _pod(store, pod_id)
+    return await publish_pods(store, [replace(pod, state="draining")], width)
+
+
+async def held_by_epochs(store: Store) -> dict[str, set[int]]:
+    """pod id -> the epochs in use (pinned by some record) whose map places it."""
+    held: dict[str, set[int]] = {}
+    for epoch in await store.epochs_in_use():
+        pmap = PlacementMap.from_json(await store.get_placement_map(epoch))
+        for spec in pmap.pods:
+            if pmap.partitions_of(spec.pod_id):
+                held.setdefault(spec.pod_id, set()).add(epoch)
+    return held
+
+
+ShardCount = Callable[[str], Awaitable[int | None]]  # url -> shards on the pod (None: no answer)
+
+
+async def pod_views(
+    store: Store, current: PlacementMap, waiting_copies: Callable[[str], bool],
+    shard_count: ShardCount,
+) -> list[dict[str, Any]]:
+    """Every registered pod with its share of the current map and whether it still
+    holds data: an epoch in use places it, old copies wait out their grace, or the pod
+    itself reports shards (e.g. old versions waiting for the collector)."""
+    held = await held_by_epochs(store)
+    pods = [p for p in await store.list_pods() if p.state != "removed"]
+    counts = await asyncio.gather(*(shard_count(p.url) for p in pods))
+    out = []
+    for pod, shards in zip(pods, counts, strict=True):
+        epochs = sorted(held.get(pod.pod_id, ()))
+        old_copies = waiting_copies(pod.pod_id)
+        out.append({
+            "id": pod.pod_id, "url": pod.url, "zone": pod.zone, "node": pod.node,
+            "weight": pod.weight, "state": pod.state,
+            "slots": len(current.partitions_of(pod.pod_id)),
+            "pinned_epochs": epochs, "old_copies_waiting": old_copies, "shards": shards,
+            "empty": not epochs and not old_copies and shards == 0,
+        })
+    return out
+
+
+async def remove_pod(
+    store: Store, pod_id: str, width: int, waiting_copies: Callable[[str], bool],
+    shard_count: ShardCount,
+) -> PlacementMap:
+    """Takes a drained pod out of the registry; refused while it may hold shards."""
+    pod = await _pod(store, pod_id)
+    if pod.state != "draining":
+        raise PodRefused(409, f"pod {pod_id} is not draining: drain it first")
+    epochs = sorted((await held_by_epochs(store)).get(pod_id, ()))
+    if epochs:
+        raise PodRefused(409, f"pod {pod_id} still holds shards of epochs {epochs}")
+    if waiting_copies(pod_id):
+        raise PodRefused(409, f"pod {pod_id} still holds old copies waiting out their grace")
+    shards = await shard_count(pod.url)
+    if shards != 0:
+        raise PodRefused(409, f"pod {pod_id} still holds {shards} shards (not yet collected)"
+                         if shards is not None else f"pod {pod_id} does not answer")
+    return await publish_pods(store, [replace(pod, state="removed")], width)

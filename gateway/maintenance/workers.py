@@ -1,4 +1,4 @@
-"""Maintenance: the healer and the scrubber of one gateway, built from its
+"""Maintenance: the healer, the scrubber and the rebalancer of one gateway, built from its
 configuration, run together, and reported together (admin API, metrics).
 
 Rules: built by the composition root (gateway/app.py) from the object service's
@@ -16,16 +16,19 @@ from typing import Any, cast
 from kurastore.gateway.config import GatewayConfig
 from kurastore.gateway.maintenance.heal import Healer, HealSettings
 from kurastore.gateway.maintenance.pods import MaintenancePods
+from kurastore.gateway.maintenance.rebalance import Rebalancer, RebalanceSettings
 from kurastore.gateway.maintenance.scrub import Scrubber, ScrubSettings
 from kurastore.gateway.metrics import GatewayMetrics
 from kurastore.gateway.objects.service import ObjectService
 
 
 class Maintenance:
-    def __init__(self, healer: Healer, scrubber: Scrubber, service: ObjectService) -> None:
+    def __init__(self, healer: Healer, scrubber: Scrubber, service: ObjectService,
+                 rebalancer: Rebalancer) -> None:
         self.healer = healer
         self.scrubber = scrubber
         self._service = service
+        self.rebalancer = rebalancer
 
     @classmethod
     def for_service(cls, service: ObjectService, config: GatewayConfig) -> Maintenance:
@@ -39,16 +42,33 @@ class Maintenance:
                         service.health)
         scrubber = Scrubber(service.store, pods, service.topology, scrub,
                             on_heal_queued=healer.wake)
-        return cls(healer, scrubber, service)
+        rebalance = RebalanceSettings(rate_bytes_s=config.rebalance_rate_bytes_s,
+                                      grace_s=config.rebalance_grace_s)
+        rebalancer = Rebalancer(service.store, pods, service.topology, service.config,
+                                rebalance, service.health)
+        return cls(healer, scrubber, service, rebalancer)
 
     async def run(self, stop_event: asyncio.Event) -> None:
         """Both workers until `stop_event` is set (each survives its own failures).
         May run again later (when this gateway takes the lease back)."""
-        await asyncio.gather(self.healer.run(stop_event), self.scrubber.run(stop_event))
+        await asyncio.gather(self.healer.run(stop_event), self.scrubber.run(stop_event),
+                             self.rebalancer.run(stop_event))
 
     def close(self) -> None:
-        """At shutdown: the healer's CPU pool."""
+        """At shutdown: the healer's and the rebalancer's CPU pools."""
         self.healer.close()
+        self.rebalancer.close()
+
+    async def rebalance_progress(self) -> dict[str, Any]:
+        """The admin API's rebalance view, JSON-ready; the epochs pinned are read now,
+        so a new epoch shows as work left before the rebalancer's next pass."""
+        settings = self.rebalancer.settings
+        with contextlib.suppress(Exception):
+            await self.rebalancer.look(self._service.topology.current.epoch)
+        return self.rebalancer.progress.as_json() | {
+            "now": time.time(), "rate_limit_bytes_s": settings.rate_bytes_s,
+            "grace_s": settings.grace_s,
+        }
 
     async def progress(self) -> dict[str, Any]:
         """The admin API's maintenance view, JSON-ready."""
@@ -71,6 +91,12 @@ class Maintenance:
         metrics.healed_shards.set(heal.healed)
         metrics.heal_bytes.set(heal.bytes_rebuilt)
         metrics.heal_rate.set(heal.meter.rate)
+        moving = self.rebalancer.progress
+        metrics.rebalance_bytes_moved.set(moving.bytes_moved)
+        metrics.rebalance_bytes_left.set(moving.bytes_left)
+        metrics.rebalance_partitions_left.set(moving.partitions_left)
+        metrics.rebalance_rate.set(moving.meter.rate)
+        metrics.rebalance_old_epochs.set(len(moving.old_epochs))
         scrub = self.scrubber.progress
         pod_ids = self.scrubber.pod_ids()
         for pod_id in pod_ids:

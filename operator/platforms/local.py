@@ -75,6 +75,33 @@ class LocalPods:
         await asyncio.gather(*(self._wait_ready(p) for p in self.pods.values()))
         self._supervisor = asyncio.create_task(self._supervise(), name="local-pods-supervisor")
 
+    async def add_pods(self, ids: list[str]) -> list[LocalPod]:
+        """Starts more pods while the others run; returns them once every one is ready
+        (a pod that does not come up is stopped again, and the error raised)."""
+        if any(pod_id in self.pods for pod_id in ids):
+            raise ValueError(f"pods {sorted(set(ids) & set(self.pods))} exist already")
+        host = next(iter(self.pods.values())).host if self.pods else "127.0.0.1"
+        added = [LocalPod(pid, self._root / pid, host, free_port(host)) for pid in ids]
+        try:
+            for pod in added:
+                pod.data_dir.mkdir(parents=True, exist_ok=True)
+                await _stop_stale(pod.data_dir)
+                await self._spawn(pod)
+            await asyncio.gather(*(self._wait_ready(p) for p in added))
+        except BaseException:
+            for pod in added:
+                await _terminate(pod)
+            raise
+        self.pods.update({pod.pod_id: pod for pod in added})  # supervised from now on
+        return added
+
+    async def remove_pod(self, pod_id: str) -> None:
+        """Stops one pod for good (it is no longer supervised); its volume is left."""
+        pod = self.pods.pop(pod_id, None)
+        if pod is not None:
+            await _terminate(pod)
+            log.info("pod %s stopped and removed", pod_id)
+
     async def _spawn(self, pod: LocalPod) -> None:
         log_path = self._log_dir / f"{pod.pod_id}.log"
         # The child inherits the descriptor; ours is closed right after the spawn.
@@ -131,8 +158,8 @@ class LocalPods:
                 )
 
     async def _restart(self, pod: LocalPod) -> None:
-        if self._stopping or pod.process is not None:
-            return
+        if self._stopping or pod.process is not None or self.pods.get(pod.pod_id) is not pod:
+            return  # stopping, already back, or removed meanwhile
         with contextlib.suppress(Exception):
             await self._spawn(pod)
 
@@ -215,4 +242,26 @@ async def _stop_stale(data_dir: Path) -> None:
 
 def pod_ids(count: int) -> list[str]:
     return [f"pod-{i}" for i in range(count)]
+
+
+def next_pod_ids(existing: list[str], count: int) -> list[str]:
+    """`count` new ids pod-N after the highest N in use."""
+    numbers = [int(p[4:]) for p in existing if p.startswith("pod-") and p[4:].isdigit()]
+    first = max(numbers, default=-1) + 1
+    return [f"pod-{i}" for i in range(first, first + count)]
+
+
+async def _terminate(pod: LocalPod, timeout_s: float = 10.0) -> None:
+    proc = pod.process
+    pod.process = None
+    if proc is None or proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), timeout_s)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
 

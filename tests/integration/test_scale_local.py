@@ -1,0 +1,173 @@
+"""Scale out and drain on a real `kurastore server`: `kurastore admin pods add` starts
+a seventh pod process while a client keeps reading and writing; the rebalancer moves
+about 1/7 of the shards onto it; `pods drain` empties it again; no request fails and
+every object reads back byte-exact."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.cluster import ACCESS_KEY, SECRET_KEY, ServerProcess
+from support.s3client import make_client
+
+from kurastore.gateway.admin.client import AdminClient
+
+pytestmark = pytest.mark.integration
+
+KiB = 1 << 10
+SIZES = [5 * KiB, 80 * KiB, 200 * KiB, 600 * KiB + 17]  # 5 KiB is stored inline
+
+
+def admin_cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "kurastore", "admin", "--endpoint", server.endpoint,
+         *args], env=server.env(), capture_output=True, text=True, timeout=60,
+    )
+
+
+def admin(server: ServerProcess, call: str, *args: Any) -> Any:
+    async def run() -> Any:
+        async with AdminClient(server.endpoint, ACCESS_KEY, SECRET_KEY) as client:
+            return await getattr(client, call)(*args)
+
+    return asyncio.run(run())
+
+
+def shards_on(server: ServerProcess, pod: str = "*") -> int:
+    root = server.data_dir / "pods"
+    return sum(1 for p in root.glob(f"{pod}/shards/*/*/*") if p.is_file())
+
+
+def wait_rebalanced(server: ServerProcess, epoch: int, timeout_s: float = 30.0) -> dict:
+    """Until nothing pins an epoch older than `epoch` and the old copies are deleted."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        progress = admin(server, "rebalance")
+        if (progress["target_epoch"] == epoch and progress["done"]
+                and progress["old_copies_waiting"] == 0):
+            return progress
+        time.sleep(0.5)
+    raise AssertionError(f"rebalance to epoch {epoch} did not finish: {progress}")
+
+
+class Traffic:
+    """A client reading known objects and writing new ones until stopped."""
+
+    def __init__(self, server: ServerProcess, known: dict[str, bytes], prefix: str) -> None:
+        self.prefix = prefix
+        self.s3 = make_client(server.endpoint)
+        self.known = dict(known)
+        self.written: dict[str, bytes] = {}
+        self.reads = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        rng = random.Random(3)
+        n = 0
+        while not self._stop.is_set():
+            key = rng.choice(list(self.known))
+            try:
+                got = self.s3.get_object(Bucket="scale", Key=key)["Body"].read()
+                if got != self.known[key]:
+                    self.failures.append(f"GET {key}: wrong bytes")
+                self.reads += 1
+                if n % 3 == 0:
+                    data = os.urandom(100 * KiB)
+                    key = f"{self.prefix}{n}"
+                    self.s3.put_object(Bucket="live", Key=key, Body=data)
+                    self.written[key] = data
+            except Exception as exc:  # every failure is a test failure, reported at the end
+                self.failures.append(f"{key}: {exc!r}")
+            n += 1
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def test_scale_out_then_drain(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data",
+                           extra_args=["--rebalance-grace", "1", "--rebalance-rate", "0"])
+    server.start()
+    try:
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="scale")
+        s3.create_bucket(Bucket="live")
+        objects = {f"o{i:03d}": os.urandom(SIZES[i % len(SIZES)]) for i in range(200)}
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda kv: s3.put_object(Bucket="scale", Key=kv[0], Body=kv[1]),
+                          objects.items()))
+        before = shards_on(server)
+        assert before == 150 * 6  # three sizes in four have shards; 4+2 each
+
+        # A pod that is not draining cannot be removed; unknown pods, bad URLs are refused.
+        refused = admin_cli(server, "pods", "remove", "pod-0")
+        assert refused.returncode == 1 and "409" in refused.stderr
+        unknown = admin_cli(server, "pods", "drain", "pod-99")
+        assert unknown.returncode == 1 and "404" in unknown.stderr
+        bad = admin_cli(server, "pods", "add", "--id", "pod-x", "--url", "ftp://nowhere")
+        assert bad.returncode == 1 and "400" in bad.stderr
+
+        with Traffic(server, objects, "scale-") as traffic:
+            added = admin_cli(server, "pods", "add", "--count", "1")
+            assert added.returncode == 0, added.stderr
+            # The traffic's writes so far were made under the old epoch and move too.
+            pinned_old = before + 6 * len(traffic.written)
+            out = json.loads(added.stdout)
+            assert out["added"][0]["id"] == "pod-6"
+            listed = admin(server, "list_pods")
+            assert [p["id"] for p in listed["pods"]] == [f"pod-{i}" for i in range(7)]
+            progress = wait_rebalanced(server, out["epoch"])
+            wrote_during_scale = len(traffic.written)
+        moved = progress["shards_moved"]
+        assert 1 / 7 / 1.15 <= moved / pinned_old <= 1.15 / 7, (moved, pinned_old)
+        assert progress["bytes_moved"] > 0 and progress["retired_epochs"]
+        # On disk: the moved shards are on pod-6, the old copies are gone.
+        new_shards = 6 * len(traffic.written)
+        assert shards_on(server) == before + new_shards
+        assert moved <= shards_on(server, "pod-6") <= moved + new_shards
+        assert not traffic.failures, traffic.failures[:5]
+        assert traffic.reads > 0 and wrote_during_scale > 0
+
+        for key, data in objects.items():
+            assert s3.get_object(Bucket="scale", Key=key)["Body"].read() == data
+        for key, data in traffic.written.items():
+            assert s3.get_object(Bucket="live", Key=key)["Body"].read() == data
+
+        written = dict(traffic.written)
+        # Drain the new pod while traffic goes on: it ends empty and can be removed.
+        with Traffic(server, objects, "drain-") as traffic:
+            drained = admin_cli(server, "pods", "drain", "pod-6")
+            assert drained.returncode == 0, drained.stderr
+            wait_rebalanced(server, json.loads(drained.stdout)["epoch"])
+        assert not traffic.failures, traffic.failures[:5]
+        views = {p["id"]: p for p in admin(server, "list_pods")["pods"]}
+        assert views["pod-6"]["state"] == "draining" and views["pod-6"]["empty"]
+        assert views["pod-6"]["slots"] == 0
+        assert shards_on(server, "pod-6") == 0
+        removed = admin_cli(server, "pods", "remove", "pod-6")
+        assert removed.returncode == 0, removed.stderr
+        assert "pod-6" not in server.pod_pids()
+        for key, data in objects.items():
+            assert s3.get_object(Bucket="scale", Key=key)["Body"].read() == data
+        for key, data in {**written, **traffic.written}.items():
+            assert s3.get_object(Bucket="live", Key=key)["Body"].read() == data
+    finally:
+        server.stop()
