@@ -81,7 +81,8 @@ def resolve_range(size: int, byte_range: ByteRange | None) -> tuple[int, int, bo
 
 async def precheck_write(store: Store, bucket: str, key: str, cond: WriteConditions) -> None:
     """Fail fast, before a body is read, on a bucket that does not exist or a write
-    condition that already fails. The commit checks again atomically."""
+    condition that already fails (If-Match with no object: ObjectNotFound). The
+    commit checks again atomically (there a vanished object is PreconditionFailed)."""
     await store.get_bucket(bucket)
     if cond.if_match is None and not cond.if_none_match:
         return
@@ -92,5 +93,7 @@ async def precheck_write(store: Store, bucket: str, key: str, cond: WriteConditi
     if cond.if_none_match and current is not None:
         raise PreconditionFailed("If-None-Match: the object exists")
     if cond.if_match is not None:
-        if current is None or not etag_matches(cond.if_match, current.etag):
+        if current is None:  # S3: If-Match on a missing key is NoSuchKey, not 412
+            raise ObjectNotFound(f"{bucket}/{key}: If-Match on a missing object")
+        if not etag_matches(cond.if_match, current.etag):
             raise PreconditionFailed("If-Match does not match the current version")

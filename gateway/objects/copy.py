@@ -8,6 +8,8 @@ Rules:
   metadata and tags; REPLACE takes them from the request. Copying an object
   onto itself without REPLACE is the adapter's error to raise, not ours.
 - The copy keeps the source's checksum algorithms (recomputed on the way).
+- UploadPartCopy's range must lie inside the source: a last byte past its end
+  is InvalidRange (S3 does not clip copy ranges as it clips GET ranges).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import dataclasses
 from kurastore.gateway.objects.api import CopySource, PutOptions
 from kurastore.gateway.objects.conditions import check_copy_conditions
 from kurastore.gateway.objects.context import ObjectContext
+from kurastore.gateway.objects.errors import InvalidRange
 from kurastore.gateway.objects.get import lookup, reader_for
 from kurastore.gateway.objects.multipart import upload_part
 from kurastore.gateway.objects.put import put_object
@@ -61,6 +64,9 @@ async def upload_part_copy(
 ) -> PartRecord:
     source = await lookup(ctx, src.bucket, src.key, src.version_id)
     check_copy_conditions(source, src.conditions)
+    end = src.byte_range.end if src.byte_range is not None else None
+    if end is not None and end >= source.size:
+        raise InvalidRange(source.size)
     reader = reader_for(ctx, source, byte_range=src.byte_range)
     try:
         return await upload_part(

@@ -63,6 +63,10 @@ ExpiredToken = _error("ExpiredToken", 400, "The provided token has expired.")
 IncompleteBody = _error(
     "IncompleteBody", 400, "You did not provide the number of bytes specified by the Content-Length HTTP header."
 )
+IncorrectNumberOfFilesInPostRequest = _error(
+    "IncorrectNumberOfFilesInPostRequest", 400,
+    "POST requires exactly one file upload per request.",
+)
 InternalError = _error("InternalError", 500, "We encountered an internal error. Please try again.")
 InvalidAccessKeyId = _error(
     "InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records."
@@ -87,6 +91,10 @@ InvalidPart = _error(
 InvalidPartOrder = _error(
     "InvalidPartOrder", 400, "The list of parts was not in ascending order. The parts list must be specified in order by part number."
 )
+InvalidPolicyDocument = _error(
+    "InvalidPolicyDocument", 400,
+    "The content of the form does not meet the conditions specified in the policy document.",
+)
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
 InvalidPartNumber = _error("InvalidPartNumber", 416, "The requested partnumber is not satisfiable")
 InvalidRequest = _error("InvalidRequest", 400, "Invalid Request")
@@ -94,6 +102,10 @@ InvalidStorageClass = _error("InvalidStorageClass", 400, "The storage class you 
 InvalidTag = _error("InvalidTag", 400, "The tag provided was not a valid tag.")
 InvalidURI = _error("InvalidURI", 400, "Couldn't parse the specified URI.")
 KeyTooLongError = _error("KeyTooLongError", 400, "Your key is too long")
+MalformedPOSTRequest = _error(
+    "MalformedPOSTRequest", 400,
+    "The body of your POST request is not well-formed multipart/form-data.",
+)
 MalformedXML = _error(
     "MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema"
 )

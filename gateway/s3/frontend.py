@@ -5,7 +5,8 @@
 It raises S3Errors and domain errors; the error middleware turns them into
 answers with `render_s3_error`, the only place an exception becomes S3 XML.
 
-Rules: anonymous requests are refused (no public buckets yet); a bucket of
+Rules: anonymous requests are refused (no public buckets yet); PostObject is
+signed by its form fields, so handlers_post authenticates it itself; a bucket of
 another user answers AccessDenied whatever the operation; an operation without
 a handler answers NotImplemented (501), never 500. request["s3_op"],
 request["s3_bucket"] and request["s3_key"] are set for the access log.
@@ -26,6 +27,7 @@ from kurastore.gateway.s3 import (
     handlers_misc,
     handlers_multipart,
     handlers_object,
+    handlers_post,
 )
 from kurastore.gateway.s3.auth import authenticate
 from kurastore.gateway.s3.context import Handler, S3Request
@@ -68,6 +70,10 @@ class S3Frontend:
         )
         request["s3_op"], request["s3_bucket"], request["s3_key"] = op.value, bucket, key
         request[OP] = op.value  # names the operation in the access log and metrics
+        if op is S3Op.POST_OBJECT:  # signed by its form fields, not its headers
+            return await handlers_post.post_object(
+                request, self._service, bucket, region=self._region
+            )
         auth = await authenticate(
             request,
             self._service.lookup_secret,

@@ -135,9 +135,10 @@ async def list_objects(s3: S3Request) -> web.StreamResponse:
         s3.bucket, prefix=prefix, delimiter=delimiter, start_after=marker, max_keys=max_keys
     )
     # AWS returns NextMarker only with a delimiter; without one the last key is it.
+    # The v1 Prefix is echoed unencoded: botocore does not decode it (v2 it does).
     next_marker = enc(page.next_marker) if page.is_truncated and delimiter else None
     return xml_response(document("ListBucketResult", [
-        el("Name", s3.bucket), el("Prefix", enc(prefix)), el("Marker", enc(marker)),
+        el("Name", s3.bucket), el("Prefix", prefix), el("Marker", enc(marker)),
         el("NextMarker", next_marker), el("MaxKeys", max_keys),
         el("Delimiter", enc(delimiter) if delimiter else None),
         el("EncodingType", q.get("encoding-type")), el("IsTruncated", page.is_truncated),

@@ -197,13 +197,15 @@ async def get_object_attributes(s3: S3Request) -> web.StreamResponse:
         sums = [el(f"Checksum{a}", v) for a, v in version.checksums.items()
                 if a in checksums.ALGORITHMS]
         out.append(el("Checksum", [*sums, el("ChecksumType", version.checksum_type or None)]))
-    if "ObjectParts" in wanted and len(version.parts) > 1:
+    # Any multipart object (etag "<md5>-N", even N = 1) has parts; a PUT has none.
+    # The count goes on the wire as PartsCount (botocore's name for TotalPartsCount).
+    if "ObjectParts" in wanted and "-" in version.etag:
         marker = hdr.int_param(s3.headers, "x-amz-part-number-marker", 0, hdr.MAX_PART_NUMBER)
         max_parts = hdr.int_param(s3.headers, "x-amz-max-parts", 1000, 1000)
         rest = [p for p in version.parts if p.part_number > marker]
         page = rest[:max_parts]
         out.append(el("ObjectParts", [
-            el("TotalPartsCount", len(version.parts)), el("PartNumberMarker", marker),
+            el("PartsCount", len(version.parts)), el("PartNumberMarker", marker),
             el("NextPartNumberMarker", page[-1].part_number if page else marker),
             el("MaxParts", max_parts), el("IsTruncated", len(rest) > max_parts),
             *(el("Part", [el("PartNumber", p.part_number), el("Size", p.size),

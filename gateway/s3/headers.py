@@ -84,7 +84,8 @@ def user_metadata(headers: Headers) -> dict[str, str]:
 
 def stored_headers(headers: Headers) -> dict[str, str]:
     """The standard headers an object keeps; aws-chunked is transfer framing, not
-    an encoding of the object, so it is dropped from Content-Encoding."""
+    an encoding of the object, so it is dropped from Content-Encoding (the other
+    codings are kept as sent, joined by ", " as S3 echoes them)."""
     kept: dict[str, str] = {}
     for name in STORED_HEADERS:
         value = headers.get(name)
@@ -92,7 +93,7 @@ def stored_headers(headers: Headers) -> dict[str, str]:
             continue
         if name == "content-encoding":
             codings = [c.strip() for c in value.split(",") if c.strip()]
-            value = ",".join(c for c in codings if c.lower() != "aws-chunked")
+            value = ", ".join(c for c in codings if c.lower() != "aws-chunked")
             if not value:
                 continue
         kept[name] = value

@@ -62,10 +62,10 @@ class S3Op(enum.Enum):
     COMPLETE_MULTIPART_UPLOAD = "CompleteMultipartUpload"
     ABORT_MULTIPART_UPLOAD = "AbortMultipartUpload"
     LIST_PARTS = "ListParts"
+    POST_OBJECT = "PostObject"  # browser-form upload, authenticated by its form (handlers_post)
     # Recognised, not implemented (answered NotImplemented).
     BUCKET_SUBRESOURCE = "BucketSubresource"
     OBJECT_SUBRESOURCE = "ObjectSubresource"
-    POST_OBJECT = "PostObject"
     SELECT_OBJECT_CONTENT = "SelectObjectContent"
     RESTORE_OBJECT = "RestoreObject"
     OPTIONS = "Options"
