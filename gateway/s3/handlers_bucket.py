@@ -17,6 +17,7 @@ import re
 
 from aiohttp import web
 
+from kurastore.gateway.objects import errors as dom
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
@@ -84,7 +85,13 @@ async def create_bucket(s3: S3Request) -> web.StreamResponse:
         location = child_text(config, "LocationConstraint") or ""
         if location and location != s3.region:
             raise s3e.InvalidLocationConstraint(LocationConstraint=location)
-    await s3.service.create_bucket(s3.bucket, s3.user_id, s3.region)
+    try:
+        await s3.service.create_bucket(s3.bucket, s3.user_id, s3.region)
+    except dom.BucketAlreadyOwnedByYou:
+        # us-east-1 keeps Amazon's legacy answer: creating a bucket you already own
+        # succeeds and changes nothing. Every other region answers 409.
+        if s3.region != "us-east-1":
+            raise
     return empty_response(headers={"Location": "/" + s3.bucket})
 
 
