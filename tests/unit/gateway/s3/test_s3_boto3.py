@@ -7,106 +7,28 @@ Every test uses its own bucket, so they stay independent while sharing the serve
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
-import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import boto3
 import botocore
 import pytest
-from aiohttp import web
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from support.fakes import InMemoryPods
-
-from kurastore.gateway.objects.config import ObjectConfig
-from kurastore.gateway.objects.service import ObjectService
-from kurastore.gateway.objects.topology import Topology
-from kurastore.gateway.s3.frontend import S3Frontend, render_s3_error
-from kurastore.metadata.sqlite import SQLiteStore
-from kurastore.placement import PodSpec, build_map
+from support.s3_stack import REGION, Server, serve_s3_stack
 
 MiB = 1 << 20
-REGION = "us-east-1"
 ALICE = ("AKALICE0000000000001", "alice-secret-alice-secret-alice-secret00")
 BOB = ("AKBOB000000000000002", "bob-secret-bob-secret-bob-secret-bob-0000")
 
 
-@web.middleware
-async def _errors(request: web.Request, handler):
-    request_id = uuid.uuid4().hex[:16].upper()
-    request["request_id"] = request_id
-    try:
-        return await handler(request)
-    except Exception as exc:  # the lead's middleware does this (and more) in gateway/app.py
-        return render_s3_error(request, exc, request_id)
-
-
-@dataclass
-class Server:
-    endpoint: str
-    pods: InMemoryPods
-    users: dict[str, str]  # name -> user id
-
-
-def _serve(tmp: Path, started: dict, stop: threading.Event) -> None:
-    async def main() -> None:
-        store = await SQLiteStore.open(str(tmp / "meta.db"), secret_key=b"s" * 32)
-        pods = InMemoryPods(6)
-        for record in pods.records():
-            await store.put_pod(record)
-        cfg = ObjectConfig(k=4, m=2, stripe_size=1 * MiB, pod_timeout_s=2.0)
-        pmap = build_map([PodSpec(r.pod_id, r.zone, r.node) for r in pods.records()],
-                         cfg.width, partition_bits=6)
-        await store.save_placement_map(pmap.epoch, pmap.to_json())
-        service = ObjectService(store, pods, await Topology.load(store), cfg)
-        users = {}
-        for name, (ak, sk) in (("alice", ALICE), ("bob", BOB)):
-            user, _ = await service.create_user(name, access_key=ak, secret_key=sk)
-            users[name] = user.user_id
-        app = web.Application(middlewares=[_errors])
-        app.router.add_route("*", "/{tail:.*}", S3Frontend(service, region=REGION).handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        started["server"] = Server(f"http://127.0.0.1:{port}", pods, users)
-        # The test thread signals a threading.Event; wait for it off the loop.
-        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
-        await runner.cleanup()
-        await service.close()
-        await store.close()
-
-    try:
-        asyncio.run(main())
-    except BaseException as exc:  # surfaced by the fixture
-        started["error"] = exc
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
-    started: dict = {}
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=_serve, args=(tmp_path_factory.mktemp("s3"), started, stop), daemon=True
-    )
-    thread.start()
-    for _ in range(400):
-        if "server" in started or "error" in started:
-            break
-        threading.Event().wait(0.025)
-    if "error" in started:
-        raise started["error"]
-    yield started["server"]
-    stop.set()
-    thread.join(10)
+    with serve_s3_stack(tmp_path_factory.mktemp("s3"), {"alice": ALICE, "bob": BOB}) as srv:
+        yield srv
 
 
 def client(server: Server, keys: tuple[str, str] = ALICE, **config):

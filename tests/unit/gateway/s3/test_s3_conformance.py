@@ -7,95 +7,31 @@ Each test names the s3-tests case it stands for.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from support.fakes import InMemoryPods
+from support.s3_stack import REGION, serve_s3_stack
 
 from kurastore.gateway.app import build_gateway_app
 from kurastore.gateway.config import GatewayConfig
-from kurastore.gateway.objects.config import ObjectConfig
-from kurastore.gateway.objects.service import ObjectService
-from kurastore.gateway.objects.topology import Topology
-from kurastore.gateway.s3.frontend import S3Frontend, render_s3_error
-from kurastore.metadata.sqlite import SQLiteStore
-from kurastore.placement import PodSpec, build_map
 
 MiB = 1 << 20
-REGION = "us-east-1"
 KEYS = ("AKCONFORM00000000001", "conform-secret-conform-secret-conform-00")
-
-
-@web.middleware
-async def _errors(request: web.Request, handler):
-    request["request_id"] = uuid.uuid4().hex[:16].upper()
-    try:
-        return await handler(request)
-    except Exception as exc:  # gateway/app.py's middleware does this in the server
-        return render_s3_error(request, exc, request["request_id"])
-
-
-def _serve(tmp: Path, started: dict, stop: threading.Event) -> None:
-    async def main() -> None:
-        store = await SQLiteStore.open(str(tmp / "meta.db"), secret_key=b"s" * 32)
-        pods = InMemoryPods(6)
-        for record in pods.records():
-            await store.put_pod(record)
-        cfg = ObjectConfig(k=4, m=2, stripe_size=1 * MiB, pod_timeout_s=2.0)
-        pmap = build_map([PodSpec(r.pod_id, r.zone, r.node) for r in pods.records()],
-                         cfg.width, partition_bits=6)
-        await store.save_placement_map(pmap.epoch, pmap.to_json())
-        service = ObjectService(store, pods, await Topology.load(store), cfg)
-        await service.create_user("conform", access_key=KEYS[0], secret_key=KEYS[1])
-        app = web.Application(middlewares=[_errors])
-        app.router.add_route("*", r"/{tail:[\s\S]*}", S3Frontend(service, region=REGION).handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        started["endpoint"] = f"http://127.0.0.1:{port}"
-        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
-        await runner.cleanup()
-        await service.close()
-        await store.close()
-
-    try:
-        asyncio.run(main())
-    except BaseException as exc:  # surfaced by the fixture
-        started["error"] = exc
 
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory) -> Iterator:
-    started: dict = {}
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=_serve, args=(tmp_path_factory.mktemp("s3c"), started, stop), daemon=True
-    )
-    thread.start()
-    for _ in range(400):
-        if "endpoint" in started or "error" in started:
-            break
-        threading.Event().wait(0.025)
-    if "error" in started:
-        raise started["error"]
-    yield boto3.client(
-        "s3", endpoint_url=started["endpoint"], aws_access_key_id=KEYS[0],
-        aws_secret_access_key=KEYS[1], region_name=REGION,
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=20),
-    )  # fmt: skip
-    stop.set()
-    thread.join(10)
+    with serve_s3_stack(tmp_path_factory.mktemp("s3c"), {"conform": KEYS}) as srv:
+        yield boto3.client(
+            "s3", endpoint_url=srv.endpoint, aws_access_key_id=KEYS[0],
+            aws_secret_access_key=KEYS[1], region_name=REGION,
+            config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=20),
+        )  # fmt: skip
 
 
 @pytest.fixture
