@@ -38,6 +38,7 @@ from kurastore.gateway.metrics import GatewayMetrics
 from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.service import ObjectService
 from kurastore.gateway.objects.topology import Topology
+from kurastore.gateway.s3.auth import has_s3_credentials
 from kurastore.gateway.s3.frontend import S3Frontend, render_s3_error
 from kurastore.gateway.swift.auth import TokenSigner
 from kurastore.gateway.swift.frontend import (
@@ -149,18 +150,9 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _s3(request: web.Request) -> web.StreamResponse:
     if wants_swift(request):  # /auth/v1.0, /info, /healthcheck, /v1/AUTH_* (swift/routes.py)
         return await request.app[SWIFT_FRONTEND].handle(request)
-    if request.path in PROBE_PATHS and _is_unauthenticated(request):
+    if request.path in PROBE_PATHS and not has_s3_credentials(request.headers, request.query):
         return await _probe(request, request.path.lstrip("/"))
     return await request.app[S3_FRONTEND].handle(request)
-
-
-def _is_unauthenticated(request: web.Request) -> bool:
-    q = request.query
-    return (
-        "Authorization" not in request.headers
-        and "X-Amz-Signature" not in q
-        and "Signature" not in q
-    )
 
 
 async def _probe(request: web.Request, name: str) -> web.Response:
@@ -189,8 +181,7 @@ async def _refresh_gauges(app: web.Application) -> None:
     metrics.pods_total.set(len(service.topology.current.pods))
     with contextlib.suppress(Exception):
         metrics.heal_queue.set(await service.store.heal_queue_length())
-    if MAINTENANCE in app:
-        app[MAINTENANCE].export(metrics)
+    app[MAINTENANCE].export(metrics)
 
 
 async def _probe_route(request: web.Request) -> web.StreamResponse:

@@ -78,6 +78,12 @@ class AuthResult:
     signing_key: bytes = field(default=b"", repr=False)
 
 
+
+def has_s3_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
+    """Does the request carry an S3 signature in any form (header, SigV4 or SigV2 query)?
+    Requests without one may belong to the probes or to Swift on the same port."""
+    return "Authorization" in headers or "X-Amz-Signature" in query or "Signature" in query
+
 async def authenticate(
     request: web.Request,
     lookup: SecretLookup,

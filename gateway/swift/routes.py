@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from kurastore.gateway.s3.auth import has_s3_credentials
+
 AUTH_PATHS = frozenset({"/auth/v1.0", "/auth/v1"})
 ACCOUNT_PREFIX = "AUTH_"
 V1_PREFIX = "/v1/" + ACCOUNT_PREFIX
@@ -58,10 +60,6 @@ class SwiftRoute:
     account: str = ""  # "AUTH_<user id>"
     container: str = ""
     obj: str = ""
-
-
-def has_s3_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
-    return "Authorization" in headers or "X-Amz-Signature" in query or "Signature" in query
 
 
 def is_swift_request(path: str, query: Mapping[str, str], headers: Mapping[str, str]) -> bool:
