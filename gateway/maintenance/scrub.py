@@ -14,6 +14,10 @@ Rules:
   record names is an orphan, never a write in flight; orphans older than
   `orphan_grace_s` are queued for the collector, which deletes by object id. A
   shard a record pins is never queued, wherever it lies.
+- A copy of a pinned object on a pod no placement gives its block any more (an old
+  copy a crashed rebalance left, see misplaced.py), older than `orphan_grace_s`, is
+  deleted on its pod by the scrubber itself, unless the rebalancer still holds it
+  for its own grace (`keep`).
 - A block counts as missing only if its record was written before the pass
   listed the pods' partitions (list_partitions, once per pass): a version's
   last_modified is set after every pod stored its shard, so a later record's
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kurastore.gateway.maintenance.durability import Durability, DurabilityTally
+from kurastore.gateway.maintenance.misplaced import find_misplaced
 from kurastore.gateway.maintenance.pods import MaintenancePods, call
 from kurastore.gateway.maintenance.throttle import RateMeter, Throttle
 from kurastore.gateway.objects.topology import Topology
@@ -83,6 +88,7 @@ class PodScrub:
     corrupt: int = 0
     missing: int = 0
     orphans: int = 0
+    misplaced: int = 0  # old copies of pinned shards deleted
     last_full_scrub: float | None = None  # start of the last pass that covered it all
     last_error: str = ""
     complete: bool = field(default=True, repr=False)  # this pass, so far
@@ -91,6 +97,7 @@ class PodScrub:
         return {
             "shards_checked": self.shards_checked, "bytes_checked": self.bytes_checked,
             "corrupt": self.corrupt, "missing": self.missing, "orphans": self.orphans,
+            "misplaced": self.misplaced,
             "last_full_scrub": self.last_full_scrub, "last_error": self.last_error or None,
         }
 
@@ -152,8 +159,10 @@ class Scrubber:
         settings: ScrubSettings | None = None,
         clock: Callable[[], float] = time.time,
         on_heal_queued: Callable[[], None] | None = None,
+        keep: Callable[[str, ShardId], bool] | None = None,
     ) -> None:
         self._store = store
+        self._keep = keep  # (pod id, shard) -> the rebalancer deletes it after its grace
         self._on_heal_queued = on_heal_queued  # the healer's wake-up
         self._clock = clock  # wall time: compared with records' times and shard mtimes
         self._pods = pods
@@ -266,6 +275,7 @@ class Scrubber:
         held = await self._list(state, partition)
         parts = await self._store.partition_parts(partition)  # after listing: see rules
         await self._queue_orphans(state, partition, held, parts, now)
+        await self._drop_misplaced(state, partition, held, parts, now)
         heal: list[HealItem] = []
         limit = asyncio.Semaphore(self.settings.concurrency)
         for part in parts:
@@ -349,6 +359,37 @@ class Scrubber:
             log.info("scrub: partition %d: %d orphaned object ids queued for collection",
                      partition, len(refs))
             await self._store.queue_collect(list(refs.values()))
+
+    async def _drop_misplaced(
+        self, state: _Pass, partition: int, held: dict[str, dict[str, ShardInfo] | None],
+        parts: list[PinnedPart], now: float,
+    ) -> None:
+        newest = max(state.maps)
+        for epoch in {p.epoch for p in parts if p.kind != "pending"}:
+            for e in range(epoch, newest + 1):
+                if e not in state.maps:
+                    with contextlib.suppress(PlacementMapNotFound):
+                        state.maps[e] = await self._topology.get_map(e)
+
+        def owners(epoch: int, part_partition: int, width: int) -> tuple[str, ...] | None:
+            pmap = state.maps.get(epoch)
+            if pmap is None or part_partition >= pmap.partition_count:
+                return None
+            return pmap.pods_for(part_partition, width)
+
+        cutoff = now - self.settings.orphan_grace_s
+        for pod_id, info in find_misplaced(held, parts, owners, newest, cutoff):
+            if self._keep is not None and self._keep(pod_id, info.shard):
+                continue
+            url = state.pods[pod_id].url
+            try:
+                await call(self._pods.delete_shard(url, partition, info.shard),
+                           self.settings.pod_timeout_s, url)
+            except PodError as exc:
+                self._pod_failed(pod_id, exc)
+                continue
+            self.progress.pod(pod_id).misplaced += 1
+            log.info("scrub: deleted misplaced copy %s on %s", info.shard.name, pod_id)
 
     async def _map_holding(self, state: _Pass, pod_id: str, partition: int) -> PlacementMap | None:
         """A map (newest first) that places `pod_id` in `partition`: the collector deletes

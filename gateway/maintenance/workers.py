@@ -40,12 +40,12 @@ class Maintenance:
                               orphan_grace_s=config.orphan_grace_s)
         healer = Healer(service.store, pods, service.topology, service.config, heal,
                         service.health)
-        scrubber = Scrubber(service.store, pods, service.topology, scrub,
-                            on_heal_queued=healer.wake)
         rebalance = RebalanceSettings(rate_bytes_s=config.rebalance_rate_bytes_s,
                                       grace_s=config.rebalance_grace_s)
         rebalancer = Rebalancer(service.store, pods, service.topology, service.config,
                                 rebalance, service.health)
+        scrubber = Scrubber(service.store, pods, service.topology, scrub,
+                            on_heal_queued=healer.wake, keep=rebalancer.holds_old_copy)
         return cls(healer, scrubber, service, rebalancer)
 
     async def run(self, stop_event: asyncio.Event) -> None:
