@@ -3,7 +3,7 @@
 Driver: asyncpg. It is native asyncio (no thread pool between the event loop and
 the socket), speaks PostgreSQL's binary protocol, prepares and caches every
 statement per connection on its own, and is the fastest Python driver for
-PostgreSQL; a pool of its connections serves one gateway process.
+PostgreSQL; a pool of its connections (_postgres_pool.py) serves one gateway.
 
 Rules:
 - `Database.run(fn, *args)` runs fn(conn, *args) in one transaction on a pooled
@@ -30,9 +30,11 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from kurastore.metadata._postgres_pool import Pool
 from kurastore.metadata._postgres_schema import migrate
 from kurastore.metadata.errors import (
     BucketNotFound,
+    EpochRetired,
     MetadataError,
     MetadataUnavailable,
     PreconditionFailed,
@@ -46,7 +48,10 @@ RETRIES = 5
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
 
-_DOMAIN = {"KSB01": BucketNotFound, "KSP01": PreconditionFailed, "KSU01": UploadNotFound}
+_DOMAIN = {
+    "KSB01": BucketNotFound, "KSP01": PreconditionFailed, "KSU01": UploadNotFound,
+    "KSE01": EpochRetired,
+}
 # SQLSTATE classes meaning "the database is not there right now": connection
 # exceptions, insufficient resources, operator intervention (shutdown), system errors.
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
@@ -73,7 +78,7 @@ def public_error(exc: BaseException) -> BaseException:
 class Database:
     """A pool of asyncpg connections and the transaction runner."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
         self._closed = False
         self._running: set[asyncio.Task[Any]] = set()
@@ -91,20 +96,14 @@ class Database:
             raise public_error(exc) from exc
         finally:
             await conn.close()
+        pool = Pool(dsn, min_size=min_size, max_size=max_size,
+                    connect_timeout_s=CONNECT_TIMEOUT_S, command_timeout_s=COMMAND_TIMEOUT_S)
         try:
-            pool = await asyncpg.create_pool(
-                dsn, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT_S,
-                command_timeout=COMMAND_TIMEOUT_S,
-                # Idle connections are recycled, so a pool outlives a database restart.
-                max_inactive_connection_lifetime=60.0,
-            )
+            await pool.start()
         except Exception as exc:
+            await pool.close()
             raise public_error(exc) from exc
         return cls(pool)
-
-    @property
-    def pool(self) -> asyncpg.Pool:
-        return self._pool
 
     async def run(
         self, fn: Callable[..., Awaitable[T]], *args: Any, transaction: bool = True
@@ -123,11 +122,14 @@ class Database:
     ) -> T:
         for attempt in range(RETRIES):
             try:
-                async with self._pool.acquire() as conn:
+                conn = await self._pool.acquire()
+                try:
                     if not transaction:
                         return await fn(conn, *args)
                     async with conn.transaction():
                         return await fn(conn, *args)
+                finally:
+                    self._pool.release(conn)
             except asyncpg.PostgresError as exc:
                 if exc.sqlstate in _RETRY_STATES and attempt < RETRIES - 1:
                     await asyncio.sleep(0.005 * (attempt + 1))
@@ -143,10 +145,7 @@ class Database:
         self._closed = True
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
-        try:
-            await asyncio.wait_for(self._pool.close(), timeout=10.0)
-        except (TimeoutError, OSError, asyncpg.InterfaceError):
-            self._pool.terminate()
+        await self._pool.close()
 
 
 def _forget(running: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:

@@ -19,9 +19,12 @@ from typing import Any
 
 import asyncpg
 
+from kurastore.metadata._postgres_notify import notify
+from kurastore.metadata._postgres_schema import EPOCH_LOCK_CLASS
 from kurastore.metadata._records import HealItem, PodRecord, ShardRef, UserRecord
 from kurastore.metadata.errors import (
     AccessKeyNotFound,
+    EpochRetired,
     PlacementMapNotFound,
     UserExists,
     UserNotFound,
@@ -120,7 +123,47 @@ async def save_placement_map(conn: Conn, epoch: int, map_json: str) -> None:
     top = await conn.fetchval("SELECT max(epoch) FROM placement_maps")
     if top is not None and epoch <= top:
         raise ValueError(f"placement epoch {epoch} is not above the latest ({top})")
-    await conn.execute("INSERT INTO placement_maps VALUES ($1, $2)", epoch, map_json)
+    await conn.execute(
+        "INSERT INTO placement_maps (epoch, map_json) VALUES ($1, $2)", epoch, map_json
+    )
+    await notify(conn, "placement")
+
+
+async def lock_epoch_shared(conn: Conn, epoch: int) -> None:
+    """What every writer placing shards under `epoch` holds to COMMIT (see the schema's
+    rules); raises EpochRetired (KSE01) if the epoch is retired."""
+    # Two statements: under READ COMMITTED the check must see what committed while
+    # this one waited for the lock, so it takes its snapshot after the lock is held.
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", EPOCH_LOCK_CLASS, epoch)
+    retired = await conn.fetchval("SELECT retired FROM placement_maps WHERE epoch = $1", epoch)
+    if retired:
+        raise EpochRetired(f"placement epoch {epoch} is retired")
+
+
+async def retire_epochs(conn: Conn, below: int) -> list[int]:
+    """Marks retired every epoch under `below` (never the latest) that no record pins,
+    each under its epoch lock taken exclusively: a writer either pinned it already
+    (and it stays) or will find the mark."""
+    rows = await conn.fetch(
+        "SELECT epoch FROM placement_maps WHERE epoch < $1 AND NOT retired "
+        "AND epoch < (SELECT max(epoch) FROM placement_maps) ORDER BY epoch",
+        below,
+    )
+    retired: list[int] = []
+    for (epoch,) in rows:
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", EPOCH_LOCK_CLASS, epoch)
+        pinned = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM versions WHERE has_shards AND epoch = $1) "
+            "OR EXISTS (SELECT 1 FROM uploads WHERE epoch = $1) "
+            "OR EXISTS (SELECT 1 FROM pending WHERE epoch = $1)",
+            epoch,
+        )
+        if not pinned:
+            await conn.execute("UPDATE placement_maps SET retired = true WHERE epoch = $1", epoch)
+            retired.append(epoch)
+    if retired:
+        await notify(conn, "placement")
+    return retired
 
 
 async def get_placement_map(conn: Conn, epoch: int) -> str:
@@ -170,6 +213,7 @@ async def put_pod(conn: Conn, p: PodRecord) -> None:
         "weight = EXCLUDED.weight, state = EXCLUDED.state",
         p.pod_id, p.url, p.zone, p.node, p.weight, p.state,
     )
+    await notify(conn, "pods")
 
 
 async def list_pods(conn: Conn) -> list[PodRecord]:

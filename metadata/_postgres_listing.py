@@ -7,13 +7,17 @@ entries and prefixes alike, is_truncated exactly when one more item exists.
 
 How a page is read, in one round trip either way:
 - Without a delimiter: one range scan of the ordered index, `key >= lo AND
-  key < prefix || '\\xff'`, LIMIT max_keys + 1.
-- With a delimiter: a skip-scan done by the server in a recursive query. Each step
-  seeks the index once for the first key `>= successor`, where the successor of a
-  key outside any common prefix is `key || '\\x00'` (the next distinct key) and the
-  successor of a common prefix is `prefix || '\\xff'` (past every key under it). A
-  page of 1000 common prefixes is 1000 index seeks, whatever the number of keys
-  beneath them. The rows of the keys that are not rolled up are joined afterwards.
+  key < prefix || '\\xff'`, LIMIT max_keys + 1 (index-only on `latest`, whose
+  primary key index carries seq), then one versions_key probe per entry.
+- With a delimiter, objects: the server's ks_walk_latest (_postgres_schema.py)
+  scans runs of plain keys in one index-only scan and seeks past each common
+  prefix (`prefix || '\\xff'`): a page of 1000 common prefixes is 1000 index
+  seeks, whatever the number of keys beneath them.
+- With a delimiter, versions and uploads: a skip-scan in a recursive query. Each
+  step seeks the index once for the first key `>= successor`, where the successor
+  of a key outside any common prefix is `key || '\\x00'` and the successor of a
+  common prefix is `prefix || '\\xff'`. The rows of the keys that are not rolled
+  up are joined afterwards.
 """
 
 from __future__ import annotations
@@ -66,12 +70,11 @@ _OBJECTS_FLAT = (
     "JOIN versions v ON v.bucket_id = $1 AND v.key = w.key AND v.seq = w.seq ORDER BY w.key"
 )
 _OBJECTS_WALK = (
-    _walk("latest")
-    + f" SELECT {_V}, w.cp FROM (SELECT * FROM w LIMIT $6) w"
-    # Inside LATERAL, `w.cp IS NULL` is a one-time filter: rolled-up keys cost no seek.
-    " LEFT JOIN LATERAL (SELECT v.* FROM latest l JOIN versions v ON v.bucket_id = $1"
-    " AND v.key = l.key AND v.seq = l.seq WHERE w.cp IS NULL AND l.bucket_id = $1"
-    " AND l.key = w.key) v ON true ORDER BY w.key"
+    "SELECT " + _V.replace("w.key", "w.w_key") + ", w.w_cp"
+    " FROM ks_walk_latest($1, $2, $3, $4, $5, $6) w"
+    # A common prefix has no seq: its probe of versions_key matches nothing at once.
+    " LEFT JOIN LATERAL (SELECT v.* FROM versions v WHERE v.bucket_id = $1"
+    " AND v.key = w.w_key AND v.seq = w.w_seq) v ON true ORDER BY w.w_key"
 )
 _VERSIONS_FLAT = (
     f"SELECT {VERSION_COLS}, NULL::bytea FROM versions v WHERE v.bucket_id = $1 "
@@ -80,7 +83,9 @@ _VERSIONS_FLAT = (
 _VERSIONS_WALK = (
     _walk("versions")
     + f" SELECT {_V}, w.cp FROM (SELECT * FROM w LIMIT $6) w"
-    " LEFT JOIN versions v ON w.cp IS NULL AND v.bucket_id = $1 AND v.key = w.key"
+    # NULL for a common prefix: the probe of the index matches nothing at once.
+    " LEFT JOIN versions v ON v.bucket_id = $1 AND v.key = CASE WHEN w.cp IS NULL"
+    " THEN w.key END"
     " ORDER BY w.key, v.seq DESC LIMIT $7"
 )
 _UPLOADS_FLAT = (
@@ -90,7 +95,8 @@ _UPLOADS_FLAT = (
 _UPLOADS_WALK = (
     _walk("uploads")
     + f" SELECT {_U}, w.cp FROM (SELECT * FROM w LIMIT $6) w"
-    " LEFT JOIN uploads u ON w.cp IS NULL AND u.bucket_id = $1 AND u.key = w.key"
+    " LEFT JOIN uploads u ON u.bucket_id = $1 AND u.key = CASE WHEN w.cp IS NULL"
+    " THEN w.key END"
     " ORDER BY w.key, u.seq LIMIT $7"
 )
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from kurastore.metadata._postgres_admin import lock_epoch_shared
 from kurastore.metadata._postgres_objects import bucket_ref, commit, queue_refs
 from kurastore.metadata._records import (
     CommitResult,
@@ -58,6 +59,7 @@ async def _upload(conn: Conn, upload_id: str, lock: bool = False) -> tuple[Uploa
 
 async def create_upload(conn: Conn, u: UploadRecord) -> None:
     bid, _ = await bucket_ref(conn, u.bucket)
+    await lock_epoch_shared(conn, u.epoch)
     done = await conn.fetchval(
         "INSERT INTO uploads VALUES ($1, $2, $3, nextval('ks_seq'), $4, $5, $6, $7, $8, $9) "
         "ON CONFLICT (upload_id) DO NOTHING RETURNING 1",

@@ -25,6 +25,7 @@ from typing import Any
 
 import asyncpg
 
+from kurastore.metadata._postgres_notify import notify
 from kurastore.metadata._records import (
     NULL_VERSION,
     BucketRecord,
@@ -110,6 +111,7 @@ async def create_bucket(conn: Conn, b: BucketRecord) -> None:
     if row is None:
         owner = await conn.fetchval("SELECT owner FROM buckets WHERE name = $1", b.name)
         raise (BucketAlreadyOwnedByYou if owner == b.owner else BucketAlreadyExists)(b.name)
+    await notify(conn, "bucket:" + b.name)
 
 
 async def get_bucket(conn: Conn, name: str) -> BucketRecord:
@@ -141,6 +143,7 @@ async def update_bucket(
     )
     if row is None:
         raise BucketNotFound(name)
+    await notify(conn, "bucket:" + name)
     return _decode_bucket(row)
 
 
@@ -161,6 +164,7 @@ async def delete_bucket(conn: Conn, name: str) -> None:
     await conn.execute("DELETE FROM parts WHERE upload_id = ANY($1::text[])",
                        [r[0] for r in uploads])
     await conn.execute("DELETE FROM buckets WHERE id = $1", bid)
+    await notify(conn, "bucket:" + name)
 
 
 async def bucket_usage(conn: Conn, name: str) -> tuple[int, int]:
@@ -188,7 +192,8 @@ async def commit(
         os.urandom(8).hex(), version.object_id, version.is_delete_marker, version.size,
         version.etag, version.last_modified, version.partition, version.epoch,
         has_shards(version), version.k + version.m, version_doc(version), version.inline,
-        _pending_tags(version) if clear_pending else [],
+        # Inline objects and delete markers never had a pending write to clear.
+        _pending_tags(version) if clear_pending and has_shards(version) else [],
         time.time() + REMOVED_VERSION_GRACE_S,
     )
     replaced = tuple(decode_version(version.bucket, r[1:], False) for r in rows if r[0] == 1)
@@ -208,11 +213,9 @@ async def commit_version(
 
 # --- pending writes -------------------------------------------------------------------
 async def begin_write(conn: Conn, p: PendingWrite) -> None:
+    """ks_begin_write: one round trip, refused (KSE01) under a retired epoch."""
     await conn.execute(
-        "INSERT INTO pending VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-        "ON CONFLICT (object_id, shard_tag) DO UPDATE SET bucket = EXCLUDED.bucket, "
-        "key = EXCLUDED.key, partition = EXCLUDED.partition, epoch = EXCLUDED.epoch, "
-        "width = EXCLUDED.width, started = EXCLUDED.started",
+        "SELECT ks_begin_write($1, $2, $3, $4, $5, $6, $7, $8)",
         p.object_id, p.shard_tag or "", p.bucket, p.key, p.partition, p.epoch, p.width,
         p.started,
     )
@@ -294,7 +297,8 @@ async def get_version(
 
 
 async def update_version(
-    conn: Conn, bucket: str, key: str, version_id: str | None, tags: dict[str, str] | None
+    conn: Conn, bucket: str, key: str, version_id: str | None, tags: dict[str, str] | None,
+    headers: dict[str, str] | None = None,
 ) -> ObjectVersion:
     bid, _ = await bucket_ref(conn, bucket)
     await lock_key(conn, bid, key_bytes(key))
@@ -304,6 +308,8 @@ async def update_version(
         raise ObjectNotFound(f"{bucket}/{key}", delete_marker=True, version_id=current.version_id)
     if tags is not None:
         current = dataclasses.replace(current, tags=dict(tags))
+    if headers is not None:
+        current = dataclasses.replace(current, headers=dict(headers))
     await conn.execute(
         "UPDATE versions SET doc = $4 WHERE bucket_id = $1 AND key = $2 AND seq = $3",
         bid, row[0], row[1], version_doc(current),

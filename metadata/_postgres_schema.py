@@ -20,6 +20,13 @@ Rules:
   (pg_advisory_xact_lock(bucket id, hash of key), held to COMMIT), the
   conditions, null-version replacement with its shards queued, `latest`, and the
   pending write. It raises SQLSTATE KSB01 (no bucket) or KSP01 (precondition).
+- Retired epochs (schema 2): `placement_maps.retired` marks an epoch no record pins
+  any more; nothing may be written under it again. Writers placing shards under
+  epoch e (ks_begin_write, ks_commit of a version with shards, create_upload) hold
+  pg_advisory_xact_lock_shared(EPOCH_LOCK_CLASS, e) while they check the mark and
+  write the record that pins e; retiring takes the same lock exclusively, then
+  checks that no record pins e. So a write either pins e before the check (and e
+  stays) or sees the mark and fails with KSE01 (EpochRetired, retryable).
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from kurastore.metadata.errors import MetadataError
 # The session advisory lock every migrating process takes (a bigint key; the per-key
 # locks use the two-int4 form, a separate key space).
 MIGRATION_LOCK = 0x6B75726173746F72  # "kurastor"
+# The class half of the per-epoch advisory locks; bucket ids (the class half of the
+# per-key locks) are positive, so the two never meet.
+EPOCH_LOCK_CLASS = -1
 
 _COMMIT_FN = r"""
 CREATE FUNCTION ks_commit(
@@ -107,6 +117,45 @@ BEGIN
     RETURN NEXT;
 END
 $$"""
+
+_EPOCH_GUARD = f"""
+    IF p_has_shards THEN
+        PERFORM pg_advisory_xact_lock_shared({EPOCH_LOCK_CLASS}, p_epoch);
+        IF EXISTS (SELECT 1 FROM placement_maps m WHERE m.epoch = p_epoch AND m.retired) THEN
+            RAISE EXCEPTION USING ERRCODE = 'KSE01',
+                MESSAGE = 'placement epoch ' || p_epoch || ' is retired';
+        END IF;
+    END IF;"""
+_COMMIT_FN_V2 = _COMMIT_FN.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION").replace(
+    "    PERFORM pg_advisory_xact_lock(bid, p_hash);",
+    _EPOCH_GUARD + "\n    PERFORM pg_advisory_xact_lock(bid, p_hash);",
+)
+# begin_write in one round trip, under the same guard (p_has_shards: always). Its
+# commit does not wait for the WAL flush (synchronous_commit off for this transaction
+# only): a pending write is a note for the collector, nobody is answered on it, and
+# the version's commit, which is synchronous, flushes the WAL up to and past it. A
+# database crash in between loses at most the note; the write then fails (its commit
+# cannot happen) and the scrubber collects its shards as orphans.
+_BEGIN_WRITE_FN = (
+    """
+CREATE FUNCTION ks_begin_write(
+    p_object_id text, p_tag text, p_bucket text, p_key text, p_partition int, p_epoch int,
+    p_width int, p_started float8) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    p_has_shards bool := true;
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);"""
+    + _EPOCH_GUARD
+    + """
+    INSERT INTO pending AS p VALUES (p_object_id, p_tag, p_bucket, p_key, p_partition,
+        p_epoch, p_width, p_started)
+        ON CONFLICT (object_id, shard_tag) DO UPDATE SET bucket = EXCLUDED.bucket,
+        key = EXCLUDED.key, partition = EXCLUDED.partition, epoch = EXCLUDED.epoch,
+        width = EXCLUDED.width, started = EXCLUDED.started;
+END
+$$"""
+)
 
 # The common prefix of `k` (which starts with a prefix of `plen` bytes) for the
 # delimiter `d`, or NULL when `d` does not occur after the prefix.
@@ -243,8 +292,77 @@ _V1 = (
     _COMMON_PREFIX_FN,
 )
 
+# Retired epochs and the guard against writing under them.
+_V2 = (
+    "ALTER TABLE placement_maps ADD COLUMN retired bool NOT NULL DEFAULT false",
+    _COMMIT_FN_V2,
+    _BEGIN_WRITE_FN,
+)
+
+# The object listing's walk with a delimiter, done by the server (see
+# _postgres_listing.py): from `p_lo`, one ordered index-only scan of `latest` while
+# keys are not rolled up; at a key with a common prefix it emits the prefix once and
+# seeks past every key under it (`prefix || '\xff'`), starting a new scan there.
+# So a run of plain keys costs one scan, and each common prefix one seek, whatever
+# the number of keys under it. Emits (key, cp, seq): cp NULL and seq set for a plain
+# key, cp set and seq NULL for a common prefix.
+_WALK_FN = r"""
+CREATE OR REPLACE FUNCTION ks_walk_latest(p_bid int, p_lo bytea, p_hi bytea, p_plen int,
+    p_delim bytea, p_limit int)
+RETURNS TABLE (w_key bytea, w_cp bytea, w_seq bigint)
+LANGUAGE plpgsql STABLE ROWS 1000 AS $$
+DECLARE
+    cur bytea := p_lo;
+    k bytea;
+    s bigint;
+    r record;
+    n int := 0;
+BEGIN
+    <<seek>>
+    LOOP
+        -- One seek (a cached single-row plan: cheaper than opening a scan).
+        SELECT l.key, l.seq INTO k, s FROM latest l
+            WHERE l.bucket_id = p_bid AND l.key >= cur AND l.key < p_hi ORDER BY l.key LIMIT 1;
+        EXIT seek WHEN NOT FOUND;
+        w_key := k;
+        w_cp := ks_common_prefix(k, p_plen, p_delim);
+        IF w_cp IS NOT NULL THEN
+            w_seq := NULL;
+            RETURN NEXT;
+            n := n + 1;
+            EXIT seek WHEN n >= p_limit;
+            cur := w_cp || '\xff'::bytea;
+            CONTINUE seek;
+        END IF;
+        -- A plain key: scan the run of keys from it until the next common prefix.
+        FOR r IN SELECT l.key, l.seq FROM latest l
+                WHERE l.bucket_id = p_bid AND l.key >= k AND l.key < p_hi ORDER BY l.key LOOP
+            w_key := r.key;
+            w_cp := ks_common_prefix(r.key, p_plen, p_delim);
+            w_seq := CASE WHEN w_cp IS NULL THEN r.seq END;
+            RETURN NEXT;
+            n := n + 1;
+            EXIT seek WHEN n >= p_limit;
+            IF w_cp IS NOT NULL THEN
+                cur := w_cp || '\xff'::bytea;
+                CONTINUE seek;
+            END IF;
+        END LOOP;
+        EXIT seek;
+    END LOOP;
+END
+$$"""
+
+# Listing at scale: `latest` carries seq and size in its primary key's index, so the
+# listing's walks and scans and bucket_usage read the index only; the walk above.
+_V3 = (
+    "ALTER TABLE latest DROP CONSTRAINT latest_pkey, "
+    "ADD PRIMARY KEY (bucket_id, key) INCLUDE (seq, size)",
+    _WALK_FN,
+)
+
 # (schema version reached, statements). Append only.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1),)
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2), (3, _V3))
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 

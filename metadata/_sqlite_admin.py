@@ -18,6 +18,7 @@ from kurastore.metadata._records import PodRecord, UserRecord
 from kurastore.metadata._sqlite import WriteTx
 from kurastore.metadata.errors import (
     AccessKeyNotFound,
+    EpochRetired,
     PlacementMapNotFound,
     UserExists,
     UserNotFound,
@@ -128,7 +129,37 @@ def save_placement_map(tx: WriteTx, epoch: int, map_json: str) -> None:
     top = tx.conn.execute("SELECT max(epoch) FROM placement_maps").fetchone()[0]
     if top is not None and epoch <= top:
         raise ValueError(f"placement epoch {epoch} is not above the latest ({top})")
-    tx.conn.execute("INSERT INTO placement_maps VALUES (?, ?)", (epoch, map_json))
+    tx.conn.execute("INSERT INTO placement_maps (epoch, map_json) VALUES (?, ?)",
+                    (epoch, map_json))
+
+
+def check_epoch(conn: sqlite3.Connection, epoch: int) -> None:
+    """Raises EpochRetired if `epoch` is retired. Writes are serialized by the one
+    writer, so a check and the record it guards are atomic with respect to
+    retire_epochs."""
+    row = conn.execute("SELECT retired FROM placement_maps WHERE epoch = ?", (epoch,)).fetchone()
+    if row is not None and row[0]:
+        raise EpochRetired(f"placement epoch {epoch} is retired")
+
+
+def retire_epochs(tx: WriteTx, below: int) -> list[int]:
+    rows = tx.conn.execute(
+        "SELECT epoch FROM placement_maps WHERE epoch < ? AND NOT retired "
+        "AND epoch < (SELECT max(epoch) FROM placement_maps) ORDER BY epoch",
+        (below,),
+    ).fetchall()
+    retired = []
+    for (epoch,) in rows:
+        pinned = tx.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM versions WHERE has_shards = 1 AND epoch = ?) "
+            "OR EXISTS (SELECT 1 FROM uploads WHERE epoch = ?) "
+            "OR EXISTS (SELECT 1 FROM pending WHERE epoch = ?)",
+            (epoch, epoch, epoch),
+        ).fetchone()[0]
+        if not pinned:
+            tx.conn.execute("UPDATE placement_maps SET retired = 1 WHERE epoch = ?", (epoch,))
+            retired.append(int(epoch))
+    return retired
 
 
 def get_placement_map(conn: sqlite3.Connection, epoch: int) -> str:

@@ -24,6 +24,7 @@ from kurastore.metadata._records import (
     UploadRecord,
 )
 from kurastore.metadata._sqlite import WriteTx
+from kurastore.metadata._sqlite_admin import check_epoch
 from kurastore.metadata._sqlite_objects import (
     bucket_ref,
     check_conditions,
@@ -60,6 +61,7 @@ def _upload(conn: sqlite3.Connection, upload_id: str) -> tuple[UploadRecord, int
 
 def create_upload(tx: WriteTx, u: UploadRecord) -> None:
     bid, _ = bucket_ref(tx.conn, u.bucket)
+    check_epoch(tx.conn, u.epoch)
     try:
         tx.conn.execute(
             "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

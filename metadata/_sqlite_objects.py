@@ -27,12 +27,14 @@ from kurastore.metadata._records import (
     ShardRef,
 )
 from kurastore.metadata._sqlite import WriteTx
+from kurastore.metadata._sqlite_admin import check_epoch
 from kurastore.metadata._sqlite_queues import queue_refs
 from kurastore.metadata._sqlite_rows import (
     INSERT_VERSION,
     VERSION_COLS,
     decode_version,
     dumps,
+    has_shards,
     key_bytes,
     loads,
     new_version_id,
@@ -203,6 +205,8 @@ def install(
     """Adds `version` as the newest of its key; replaces the null version unless the
     bucket is Enabled. Conditions are the caller's business."""
     kb = key_bytes(version.key)
+    if has_shards(version):
+        check_epoch(tx.conn, version.epoch)
     replaced: list[ObjectVersion] = []
     if versioning == "Enabled":
         seq = tx.next_seq()
@@ -248,6 +252,7 @@ def commit_version(
 
 # --- pending writes -------------------------------------------------------------------
 def begin_write(tx: WriteTx, p: PendingWrite) -> None:
+    check_epoch(tx.conn, p.epoch)
     tx.conn.execute(
         "INSERT OR REPLACE INTO pending VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (p.object_id, p.shard_tag or "", p.bucket, p.key, p.partition, p.epoch, p.width,
@@ -306,7 +311,8 @@ def get_version(
 
 
 def update_version(
-    tx: WriteTx, bucket: str, key: str, version_id: str | None, tags: dict[str, str] | None
+    tx: WriteTx, bucket: str, key: str, version_id: str | None, tags: dict[str, str] | None,
+    headers: dict[str, str] | None = None,
 ) -> ObjectVersion:
     row = _resolve(tx.conn, bucket, key, version_id)
     current = decode_version(bucket, row, row[-1])
@@ -314,6 +320,8 @@ def update_version(
         raise ObjectNotFound(f"{bucket}/{key}", delete_marker=True, version_id=current.version_id)
     if tags is not None:
         current = dataclasses.replace(current, tags=dict(tags))
+    if headers is not None:
+        current = dataclasses.replace(current, headers=dict(headers))
     bid, _ = bucket_ref(tx.conn, bucket)
     tx.conn.execute(
         "UPDATE versions SET doc = ? WHERE bucket_id = ? AND key = ? AND seq = ?",

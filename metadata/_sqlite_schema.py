@@ -155,9 +155,14 @@ _V4 = (
         expires_at REAL NOT NULL)""",
 )
 
+# Retired placement epochs: nothing is written under them again (Store.retire_epochs).
+_V5 = (
+    """ALTER TABLE placement_maps ADD COLUMN retired INTEGER NOT NULL DEFAULT 0""",
+)
+
 # (schema version reached, statements). Append only.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (1, _V1), (2, _V2), (3, _V3), (4, _V4),
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

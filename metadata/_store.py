@@ -15,7 +15,7 @@ Rules every backend keeps:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from kurastore.metadata._records import (
@@ -44,6 +44,12 @@ REMOVED_VERSION_GRACE_S = 300.0
 class Store(Protocol):
     async def close(self) -> None: ...
 
+    def on_change(self, callback: Callable[[str], None]) -> None:
+        """Calls callback(topic) on the event loop after a change committed by any
+        gateway sharing this store: "placement" (a map saved, epochs retired), "pods",
+        "bucket:<name>"; "*" when changes may have been missed (the store reconnected
+        to its database). Best effort, for caches: whoever must be exact reads."""
+
     # --- buckets -----------------------------------------------------------
     async def create_bucket(self, bucket: BucketRecord) -> None:
         """Raises BucketAlreadyOwnedByYou or BucketAlreadyExists."""
@@ -68,7 +74,8 @@ class Store(Protocol):
 
     # --- writes and versions -------------------------------------------------
     async def begin_write(self, pending: PendingWrite) -> None:
-        """Records a write in progress before any shard is sent."""
+        """Records a write in progress before any shard is sent. Raises EpochRetired
+        when pending.epoch is retired."""
 
     async def commit_version(
         self,
@@ -103,8 +110,10 @@ class Store(Protocol):
         version_id: str | None,
         *,
         tags: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> ObjectVersion:
-        """Changes mutable attributes (tags) of one version in place."""
+        """Changes mutable attributes (tags; stored headers, as a whole) of one
+        version in place."""
 
     async def delete_object(
         self,
@@ -223,6 +232,13 @@ class Store(Protocol):
 
     async def epochs_in_use(self) -> set[int]:
         """Epochs pinned by any version, upload or pending write."""
+
+    async def retire_epochs(self, below: int) -> list[int]:
+        """Retires every epoch under `below`, except the latest, that no record pins
+        (no version with shards, upload or pending write). From then on begin_write,
+        create_upload and commits of versions with shards under a retired epoch raise
+        EpochRetired, atomically with respect to this check: no gateway writes under
+        an epoch the cluster has retired. Returns the epochs retired by this call."""
 
     async def repin_partition(self, partition: int, from_epoch: int, to_epoch: int) -> int:
         """Moves every record of one partition from one epoch to another, in one

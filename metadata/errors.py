@@ -15,6 +15,8 @@
     ├── AccessKeyNotFound
     ├── PlacementMapNotFound
     └── MetadataUnavailable       (the database is unreachable; retry later)
+        └── EpochRetired          (a write placed under a retired epoch; retry with
+                                   the current placement map)
 """
 
 
@@ -79,3 +81,9 @@ class PlacementMapNotFound(MetadataError):
 
 class MetadataUnavailable(MetadataError):
     pass
+
+
+class EpochRetired(MetadataUnavailable):
+    """The shards of a write were placed under a placement epoch the cluster has
+    retired (see Store.retire_epochs). Nothing was written; the caller retries with
+    the current map (protocol adapters answer 503, as for MetadataUnavailable)."""

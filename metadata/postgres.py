@@ -16,11 +16,18 @@ secrets; the SQL lives in the _postgres_* modules.
 
 The DSN may name a schema with `?search_path=NAME` (which must exist); the tables
 are created there, so several stores can share one database.
+
+Caches and notices (see _postgres_notify.py): bucket records are cached while the
+change listener is connected, and dropped when any gateway changes the bucket
+(NOTIFY at its commit) or the listener reconnects; with the listener down nothing
+is cached. A commit never trusts the cache: ks_commit reads the bucket itself.
+`on_change` hands the same notices to the gateway (placement maps, pod registry).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kurastore.metadata import _postgres_admin as admin
@@ -29,6 +36,7 @@ from kurastore.metadata import _postgres_multipart as multipart
 from kurastore.metadata import _postgres_objects as objects
 from kurastore.metadata import _postgres_pins as pins
 from kurastore.metadata._postgres import Database
+from kurastore.metadata._postgres_notify import ChangeListener
 from kurastore.metadata._records import (
     AccessKey,
     BucketRecord,
@@ -51,6 +59,8 @@ from kurastore.metadata._records import (
 from kurastore.metadata._secrets import SecretBox
 
 MAX_PAGE = 1000
+# A cached bucket record is dropped by notices; this bounds its life anyway.
+BUCKET_CACHE_S = 2.0
 
 
 def _page_size(n: int) -> int:
@@ -60,31 +70,61 @@ def _page_size(n: int) -> int:
 class PostgresStore:
     """The Store interface on PostgreSQL. Use from the event loop that opened it."""
 
-    def __init__(self, db: Database, box: SecretBox) -> None:
+    def __init__(self, db: Database, box: SecretBox, listener: ChangeListener) -> None:
         self._db = db
         self._box = box
+        self._listener = listener
+        self._buckets: dict[str, tuple[float, BucketRecord]] = {}
+        self._bucket_generation = 0  # bumped by every invalidation
+        listener.add(self._changed)
 
     @classmethod
     async def open(
         cls, dsn: str, *, secret_key: bytes, min_size: int = 2, max_size: int = 16
     ) -> PostgresStore:
         """Connects to `dsn`, creates or upgrades the schema in place (once, under an
-        advisory lock, however many gateways start together), and opens a pool of
-        min_size..max_size connections. secret_key: 32 bytes sealing access-key
-        secrets. Raises MetadataUnavailable when the database cannot be reached."""
+        advisory lock, however many gateways start together), opens a pool of
+        min_size..max_size connections and the change listener. secret_key: 32 bytes
+        sealing access-key secrets. Raises MetadataUnavailable when the database
+        cannot be reached."""
         box = SecretBox(secret_key)
         db = await Database.open(dsn, min_size=min_size, max_size=max_size)
-        return cls(db, box)
+        listener = ChangeListener(dsn)
+        await listener.start()
+        return cls(db, box, listener)
 
     async def close(self) -> None:
+        await self._listener.close()
         await self._db.close()
+
+    def on_change(self, callback: Callable[[str], None]) -> None:
+        self._listener.add(callback)
+
+    def _changed(self, topic: str) -> None:
+        if topic == "*":
+            self._bucket_generation += 1
+            self._buckets.clear()
+        elif topic.startswith("bucket:"):
+            self._bucket_generation += 1
+            self._buckets.pop(topic[7:], None)
 
     # --- buckets -----------------------------------------------------------------------
     async def create_bucket(self, bucket: BucketRecord) -> None:
-        await self._db.run(objects.create_bucket, bucket)
+        try:
+            await self._db.run(objects.create_bucket, bucket)
+        finally:
+            self._changed("bucket:" + bucket.name)
 
     async def get_bucket(self, name: str) -> BucketRecord:
-        return await self._db.run(objects.get_bucket, name, transaction=False)
+        now = time.monotonic()
+        hit = self._buckets.get(name)
+        if hit is not None and hit[0] > now and self._listener.connected:
+            return hit[1]
+        generation = self._bucket_generation
+        record = await self._db.run(objects.get_bucket, name, transaction=False)
+        if generation == self._bucket_generation and self._listener.connected:
+            self._buckets[name] = (now + BUCKET_CACHE_S, record)
+        return record
 
     async def list_buckets(self, owner: str | None = None) -> list[BucketRecord]:
         return await self._db.run(objects.list_buckets, owner, transaction=False)
@@ -92,10 +132,16 @@ class PostgresStore:
     async def update_bucket(
         self, name: str, *, versioning: str | None = None, settings: dict | None = None
     ) -> BucketRecord:
-        return await self._db.run(objects.update_bucket, name, versioning, settings)
+        try:
+            return await self._db.run(objects.update_bucket, name, versioning, settings)
+        finally:
+            self._changed("bucket:" + name)
 
     async def delete_bucket(self, name: str) -> None:
-        await self._db.run(objects.delete_bucket, name)
+        try:
+            await self._db.run(objects.delete_bucket, name)
+        finally:
+            self._changed("bucket:" + name)
 
     async def bucket_usage(self, name: str) -> tuple[int, int]:
         return await self._db.run(objects.bucket_usage, name)
@@ -124,9 +170,10 @@ class PostgresStore:
         return await self._db.run(objects.get_version, bucket, key, version_id)
 
     async def update_version(
-        self, bucket: str, key: str, version_id: str | None, *, tags: dict[str, str] | None = None
+        self, bucket: str, key: str, version_id: str | None, *, tags: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> ObjectVersion:
-        return await self._db.run(objects.update_version, bucket, key, version_id, tags)
+        return await self._db.run(objects.update_version, bucket, key, version_id, tags, headers)
 
     async def delete_object(
         self, bucket: str, key: str, version_id: str | None = None, *, if_match: str | None = None
@@ -140,7 +187,8 @@ class PostgresStore:
         max_keys: int = 1000,
     ) -> ListPage:
         return await self._db.run(
-            listing.list_objects, bucket, prefix, delimiter, start_after, _page_size(max_keys)
+            listing.list_objects, bucket, prefix, delimiter, start_after, _page_size(max_keys),
+            transaction=False,  # READ COMMITTED: a transaction would add two round trips
         )
 
     async def list_versions(
@@ -149,7 +197,7 @@ class PostgresStore:
     ) -> VersionPage:
         return await self._db.run(
             listing.list_versions, bucket, prefix, delimiter, key_marker, version_id_marker,
-            _page_size(max_keys),
+            _page_size(max_keys), transaction=False,
         )
 
     async def load_versions(self, versions: Sequence[ObjectVersion]) -> int:
@@ -181,7 +229,7 @@ class PostgresStore:
     ) -> UploadsPage:
         return await self._db.run(
             listing.list_uploads, bucket, prefix, delimiter, key_marker, upload_id_marker,
-            _page_size(max_uploads),
+            _page_size(max_uploads), transaction=False,
         )
 
     async def complete_upload(
@@ -257,8 +305,11 @@ class PostgresStore:
     async def repin_partition(self, partition: int, from_epoch: int, to_epoch: int) -> int:
         return await self._db.run(admin.repin_partition, partition, from_epoch, to_epoch)
 
+    async def retire_epochs(self, below: int) -> list[int]:
+        return await self._db.run(admin.retire_epochs, below)
+
     async def put_pod(self, pod: PodRecord) -> None:
-        await self._db.run(admin.put_pod, pod, transaction=False)
+        await self._db.run(admin.put_pod, pod)
 
     async def list_pods(self) -> list[PodRecord]:
         return await self._db.run(admin.list_pods, transaction=False)

@@ -13,7 +13,7 @@ access-key secrets; the SQL lives in the _sqlite_* modules.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kurastore.metadata import _sqlite_admin as admin
@@ -57,6 +57,7 @@ class SQLiteStore:
     def __init__(self, executor: Executor, box: SecretBox) -> None:
         self._ex = executor
         self._box = box
+        self._callbacks: list[Callable[[str], None]] = []
 
     @classmethod
     async def open(
@@ -83,6 +84,14 @@ class SQLiteStore:
 
     async def close(self) -> None:
         await self._ex.close()
+
+    def on_change(self, callback: Callable[[str], None]) -> None:
+        """One gateway per SQLite file: the changes are this store's own."""
+        self._callbacks.append(callback)
+
+    def _changed(self, topic: str) -> None:
+        for callback in list(self._callbacks):
+            callback(topic)
 
     # --- buckets -----------------------------------------------------------------------
     async def create_bucket(self, bucket: BucketRecord) -> None:
@@ -126,9 +135,10 @@ class SQLiteStore:
         return await self._ex.read(objects.get_version, bucket, key, version_id)
 
     async def update_version(
-        self, bucket: str, key: str, version_id: str | None, *, tags: dict[str, str] | None = None
+        self, bucket: str, key: str, version_id: str | None, *, tags: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> ObjectVersion:
-        return await self._ex.write(objects.update_version, bucket, key, version_id, tags)
+        return await self._ex.write(objects.update_version, bucket, key, version_id, tags, headers)
 
     async def delete_object(
         self, bucket: str, key: str, version_id: str | None = None, *, if_match: str | None = None
@@ -243,6 +253,13 @@ class SQLiteStore:
     # --- placement ------------------------------------------------------------------------
     async def save_placement_map(self, epoch: int, map_json: str) -> None:
         await self._ex.write(admin.save_placement_map, epoch, map_json)
+        self._changed("placement")
+
+    async def retire_epochs(self, below: int) -> list[int]:
+        retired = await self._ex.write(admin.retire_epochs, below)
+        if retired:
+            self._changed("placement")
+        return retired
 
     async def get_placement_map(self, epoch: int) -> str:
         return await self._ex.read(admin.get_placement_map, epoch)
@@ -258,6 +275,7 @@ class SQLiteStore:
 
     async def put_pod(self, pod: PodRecord) -> None:
         await self._ex.write(admin.put_pod, pod)
+        self._changed("pods")
 
     async def list_pods(self) -> list[PodRecord]:
         return await self._ex.read(admin.list_pods)

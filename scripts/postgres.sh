@@ -63,6 +63,9 @@ start)
         echo "$port" >"$dir/port"
         opts="-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300"
         opts="$opts -c shared_buffers=256MB -c log_min_messages=warning"
+        # Room for bursts of commits and bulk loads between checkpoints; index builds.
+        opts="$opts -c wal_buffers=16MB -c max_wal_size=4GB -c checkpoint_timeout=15min"
+        opts="$opts -c maintenance_work_mem=256MB"
         if [ "$fast" = 1 ]; then
             opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         fi

@@ -10,8 +10,9 @@ transaction (Store.repin_partition). The old copies are deleted only after
 Rules:
 - The state is the pins themselves: a crash only repeats copies (a copy already on
   its new pod is verified and kept), never loses one. The only thing kept in
-  memory is the list of old copies waiting out their grace: after a crash those
-  stay on their old pods as unreferenced space (see "Left out" in the report).
+  memory is the list of old copies waiting out their grace: after a crash the
+  scrubber finds them (misplaced.py) and deletes them once older than its orphan
+  grace; while listed here, it leaves them to us (holds_old_copy).
 - Old copies are deleted shard by shard (only the slots that moved): a
   collector ShardRef deletes every slot of a map, including the slots that kept
   their pod and serve epoch E.
@@ -185,6 +186,7 @@ class Rebalancer:
         self._note_epochs(in_use, target.epoch)
         old = sorted(e for e in in_use if e < target.epoch)
         if not old:
+            await self._retire(target.epoch)
             return 0
         self.progress.passes += 1
         self.progress.partitions_waiting = 0
@@ -202,7 +204,16 @@ class Rebalancer:
 
         moved = sum(await asyncio.gather(*(one(p) for p in sorted(plan))))
         self._note_epochs(await self._store.epochs_in_use(), target.epoch)
+        await self._retire(target.epoch)
         return moved
+
+    async def _retire(self, target: int) -> None:
+        """Epochs under the target that nothing pins any more are retired in the store:
+        from then on no gateway can write under them (Store.retire_epochs), however
+        stale its map."""
+        retired = await self._store.retire_epochs(target)
+        if retired:
+            log.info("placement epochs %s retired (current %d)", retired, target)
 
     async def look(self, target: int) -> None:
         """Updates the epochs pinned (for progress) without moving anything."""
@@ -404,6 +415,10 @@ class Rebalancer:
         self.progress.old_copies_deleted += len(gone)
         self.progress.old_copies_waiting = len(self._old_copies)
         return len(gone)
+
+    def holds_old_copy(self, pod_id: str, shard: ShardId) -> bool:
+        """True while this old copy waits out its grace (the scrubber leaves it alone)."""
+        return any(c.pod_id == pod_id and c.shard == shard for c in self._old_copies)
 
     def holds_old_copies(self, pod_id: str) -> bool:
         """True while old copies on `pod_id` wait out their grace."""

@@ -6,14 +6,25 @@ Rules:
 - Maps are immutable data cached by epoch; `refresh()` swaps in the latest map
   and pod list atomically (plain attribute assignment on the loop).
 - Publishing a new pod set is not done here (gateway/admin/cluster.py).
+- Other gateways' changes arrive as store notices (Store.on_change: LISTEN/NOTIFY
+  on PostgreSQL): a "placement", "pods" or "*" notice marks the cache stale and
+  refreshes it at once, so a new epoch is seen within the notice's delivery and one
+  refresh (milliseconds). Polling stays as the fallback: `ensure_fresh` reloads
+  anything older than `max_age_s`, which bounds the delay when notices are lost.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 
 from kurastore.metadata import PodRecord, Store
 from kurastore.placement import PlacementMap
+
+log = logging.getLogger(__name__)
+_TOPICS = ("placement", "pods", "*")
 
 
 class NoPlacementMap(LookupError):
@@ -28,12 +39,28 @@ class Topology:
         self._maps: dict[int, PlacementMap] = {}
         self._current: PlacementMap | None = None
         self._pods: dict[str, PodRecord] = {}
+        self._refreshing: asyncio.Task[None] | None = None
+        store.on_change(self._changed)
 
     @classmethod
     async def load(cls, store: Store, max_age_s: float = 5.0) -> Topology:
         topology = cls(store, max_age_s)
         await topology.refresh()
         return topology
+
+    def _changed(self, topic: str) -> None:
+        if topic not in _TOPICS:
+            return
+        self._loaded_at = float("-inf")
+        if self._refreshing is None or self._refreshing.done():
+            with contextlib.suppress(RuntimeError):  # no running loop: next ensure_fresh
+                self._refreshing = asyncio.get_running_loop().create_task(self._refresh_quietly())
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as exc:  # the database may be away; ensure_fresh tries again
+            log.info("topology refresh after a change notice failed: %r", exc)
 
     async def ensure_fresh(self) -> None:
         """Refresh when the last load is older than `max_age_s`: a new epoch or a pod

@@ -5,51 +5,22 @@ boto3 clients spread over them round-robin."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import asyncpg
 import pytest
 from botocore.exceptions import ClientError
-from support.cluster import ServerProcess, free_port
-from support.postgres import drop_database, make_database, postgres_server
+from support.cluster import free_port
+from support.postgres import GatewayProcess, drop_database, make_database, postgres_server
 from support.s3client import error_code, make_client
 
 pytestmark = pytest.mark.integration
 __all__ = ["postgres_server"]  # the session fixture, imported so pytest registers it
-
-
-class GatewayProcess(ServerProcess):
-    """`kurastore server --metadata DSN`, or with `gateway_args` a `kurastore gateway`."""
-
-    def __init__(self, data_dir: Path, dsn: str, gateway_args: list[str] | None = None):
-        super().__init__(data_dir)
-        self.dsn = dsn
-        self.gateway_args = gateway_args
-
-    def start(self, timeout_s: float = 60.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.data_dir / f"process-{self.port}.log"
-        if self.gateway_args is None:
-            args = ["server", "--data", str(self.data_dir), "--pods", "6"]
-        else:
-            args = ["gateway", *self.gateway_args]
-        env = self.env() | {"KURASTORE_METADATA_DSN": self.dsn}
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-P", "-m", "kurastore", *args,
-                 "--listen", f"127.0.0.1:{self.port}"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            )
-        self.wait_ready(timeout_s)
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +31,8 @@ def gateways(postgres_server: str, tmp_path_factory) -> Iterator[list[GatewayPro
     procs = [server]
     try:
         server.start()
-        key_file = data.parent / "metadata.key"
-        key_file.write_text(json.loads((data / "kurastore.json").read_text())["metadata_key"])
-        key_file.chmod(0o600)
         for _ in range(2):
-            procs.append(GatewayProcess(data, dsn, [
-                "--cluster-secret-file", str(data / "cluster.secret"),
-                "--metadata-key-file", str(key_file),
-            ]))
+            procs.append(GatewayProcess(data, dsn, server.gateway_args_for()))
         for p in procs[1:]:
             p.start()
         yield procs

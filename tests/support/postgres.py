@@ -6,6 +6,9 @@ cluster with scripts/postgres.sh in a temporary directory on a free port, and
 destroys it at the end of the session. `fresh_database` makes an empty database;
 `fresh_schema` an empty schema and a DSN whose search_path points at it, which is
 how each metadata test gets an empty store in a few milliseconds.
+`PostgresCluster` is a private server a test may stop and start again (the
+restart tests); `GatewayProcess` runs `kurastore server --metadata DSN` or
+`kurastore gateway` on it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+
+from support.cluster import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "postgres.sh"
@@ -102,3 +108,69 @@ def make_database(server_dsn: str) -> tuple[str, str]:
 
 def drop_database(server_dsn: str, name: str) -> None:
     asyncio.run(_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class PostgresCluster:
+    """A private throw-away server (scripts/postgres.sh) on a fixed port, so that it can
+    be stopped and started again under the same DSN."""
+
+    def __init__(self) -> None:
+        self.workdir = tempfile.mkdtemp(prefix="kurastore-pgrestart-")
+        os.chmod(self.workdir, 0o755)  # the postgres OS user owns the cluster below
+        self._env = dict(os.environ, KURASTORE_PGTEST_DIR=f"{self.workdir}/pg",
+                         KURASTORE_PGTEST_PORT=str(free_port()))
+        self.dsn = ""
+
+    def _script(self, *args: str) -> str:
+        out = subprocess.run([str(SCRIPT), *args], env=self._env, check=True,
+                             capture_output=True, text=True, timeout=120)
+        return out.stdout.strip()
+
+    def start(self) -> str:
+        self.dsn = self._script("start", "--fast").splitlines()[-1]
+        return self.dsn
+
+    def stop(self) -> None:
+        """A fast shutdown: sessions are told the server is going away, then closed."""
+        self._script("stop")
+
+    def destroy(self) -> None:
+        subprocess.run([str(SCRIPT), "destroy"], env=self._env, check=False, timeout=120)
+        subprocess.run(["rm", "-rf", self.workdir], check=False)
+
+
+class GatewayProcess(ServerProcess):
+    """`kurastore server --metadata DSN`, or with `gateway_args` a `kurastore gateway`."""
+
+    def __init__(self, data_dir: Path, dsn: str, gateway_args: list[str] | None = None):
+        super().__init__(data_dir)
+        self.dsn = dsn
+        self.gateway_args = gateway_args
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / f"process-{self.port}.log"
+        if self.gateway_args is None:
+            args = ["server", "--data", str(self.data_dir), "--pods", "6"]
+        else:
+            args = ["gateway", *self.gateway_args]
+        env = self.env() | {"KURASTORE_METADATA_DSN": self.dsn}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-P", "-m", "kurastore", *args,
+                 "--listen", f"127.0.0.1:{self.port}"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            )
+        self.wait_ready(timeout_s)
+
+    def gateway_args_for(self) -> list[str]:
+        """The flags a `kurastore gateway` needs to join this server's cluster (the
+        metadata key is written to a file next to the data directory)."""
+        import json
+
+        key_file = self.data_dir.parent / "metadata.key"
+        key_file.write_text(
+            json.loads((self.data_dir / "kurastore.json").read_text())["metadata_key"])
+        key_file.chmod(0o600)
+        return ["--cluster-secret-file", str(self.data_dir / "cluster.secret"),
+                "--metadata-key-file", str(key_file)]

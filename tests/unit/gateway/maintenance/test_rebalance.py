@@ -24,6 +24,7 @@ from kurastore.gateway.objects.api import PutOptions
 from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.service import ObjectService
 from kurastore.gateway.objects.topology import Topology
+from kurastore.metadata import EpochRetired
 from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.placement import PlacementMap, PodSpec, build_map
 from kurastore.storage import ShardId
@@ -214,23 +215,37 @@ async def rebalance_until_done(scale: Scale) -> None:
     raise AssertionError("rebalance did not finish")
 
 
-async def test_write_pinned_to_old_epoch_after_repin_is_moved(scale: Scale) -> None:
-    # A second gateway whose topology has not seen the new epoch yet.
-    stale = await Topology.load(scale.store, max_age_s=3600)
+class _MissesNotices:
+    """The store as a gateway sees it whose change listener is down: no notices."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    def on_change(self, callback: object) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+async def test_write_under_a_retired_epoch_is_refused(scale: Scale) -> None:
+    # A second gateway whose topology has not seen the new epoch (no notices, no polls).
+    stale = await Topology.load(_MissesNotices(scale.store), max_age_s=3600)  # type: ignore[arg-type]
     late = ObjectService(scale.store, scale.pods, stale, scale.config)
     try:
+        old = stale.current
         new = await scale.publish({f"pod-{i}": 1.0 for i in range(7)})
         await scale.rebalancer.rebalance_once()
-        assert scale.rebalancer.progress.done
+        assert scale.rebalancer.progress.done  # and the old epoch, pinned by nothing, retired
         data = os.urandom(90 * KiB)
-        v = await late.put_object("b", "late", body_of(data, 16 * KiB), PutOptions())
-        assert v.epoch < new.epoch
-        assert await scale.store.epochs_in_use() == {v.epoch, new.epoch}
-
-        await scale.rebalancer.rebalance_once()
-
+        with pytest.raises(EpochRetired):
+            await late.put_object("b", "late", body_of(data, 16 * KiB), PutOptions())
+        assert stale.current.epoch == old.epoch < new.epoch
         assert await scale.store.epochs_in_use() == {new.epoch}
-        await scale.rebalancer.delete_old_copies(now=1e12)
+        assert await scale.store.stale_writes(time.time() + 60) == []
+        await stale.refresh()  # what the gateway's next poll does
+        v = await late.put_object("b", "late", body_of(data, 16 * KiB), PutOptions())
+        assert v.epoch == new.epoch
         await scale.check_placed()
         assert await scale.read("late") == data
     finally:
