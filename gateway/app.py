@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from kurastore.gateway import middlewares
 from kurastore.gateway.admin.handlers import add_admin_routes, render_admin_error
 from kurastore.gateway.admin.pods import add_pod_routes
+from kurastore.gateway.admission import admission_ctx, admission_middleware
 from kurastore.gateway.config import GatewayConfig
 from kurastore.gateway.keys import (
     CONFIG,
@@ -33,13 +34,19 @@ from kurastore.gateway.keys import (
 from kurastore.gateway.maintenance.collect import run_collector
 from kurastore.gateway.maintenance.expire import run_expirer
 from kurastore.gateway.maintenance.lease import LeaseRunner
+from kurastore.gateway.maintenance.lifecycle import run_lifecycle
 from kurastore.gateway.maintenance.workers import Maintenance
 from kurastore.gateway.metrics import GatewayMetrics
 from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.service import ObjectService
 from kurastore.gateway.objects.topology import Topology
 from kurastore.gateway.s3.auth import has_s3_credentials
-from kurastore.gateway.s3.frontend import S3Frontend, render_s3_error
+from kurastore.gateway.s3.frontend import (
+    S3Frontend,
+    render_s3_error,
+    send_continue,
+)
+from kurastore.gateway.s3.frontend import expect_handler as s3_expect_handler
 from kurastore.gateway.swift.auth import TokenSigner
 from kurastore.gateway.swift.frontend import (
     SWIFT_FRONTEND,
@@ -119,9 +126,15 @@ async def _maintenance_workers(app: web.Application) -> AsyncIterator[None]:
         run_expirer(service, interval_s=config.expiry_interval_s, stop_event=stop),
         name="expirer",
     )
+    lifecycle = asyncio.create_task(
+        run_lifecycle(service, stop_event=stop, day_s=config.lifecycle_day_s), name="lifecycle"
+    )
     repair = asyncio.create_task(app[MAINTENANCE].run(stop), name="healer-and-scrubber")
     yield
     stop.set()
+    lifecycle.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await lifecycle
     repair.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await repair
@@ -138,8 +151,14 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     (gateway/maintenance/lease.py; renewed every ttl/3, taken over within ttl * 4/3)."""
     # Made at startup (app state is frozen once it runs); it works only under the lease.
     app[MAINTENANCE] = Maintenance.for_service(app[SERVICE], app[CONFIG])
+    config = app[CONFIG]
+    # SQLite metadata serves one gateway process at a time, so its lease needs no
+    # random part: a restarted gateway takes its own lease back at once instead of
+    # waiting out the dead process's ttl.
+    holder = None if config.metadata_dsn else f"sqlite:{config.metadata_path}"
     runner = LeaseRunner(
-        app[SERVICE].store, lambda: _maintenance_workers(app), ttl_s=app[CONFIG].lease_ttl_s
+        app[SERVICE].store, lambda: _maintenance_workers(app), holder=holder,
+        ttl_s=config.lease_ttl_s,
     )
     await runner.start()
     yield
@@ -149,6 +168,7 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _s3(request: web.Request) -> web.StreamResponse:
     if wants_swift(request):  # /auth/v1.0, /info, /healthcheck, /v1/AUTH_* (swift/routes.py)
+        await send_continue(request)
         return await request.app[SWIFT_FRONTEND].handle(request)
     if request.path in PROBE_PATHS and not has_s3_credentials(request.headers, request.query):
         return await _probe(request, request.path.lstrip("/"))
@@ -190,9 +210,13 @@ async def _probe_route(request: web.Request) -> web.StreamResponse:
 
 def build_gateway_app(config: GatewayConfig) -> web.Application:
     app = web.Application(
-        middlewares=[middlewares.access_log_middleware, middlewares.error_middleware],
+        middlewares=[
+            middlewares.access_log_middleware, admission_middleware, middlewares.error_middleware,
+        ],
         client_max_size=1 << 20,
-        handler_args={"max_field_size": 16384, "max_line_size": 16384},
+        # keepalive_timeout also closes connections whose headers never complete.
+        handler_args={"max_field_size": 16384, "max_line_size": 16384,
+                      "keepalive_timeout": config.idle_timeout_s},
     )
     app[CONFIG] = config
     app[METRICS] = GatewayMetrics()
@@ -200,11 +224,13 @@ def build_gateway_app(config: GatewayConfig) -> web.Application:
         "s3": render_s3_error, "admin": render_admin_error, "swift": render_swift_error,
     }
     app.on_response_prepare.append(middlewares.stamp_response)
+    app.cleanup_ctx.append(admission_ctx)
     app.cleanup_ctx.append(_service_ctx)
     app.cleanup_ctx.append(_workers_ctx)
     app.router.add_get("/_kura/{name:healthz|readyz|metrics}", _probe_route)
     add_admin_routes(app)
     add_pod_routes(app)
     # [\s\S], not ".": object keys may contain newlines (%0A in the path).
-    app.router.add_route("*", r"/{tail:[\s\S]*}", _s3)
+    # "100 Continue" waits until S3 has authorized the request (s3/frontend.py).
+    app.router.add_route("*", r"/{tail:[\s\S]*}", _s3, expect_handler=s3_expect_handler)
     return app

@@ -32,9 +32,24 @@ class GatewayConfig:
     # considered orphans (a PUT slower than this is cut off by the collector).
     pending_grace_s: float = 6 * 3600.0
     max_connections: int = 1024
+    # Overload and slow clients (gateway/admission.py). S3 and Swift requests served at
+    # once; more wait up to queue_wait_s in a line of at most max_queued_requests; the
+    # rest are answered 503 SlowDown at once. Probes and the admin API are exempt.
+    max_in_flight_requests: int = 256
+    max_queued_requests: int = 1024
+    queue_wait_s: float = 2.0
+    # Idle keep-alive connections (and headers that never complete) are closed after
+    # idle_timeout_s; a body slower than min_body_rate_bytes_s over client_timeout_s is
+    # cut off (RequestTimeout), a client not reading its answer for client_timeout_s dropped.
+    idle_timeout_s: float = 30.0
+    client_timeout_s: float = 30.0
+    min_body_rate_bytes_s: float = 4096.0
     # Swift: lifetime of the tokens /auth/v1.0 issues; the expiry worker's pass interval.
     swift_token_lifetime_s: float = 24 * 3600.0
     expiry_interval_s: float = 60.0
+    # S3 lifecycle rules (maintenance/lifecycle.py): the length of their "day"; shorter
+    # only to try rules out (passes then run every quarter day, at most hourly).
+    lifecycle_day_s: float = 86_400.0
     # Self-repair (gateway/maintenance): heal promptly, scrub slowly. Rates are pod
     # bytes per second (0: unlimited); a scrub pass starts every scrub_interval_s.
     heal_rate_bytes_s: float = 64 * (1 << 20)

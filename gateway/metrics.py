@@ -27,6 +27,12 @@ class GatewayMetrics:
             "kurastore_response_bytes_total", "Response body bytes sent", ["protocol"], registry=r
         )
         self.in_flight = Gauge("kurastore_requests_in_flight", "Requests being served", registry=r)
+        # Overload and slow clients (gateway/admission.py): reason is "overload" (503
+        # SlowDown), "slow_body" (RequestTimeout) or "stalled_reader" (connection dropped).
+        self.rejected = Counter(
+            "kurastore_requests_rejected_total", "Requests refused or cut off, by reason",
+            ["protocol", "reason"], registry=r,
+        )
         self.degraded_reads = Gauge(
             "kurastore_degraded_reads", "GETs that met a missing or corrupt block",
             registry=r,

@@ -28,6 +28,9 @@ REQUEST_ID = "request_id"
 PROTOCOL = "protocol"  # "s3", "swift", "admin", "probe"
 OP = "op"  # the operation name, AWS's own (PutObject...), set by the adapter
 STARTED = "response_started"
+# Headers an adapter wants on whatever answer goes out, errors and streams alike
+# (the S3 adapter's CORS headers): a dict, set before the answer is prepared.
+EXTRA_HEADERS = "extra_response_headers"
 
 
 def new_request_id() -> str:
@@ -44,6 +47,8 @@ async def stamp_response(request: web.Request, response: web.StreamResponse) -> 
     if request.get(PROTOCOL) == "swift":
         headers.setdefault("X-Trans-Id", f"tx{rid.lower()}")
     headers.setdefault("Server", "kurastore")
+    for name, value in request.get(EXTRA_HEADERS, {}).items():
+        headers.setdefault(name, value)
 
 
 @web.middleware

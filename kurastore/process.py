@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import resource
 
 MiB = 1 << 20
 # glibc's mallopt parameters.
@@ -28,3 +29,20 @@ def tune_malloc() -> bool:
         )
     except (OSError, AttributeError):
         return False
+
+
+def raise_open_files_limit(wanted: int = 65536) -> int:
+    """Raise the soft limit on open files towards the hard one (at most `wanted`).
+
+    Every client connection is a file descriptor, and so is every connection to a
+    pod: with the common soft limit of 1024 a gateway serving 1,000 keep-alive
+    clients runs out. Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft

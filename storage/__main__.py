@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--secret-file", help="file holding the cluster secret")
     p.add_argument("--pod-id", help="name used in logs and metrics")
     p.add_argument("--capacity-bytes", type=int, help="quota: answer 507 above this many bytes")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default=os.environ.get("KURASTORE_LOG_LEVEL", "INFO"))
     return p
 
 

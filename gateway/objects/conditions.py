@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 from kurastore.gateway.objects.api import ByteRange, ReadConditions, WriteConditions
+from kurastore.gateway.objects.buckets import BucketCache
 from kurastore.gateway.objects.errors import InvalidRange, NotModified
 from kurastore.metadata import ObjectNotFound, ObjectVersion, PreconditionFailed, Store
 
@@ -79,11 +80,13 @@ def resolve_range(size: int, byte_range: ByteRange | None) -> tuple[int, int, bo
     return start, last, True
 
 
-async def precheck_write(store: Store, bucket: str, key: str, cond: WriteConditions) -> None:
+async def precheck_write(
+    store: Store, buckets: BucketCache, bucket: str, key: str, cond: WriteConditions
+) -> None:
     """Fail fast, before a body is read, on a bucket that does not exist or a write
     condition that already fails (If-Match with no object: ObjectNotFound). The
     commit checks again atomically (there a vanished object is PreconditionFailed)."""
-    await store.get_bucket(bucket)
+    await buckets.get(bucket)
     if cond.if_match is None and not cond.if_none_match:
         return
     try:

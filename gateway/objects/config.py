@@ -52,6 +52,7 @@ class ObjectConfig:
     collect_grace_s: float = 6 * 3600.0  # a pending write older than this is abandoned
     collect_retry_s: float = 60.0  # a collect item a pod could not serve waits this long
     identity_cache_s: float = 5.0  # access-key lookups are cached this long
+    bucket_cache_s: float = 1.0  # bucket records are cached this long (see buckets.py)
 
     def __post_init__(self) -> None:
         if not (1 <= self.k <= 64 and 0 <= self.m <= 32):

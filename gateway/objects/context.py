@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kurastore.erasure import ErasureParams
+from kurastore.gateway.objects.buckets import BucketCache
 from kurastore.gateway.objects.config import ObjectConfig, ServiceStats
 from kurastore.gateway.objects.executor import CpuPool
 from kurastore.gateway.objects.health import PodHealth
@@ -54,9 +55,11 @@ class ObjectContext:
     stats: ServiceStats = field(default_factory=ServiceStats)
     # Shared by every request: one request's timeout spares the next ones the wait.
     health: PodHealth = field(init=False)
+    buckets: BucketCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.health = PodHealth(self.config)
+        self.buckets = BucketCache(self.store, self.config.bucket_cache_s)
         self.params = ErasureParams.for_stripe(
             self.config.k, self.config.m, stripe_size=self.config.stripe_size
         )

@@ -4,8 +4,9 @@ object id (shards belong to one object id, so a copy is a new write).
 Rules:
 - Source conditions (x-amz-copy-source-if-*) fail with PreconditionFailed only
   (no 304 for copies), checked before any byte moves.
-- Metadata COPY keeps the source's content type, standard headers, user
-  metadata and tags; REPLACE takes them from the request. Copying an object
+- Metadata COPY keeps the source's content type, standard headers and user
+  metadata; REPLACE takes them from the request. Tags follow their own directive
+  (`replace_tags`; when None, the metadata one): COPY keeps the source's. Copying an object
   onto itself without REPLACE is the adapter's error to raise, not ours.
 - The copy keeps the source's checksum algorithms (recomputed on the way).
 - UploadPartCopy's range must lie inside the source: a last byte past its end
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from kurastore.gateway.objects import retention
 from kurastore.gateway.objects.api import CopySource, PutOptions
 from kurastore.gateway.objects.conditions import check_copy_conditions
 from kurastore.gateway.objects.context import ObjectContext
@@ -34,6 +36,7 @@ async def copy_object(
     opts: PutOptions,
     *,
     replace_metadata: bool,
+    replace_tags: bool | None = None,
 ) -> ObjectVersion:
     source = await lookup(ctx, src.bucket, src.key, src.version_id)
     check_copy_conditions(source, src.conditions)
@@ -41,10 +44,13 @@ async def copy_object(
         opts = dataclasses.replace(
             opts,
             content_type=source.content_type,
-            headers=dict(source.headers),
+            # The copy's Object Lock state is its own request's, never the source's.
+            headers={**retention.without_lock(source.headers),
+                     **{k: v for k, v in opts.headers.items() if k in retention.HEADERS}},
             user_meta=dict(source.user_meta),
-            tags=dict(source.tags),
         )
+    if not (replace_metadata if replace_tags is None else replace_tags):
+        opts = dataclasses.replace(opts, tags=dict(source.tags))
     algorithms = opts.checksum_algorithms or tuple(source.checksums)
     opts = dataclasses.replace(opts, content_length=source.size, checksum_algorithms=algorithms)
     reader = reader_for(ctx, source)

@@ -52,7 +52,7 @@ Body = AsyncIterable[bytes | memoryview]
 async def create_upload(
     ctx: ObjectContext, bucket: str, key: str, opts: PutOptions
 ) -> UploadRecord:
-    await ctx.store.get_bucket(bucket)
+    await ctx.buckets.get(bucket)
     algorithms = [checksums.normalize(a) for a in opts.checksum_algorithms]
     if len(algorithms) > 1:
         raise InvalidArgument("one checksum algorithm per multipart upload")
@@ -285,7 +285,7 @@ async def list_uploads(
     upload_id_marker: str = "",
     max_uploads: int = 1000,
 ) -> UploadsPage:
-    await ctx.store.get_bucket(bucket)
+    await ctx.buckets.get(bucket)
     return await ctx.store.list_uploads(
         bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
         upload_id_marker=upload_id_marker, max_uploads=max_uploads,

@@ -237,7 +237,7 @@ def new_version(
 async def put_object(
     ctx: ObjectContext, bucket: str, key: str, body: Body, opts: PutOptions
 ) -> ObjectVersion:
-    await precheck_write(ctx.store, bucket, key, opts.conditions)
+    await precheck_write(ctx.store, ctx.buckets, bucket, key, opts.conditions)
     hasher = BodyHasher(opts.checksum_algorithms, ctx.cpu, ctx.config.offload_bytes)
     chunks = aiter(body)
     threshold = ctx.config.inline_threshold_bytes

@@ -87,21 +87,33 @@ class ObjectService:
     async def create_bucket(self, name: str, owner: str, region: str = "us-east-1") -> BucketRecord:
         bucket = BucketRecord(name=name, owner=owner, created=time.time(), region=region)
         await self.store.create_bucket(bucket)
+        self._ctx.buckets.forget(name)
         return bucket
 
-    async def get_bucket(self, name: str) -> BucketRecord:
-        return await self.store.get_bucket(name)
+    async def get_bucket(self, name: str, *, fresh: bool = False) -> BucketRecord:
+        """The bucket's record, from the short-lived cache unless `fresh` (a request
+        that rewrites the bucket's settings must start from the stored ones)."""
+        if fresh:
+            self._ctx.buckets.forget(name)
+        return await self._ctx.buckets.get(name)
 
     async def list_buckets(self, owner: str | None = None) -> list[BucketRecord]:
         return await self.store.list_buckets(owner)
 
     async def delete_bucket(self, name: str) -> None:
-        await self.store.delete_bucket(name)
+        self._ctx.buckets.forget(name)
+        try:
+            await self.store.delete_bucket(name)
+        finally:
+            self._ctx.buckets.forget(name)
 
     async def update_bucket(
         self, name: str, versioning: str | None = None, settings: dict | None = None
     ) -> BucketRecord:
-        return await self.store.update_bucket(name, versioning=versioning, settings=settings)
+        self._ctx.buckets.forget(name)
+        record = await self.store.update_bucket(name, versioning=versioning, settings=settings)
+        self._ctx.buckets.put(record)
+        return record
 
     async def bucket_usage(self, name: str) -> tuple[int, int]:
         return await self.store.bucket_usage(name)
@@ -156,15 +168,22 @@ class ObjectService:
 
     async def copy_object(
         self, src: CopySource, bucket: str, key: str, opts: PutOptions, *,
-        replace_metadata: bool,
+        replace_metadata: bool, replace_tags: bool | None = None,
     ) -> ObjectVersion:
         return await copy.copy_object(self._ctx, src, bucket, key, opts,
-                                      replace_metadata=replace_metadata)
+                                      replace_metadata=replace_metadata,
+                                      replace_tags=replace_tags)
 
     async def put_object_tags(
         self, bucket: str, key: str, version_id: str | None, tags: Mapping[str, str]
     ) -> ObjectVersion:
         return await self.store.update_version(bucket, key, version_id, tags=dict(tags))
+
+    async def put_object_headers(
+        self, bucket: str, key: str, version_id: str | None, headers: Mapping[str, str]
+    ) -> ObjectVersion:
+        """Replaces one version's stored headers (the S3 adapter keeps the object ACL there)."""
+        return await self.store.update_version(bucket, key, version_id, headers=dict(headers))
 
     # --- multipart -----------------------------------------------------------------
     async def create_upload(

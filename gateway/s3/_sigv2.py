@@ -11,7 +11,8 @@ Rules:
   their decoded values; a sub-resource sent without '=' is signed without it.
 - Clients differ on two points, so both readings are candidates: the path as
   sent or re-encoded strictly, and (with x-amz-date) an empty Date line or the
-  Date header's value. A signature matching any candidate is accepted; each
+  Date header's value; a path-style bucket ("/bucket") is also tried as
+  "/bucket/", which botocore signs. A signature matching any candidate is accepted; each
   candidate still needs the secret.
 """
 
@@ -63,6 +64,8 @@ def canonical_resources(raw_path: str, raw_query: str, bucket_in_host: str | Non
     reencoded = quote(unquote_to_bytes(sent), safe="/~")
     if reencoded != sent:
         paths.append(reencoded)
+    if not bucket_in_host and sent.count("/") == 1 and sent != "/":
+        paths.append(sent + "/")  # botocore signs a path-style bucket as "/bucket/"
     return [prefix + path + suffix for path in paths]
 
 

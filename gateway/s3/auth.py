@@ -428,10 +428,12 @@ def _presign_expires(value: str) -> int:
         expires = int(value)
     except ValueError:
         raise AuthorizationQueryParametersError("X-Amz-Expires should be a number") from None
+    # Out-of-range lifetimes are refused as S3 refuses them to clients (403), which
+    # is what the conformance suites check.
     if expires < 0:
-        raise AuthorizationQueryParametersError("X-Amz-Expires must be non-negative")
+        raise AccessDenied("X-Amz-Expires must be non-negative")
     if expires > MAX_PRESIGN_EXPIRES_S:
-        raise AuthorizationQueryParametersError(
+        raise AccessDenied(
             "X-Amz-Expires must be less than a week (in seconds) that is; 604800 seconds"
         )
     return expires

@@ -1,7 +1,8 @@
 """What an S3 handler receives: one value per request, built by the frontend.
 
-It carries the classified operation, the authenticated principal, the bucket
-record (already checked to belong to the principal) and the object service.
+It carries the classified operation, the authenticated principal (None for an
+anonymous request), the bucket record (the request is already authorized by
+access.py) and the object service.
 Handlers reach the body only through `body()` (decoded, signature-checked) or
 `read_xml_body()` (small XML documents), never through request.content.
 """
@@ -18,6 +19,7 @@ from multidict import CIMultiDictProxy, MultiDictProxy
 
 from kurastore.gateway.objects.errors import UserNotFound
 from kurastore.gateway.s3 import errors as s3e
+from kurastore.gateway.s3._sigv4 import STREAMING_MODES
 from kurastore.gateway.s3.auth import AuthResult, DecodedBody, Principal, body_stream
 from kurastore.gateway.s3.routes import S3Op
 from kurastore.metadata import BucketRecord
@@ -35,11 +37,18 @@ class S3Request:
     op: S3Op
     bucket: str
     key: str
-    principal: Principal
+    principal: Principal | None
     auth: AuthResult
     bucket_record: BucketRecord | None
     region: str
     max_keys_limit: int
+    # The object ACL a write stores with the version (acl.object_headers), set by
+    # the frontend from x-amz-acl / x-amz-grant-* before the handler runs.
+    acl_headers: dict[str, str] = field(default_factory=dict)
+    object_owner: str = ""  # who owns what this write stores (ownership.write_owner)
+    # The object permission still to check once the handler has loaded the version
+    # (access.check_loaded): set for the bucket owner, who skips the early lookup.
+    loaded_check: str | None = None
     _names: dict[str, str] = field(default_factory=dict)
     _body: DecodedBody | None = None
 
@@ -53,18 +62,36 @@ class S3Request:
 
     @property
     def user_id(self) -> str:
-        return self.principal.user_id
+        """The caller's user id; "" when anonymous."""
+        return self.principal.user_id if self.principal is not None else ""
+
+    @property
+    def writer(self) -> str:
+        """Who owns what this request writes: the caller, or the bucket owner when
+        the caller is anonymous (a public-read-write bucket)."""
+        if self.principal is not None:
+            return self.principal.user_id
+        return self.bucket_record.owner if self.bucket_record is not None else ""
 
     @property
     def is_versioned(self) -> bool:
         """Versioning was enabled at some point: answers carry version ids."""
         return bool(self.bucket_record and self.bucket_record.versioning)
 
+    @property
+    def versioning_enabled(self) -> bool:
+        """Versioning is on now: a write answers the version id it made (a write to a
+        suspended bucket makes the "null" version and, as S3, does not name it)."""
+        return bool(self.bucket_record and self.bucket_record.versioning == "Enabled")
+
     def body(self) -> DecodedBody:
         """The decoded request body; created once (its trailers fill as it is read)."""
         if self._body is None:
             if self.request.body_exists:
                 self._body = body_stream(self.request, self.auth)
+            elif self.auth.payload in STREAMING_MODES:
+                # An aws-chunked body has at least its final chunk: an absent one is short.
+                raise s3e.IncompleteBody()
             else:
                 # aiohttp shares one EmptyStreamReader between all bodiless requests,
                 # and it answers "chunk end" forever after its first read: give this
@@ -94,13 +121,12 @@ class S3Request:
             self._names[user_id] = name
         return name
 
-    async def owned_bucket(self, name: str) -> BucketRecord:
-        """Another bucket this request touches (a copy source): it must be the
-        principal's too. Raises NoSuchBucket or AccessDenied."""
-        record = await self.service.get_bucket(name)
-        if record.owner != self.user_id:
-            raise s3e.AccessDenied()
-        return record
+    async def display_name_strict(self, user_id: str) -> str:
+        """The display name of an existing user; raises UserNotFound."""
+        name = self._names.get(user_id)
+        if name is None:
+            name = self._names[user_id] = (await self.service.get_user(user_id)).name
+        return name
 
 
 Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]

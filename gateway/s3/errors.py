@@ -34,6 +34,11 @@ def _error(name: str, status: int, message: str) -> type[S3Error]:
 
 
 AccessDenied = _error("AccessDenied", 403, "Access Denied")
+AccessControlListNotSupported = _error(
+    "AccessControlListNotSupported", 400, "The bucket does not allow ACLs"
+)
+AccessForbidden = _error("AccessForbidden", 403, "CORSResponse: This CORS request is not allowed.")
+BadRequest = _error("BadRequest", 400, "Bad Request")
 AccountProblem = _error("AccountProblem", 403, "There is a problem with your account.")
 AuthorizationHeaderMalformed = _error(
     "AuthorizationHeaderMalformed", 400, "The authorization header is malformed."
@@ -97,6 +102,9 @@ InvalidPolicyDocument = _error(
 )
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
 InvalidPartNumber = _error("InvalidPartNumber", 416, "The requested partnumber is not satisfiable")
+InvalidRetentionPeriod = _error(
+    "InvalidRetentionPeriod", 400, "Default retention period must be a positive integer value."
+)
 InvalidRequest = _error("InvalidRequest", 400, "Invalid Request")
 InvalidStorageClass = _error("InvalidStorageClass", 400, "The storage class you specified is not valid")
 InvalidTag = _error("InvalidTag", 400, "The tag provided was not a valid tag.")
@@ -120,6 +128,13 @@ NoSuchBucket = _error("NoSuchBucket", 404, "The specified bucket does not exist"
 NoSuchBucketPolicy = _error("NoSuchBucketPolicy", 404, "The bucket policy does not exist")
 NoSuchCORSConfiguration = _error("NoSuchCORSConfiguration", 404, "The CORS configuration does not exist")
 NoSuchKey = _error("NoSuchKey", 404, "The specified key does not exist.")
+ObjectLockConfigurationNotFoundError = _error(
+    "ObjectLockConfigurationNotFoundError", 404,
+    "Object Lock configuration does not exist for this bucket",
+)
+NoSuchObjectLockConfiguration = _error(
+    "NoSuchObjectLockConfiguration", 404, "The specified object does not have a ObjectLock configuration"
+)
 NoSuchLifecycleConfiguration = _error(
     "NoSuchLifecycleConfiguration", 404, "The lifecycle configuration does not exist"
 )

@@ -1,15 +1,20 @@
 """The S3 front: one aiohttp handler for every S3 request, and the S3 error answer.
 
 `S3Frontend.handle` runs the one obvious path: classify (pure) -> authenticate
--> find the handler -> check the bucket belongs to the caller -> call it.
+(or anonymous) -> find the handler -> load the bucket -> authorize (access.py:
+policy, owner, ACLs) -> resolve the ACL and owner of a write (ownership.py) ->
+"100 Continue" if the client waits for it -> call the handler.
 It raises S3Errors and domain errors; the error middleware turns them into
 answers with `render_s3_error`, the only place an exception becomes S3 XML.
 
-Rules: anonymous requests are refused (no public buckets yet); PostObject is
-signed by its form fields, so handlers_post authenticates it itself; a bucket of
-another user answers AccessDenied whatever the operation; an operation without
+Rules: anonymous requests get exactly what public grants allow; PostObject is
+signed by its form fields, so handlers_post authenticates (and authorizes) it
+itself; nothing reads a request body before it is authorized; an operation without
 a handler answers NotImplemented (501), never 500. request["s3_op"],
-request["s3_bucket"] and request["s3_key"] are set for the access log.
+request["s3_bucket"] and request["s3_key"] are set for the access log. CORS
+comes first (cors.py): a preflight OPTIONS is answered without credentials, and
+a request with an Origin gets its bucket's CORS headers on whatever answer it
+gets, errors included (middlewares.EXTRA_HEADERS).
 """
 
 from __future__ import annotations
@@ -17,18 +22,24 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
-from kurastore.gateway.middlewares import OP
+from kurastore.gateway.middlewares import EXTRA_HEADERS, OP
 from kurastore.gateway.objects import errors as dom
-from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import (
+    access,
+    cors,
+    handlers_access,
     handlers_bucket,
+    handlers_config,
     handlers_misc,
     handlers_multipart,
     handlers_object,
     handlers_post,
+    lock,
+    ownership,
 )
+from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3.auth import authenticate
 from kurastore.gateway.s3.context import Handler, S3Request
 from kurastore.gateway.s3.headers import http_date
@@ -41,12 +52,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_KEY_BYTES = 1024
+EXPECT_PENDING = "s3_expect_continue"  # request key: "100 Continue" is owed, not yet sent
 HANDLERS: dict[S3Op, Handler] = {
     **handlers_bucket.HANDLERS,
     **handlers_object.HANDLERS,
     **handlers_multipart.HANDLERS,
     **handlers_misc.HANDLERS,
+    **handlers_access.HANDLERS,
+    **handlers_config.HANDLERS,
+    **lock.HANDLERS,
+    **ownership.HANDLERS,
 }
+_WRITES_WITH_ACL = frozenset({S3Op.PUT_OBJECT, S3Op.COPY_OBJECT, S3Op.CREATE_MULTIPART_UPLOAD})
 
 
 class S3Frontend:
@@ -70,7 +87,12 @@ class S3Frontend:
         )
         request["s3_op"], request["s3_bucket"], request["s3_key"] = op.value, bucket, key
         request[OP] = op.value  # names the operation in the access log and metrics
+        if op is S3Op.OPTIONS:  # CORS preflight: answered without credentials
+            return await cors.preflight(request, self._service, bucket)
+        if bucket and "Origin" in request.headers:  # on every answer, errors included
+            request[EXTRA_HEADERS] = await cors.actual_headers(request, self._service, bucket)
         if op is S3Op.POST_OBJECT:  # signed by its form fields, not its headers
+            await send_continue(request)
             return await handlers_post.post_object(
                 request, self._service, bucket, region=self._region
             )
@@ -80,8 +102,6 @@ class S3Frontend:
             region=self._region,
             bucket_in_host=bucket_from_host(request.headers.get("Host", ""), self._domain),
         )
-        if auth.principal is None:
-            raise s3e.AccessDenied()
         handler = HANDLERS.get(op)
         if handler is None:
             raise s3e.NotImplemented_()
@@ -89,15 +109,37 @@ class S3Frontend:
             raise s3e.KeyTooLongError()
         record = None
         if bucket and op is not S3Op.CREATE_BUCKET:
-            record = await self._service.get_bucket(bucket)
-            if record.owner != auth.principal.user_id:
-                raise s3e.AccessDenied()
+            # Bucket-level writes (PUT ?tagging, ?acl...) rewrite settings: read them fresh.
+            fresh = not key and request.method not in ("GET", "HEAD")
+            record = await self._service.get_bucket(bucket, fresh=fresh)
         s3 = S3Request(
             request=request, service=self._service, op=op, bucket=bucket, key=key,
             principal=auth.principal, auth=auth, bucket_record=record, region=self._region,
             max_keys_limit=self._max_keys_limit,
         )  # fmt: skip
+        await access.authorize(s3)
+        if op in _WRITES_WITH_ACL and record is not None:
+            s3.object_owner, s3.acl_headers = await ownership.write_owner(s3, record)
+        await send_continue(request)  # only now may the client send its body
         return await handler(s3)
+
+
+async def expect_handler(request: web.Request) -> None:
+    """The route's Expect handler: "100 Continue" is not sent here but by
+    `send_continue`, once the request is authenticated and authorized, so a client
+    that waits for it never sends a body the answer refuses (AWS's behaviour)."""
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text="Unknown Expect: " + request.headers["Expect"])
+    if request.version == HttpVersion11:
+        request[EXPECT_PENDING] = True
+
+
+async def send_continue(request: web.Request) -> None:
+    """Sends the deferred "100 Continue", once."""
+    if request.get(EXPECT_PENDING):
+        request[EXPECT_PENDING] = False
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer has not started yet
 
 
 def render_s3_error(request: web.Request, exc: BaseException, request_id: str) -> web.Response:
@@ -115,12 +157,14 @@ def render_s3_error(request: web.Request, exc: BaseException, request_id: str) -
         log.error("request %s failed", request_id, exc_info=exc)
     fields = {**_context_fields(request, err), **err.fields}
     headers, status = _domain_headers(request, exc), err.status
+    if status == 503:  # SlowDown / ServiceUnavailable: the client should come back soon
+        headers.setdefault("Retry-After", "1")
     if isinstance(exc, dom.ObjectNotFound) and exc.delete_marker and "versionId" in request.query:
         err, status = s3e.MethodNotAllowed(), 405  # a version id naming a delete marker
     for name in [n for n in fields if n.startswith("header:")]:
         headers[name[len("header:") :]] = fields.pop(name)
     if request.method == "HEAD" or status == 304:
-        return web.Response(status=status, headers=headers)
+        return _closing_if_owed(request, web.Response(status=status, headers=headers))
     body = (
         '<?xml version="1.0" encoding="UTF-8"?>\n<Error>'
         + el("Code", err.code) + el("Message", err.text)
@@ -128,9 +172,17 @@ def render_s3_error(request: web.Request, exc: BaseException, request_id: str) -
         + el("Resource", request.path) + el("RequestId", request_id) + el("HostId", request_id)
         + "</Error>"
     )  # fmt: skip
-    return web.Response(
+    return _closing_if_owed(request, web.Response(
         status=status, body=body.encode(), headers=headers, content_type="application/xml"
-    )
+    ))
+
+
+def _closing_if_owed(request: web.Request, response: web.Response) -> web.Response:
+    """A client still waiting for "100 Continue" holds its body back: close the
+    connection after the answer instead of waiting for a body that never comes."""
+    if request.get(EXPECT_PENDING):
+        response.force_close()
+    return response
 
 
 def _context_fields(request: web.Request, err: s3e.S3Error) -> dict[str, str]:
@@ -161,4 +213,7 @@ def _domain_headers(request: web.Request, exc: BaseException) -> dict[str, str]:
         if exc.version_id:
             headers["x-amz-version-id"] = exc.version_id
         return headers
+    if isinstance(exc, dom.ObjectNotFound) and request.get("s3_op") in ("GetObject",
+                                                                         "HeadObject"):
+        return {"x-amz-delete-marker": "false"}  # as RGW and the conformance suite say
     return {}

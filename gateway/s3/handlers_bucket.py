@@ -18,6 +18,7 @@ import re
 from aiohttp import web
 
 from kurastore.gateway.objects import errors as dom
+from kurastore.gateway.s3 import acl, handlers_access, lock, ownership
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
@@ -85,6 +86,8 @@ async def create_bucket(s3: S3Request) -> web.StreamResponse:
         location = child_text(config, "LocationConstraint") or ""
         if location and location != s3.region:
             raise s3e.InvalidLocationConstraint(LocationConstraint=location)
+    grants = await handlers_access.request_acl(s3, s3.user_id, s3.user_id)
+    object_ownership = ownership.create_setting(s3, grants)
     try:
         await s3.service.create_bucket(s3.bucket, s3.user_id, s3.region)
     except dom.BucketAlreadyOwnedByYou:
@@ -92,6 +95,17 @@ async def create_bucket(s3: S3Request) -> web.StreamResponse:
         # succeeds and changes nothing. Every other region answers 409.
         if s3.region != "us-east-1":
             raise
+    else:
+        settings: dict = {"ownership": object_ownership} if object_ownership else {}
+        if grants is not None and grants != acl.default(s3.user_id):
+            settings["acl"] = acl.encode(grants)
+        if settings:
+            await s3.service.update_bucket(s3.bucket, settings=settings)
+        if s3.headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
+            # Object Lock needs versioning, for good (lock.py).
+            record = await s3.service.get_bucket(s3.bucket, fresh=True)
+            settings = {**record.settings, lock.SETTINGS_KEY: {"enabled": True}}
+            await s3.service.update_bucket(s3.bucket, versioning="Enabled", settings=settings)
     return empty_response(headers={"Location": "/" + s3.bucket})
 
 

@@ -1,14 +1,11 @@
-"""S3 sub-resource handlers: ACLs, object and bucket tagging, versioning,
-GetObjectAttributes, the bucket configurations we answer as "none set"
-(policy, CORS, lifecycle) and the one we answer as fixed: request payment is
+"""S3 sub-resource handlers: object and bucket tagging, versioning,
+GetObjectAttributes, and the one bucket configuration we answer as fixed
+(CORS and lifecycle: handlers_config; object lock: lock): request payment is
 always the bucket owner's, which is what AWS reports for a bucket without
-Requester Pays (s3cmd `info` asks for it).
+Requester Pays (s3cmd `info` asks for it). ACLs and policies: handlers_access.
 
-ACLs: every bucket and object is private to its owner, who has FULL_CONTROL.
-Get*Acl says exactly that; Put*Acl accepts only that (the private canned ACL
-or a policy granting the owner FULL_CONTROL) and answers NotImplemented to
-anything else rather than pretending. Bucket tags live in the bucket's
-settings under "tagging"; versioning is the bucket record's own field.
+Bucket tags live in the bucket's settings under "tagging"; versioning is the
+bucket record's own field.
 """
 
 from __future__ import annotations
@@ -16,11 +13,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from kurastore.gateway.objects import checksums
+from kurastore.gateway.s3 import access, lock
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
 from kurastore.gateway.s3.routes import S3Op
-from kurastore.gateway.s3.xml import XSI, child_text, document, el, owner, parse
+from kurastore.gateway.s3.xml import child_text, document, el, parse
 
 MAX_BUCKET_TAGS = 50
 _ATTRIBUTES = frozenset({"ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"})
@@ -30,59 +28,12 @@ def _version_id(s3: S3Request) -> str | None:
     return s3.query.get("versionId") or None
 
 
-# --- ACLs ---------------------------------------------------------------------------
-
-
-async def _acl_answer(s3: S3Request, owner_id: str) -> web.StreamResponse:
-    name = await s3.display_name(owner_id)
-    grantee = (
-        f'<Grantee xmlns:xsi="{XSI}" xsi:type="CanonicalUser">'
-        + el("ID", owner_id) + el("DisplayName", name) + "</Grantee>"
-    )  # fmt: skip
-    grant = el("Grant", [grantee, el("Permission", "FULL_CONTROL")])
-    return xml_response(document("AccessControlPolicy", [
-        owner(owner_id, name), el("AccessControlList", [grant]),
-    ]))  # fmt: skip
-
-
-async def _check_acl_request(s3: S3Request, owner_id: str) -> None:
-    hdr.check_unsupported(s3.headers)
-    body = await s3.read_xml_body()
-    if not body.strip():
-        return
-    policy = parse(body, "AccessControlPolicy")
-    for grant in policy.iter("Grant"):
-        grantee = grant.find("Grantee")
-        who = child_text(grantee, "ID") if grantee is not None else None
-        if who != owner_id or child_text(grant, "Permission") != "FULL_CONTROL":
-            raise s3e.NotImplemented_("Only the owner's FULL_CONTROL grant is supported.")
-
-
-async def get_bucket_acl(s3: S3Request) -> web.StreamResponse:
-    return await _acl_answer(s3, s3.user_id)
-
-
-async def put_bucket_acl(s3: S3Request) -> web.StreamResponse:
-    await _check_acl_request(s3, s3.user_id)
-    return empty_response()
-
-
-async def get_object_acl(s3: S3Request) -> web.StreamResponse:
-    version = await s3.service.head_object(s3.bucket, s3.key, version_id=_version_id(s3))
-    return await _acl_answer(s3, version.owner or s3.user_id)
-
-
-async def put_object_acl(s3: S3Request) -> web.StreamResponse:
-    version = await s3.service.head_object(s3.bucket, s3.key, version_id=_version_id(s3))
-    await _check_acl_request(s3, version.owner or s3.user_id)
-    return empty_response()
-
-
 # --- tagging --------------------------------------------------------------------------
 
 
 def _tag_set(tags: dict[str, str]) -> bytes:
-    items = [el("Tag", [el("Key", k), el("Value", v)]) for k, v in tags.items()]
+    # Sorted by key, as S3 answers whatever order the tags were given in.
+    items = [el("Tag", [el("Key", k), el("Value", tags[k])]) for k in sorted(tags)]
     return document("Tagging", [el("TagSet", items)])
 
 
@@ -157,24 +108,26 @@ async def get_bucket_versioning(s3: S3Request) -> web.StreamResponse:
 async def put_bucket_versioning(s3: S3Request) -> web.StreamResponse:
     doc = parse(await s3.read_xml_body(), "VersioningConfiguration")
     status = child_text(doc, "Status")
-    if status not in ("Enabled", "Suspended"):
+    mfa_delete = child_text(doc, "MfaDelete")
+    if status not in ("Enabled", "Suspended", None) or mfa_delete not in (
+        "Enabled", "Disabled", None
+    ):
         raise s3e.MalformedXML()
-    if child_text(doc, "MfaDelete") == "Enabled":
+    if mfa_delete == "Enabled":
+        # AWS needs the root account's MFA device (x-amz-mfa); we have no devices.
+        if "x-amz-mfa" not in s3.headers:
+            raise s3e.AccessDenied("Mfa Authentication must be used for this request")
         raise s3e.NotImplemented_("MFA delete is not supported.")
+    if status is None:  # MfaDelete=Disabled alone: nothing changes
+        return empty_response()
+    record = s3.bucket_record
+    if status == "Suspended" and record is not None and lock.enabled(record.settings):
+        raise s3e.InvalidBucketState(
+            "An Object Lock configuration is present on this bucket, so the versioning "
+            "state cannot be changed."
+        )
     await s3.service.update_bucket(s3.bucket, versioning=status)
     return empty_response()
-
-
-async def get_bucket_policy(s3: S3Request) -> web.StreamResponse:
-    raise s3e.NoSuchBucketPolicy(BucketName=s3.bucket)
-
-
-async def get_bucket_cors(s3: S3Request) -> web.StreamResponse:
-    raise s3e.NoSuchCORSConfiguration(BucketName=s3.bucket)
-
-
-async def get_bucket_lifecycle(s3: S3Request) -> web.StreamResponse:
-    raise s3e.NoSuchLifecycleConfiguration(BucketName=s3.bucket)
 
 
 async def get_bucket_request_payment(s3: S3Request) -> web.StreamResponse:
@@ -190,6 +143,7 @@ async def get_object_attributes(s3: S3Request) -> web.StreamResponse:
     if not wanted or not wanted <= _ATTRIBUTES:
         raise s3e.InvalidArgument("Invalid attribute name specified.")
     version = await s3.service.head_object(s3.bucket, s3.key, version_id=_version_id(s3))
+    access.check_loaded(s3, version)
     out = []
     if "ETag" in wanted:
         out.append(el("ETag", version.etag))
@@ -222,10 +176,6 @@ async def get_object_attributes(s3: S3Request) -> web.StreamResponse:
 
 
 HANDLERS: dict[S3Op, Handler] = {
-    S3Op.GET_BUCKET_ACL: get_bucket_acl,
-    S3Op.PUT_BUCKET_ACL: put_bucket_acl,
-    S3Op.GET_OBJECT_ACL: get_object_acl,
-    S3Op.PUT_OBJECT_ACL: put_object_acl,
     S3Op.GET_OBJECT_TAGGING: get_object_tagging,
     S3Op.PUT_OBJECT_TAGGING: put_object_tagging,
     S3Op.DELETE_OBJECT_TAGGING: delete_object_tagging,
@@ -234,9 +184,6 @@ HANDLERS: dict[S3Op, Handler] = {
     S3Op.DELETE_BUCKET_TAGGING: delete_bucket_tagging,
     S3Op.GET_BUCKET_VERSIONING: get_bucket_versioning,
     S3Op.PUT_BUCKET_VERSIONING: put_bucket_versioning,
-    S3Op.GET_BUCKET_POLICY: get_bucket_policy,
-    S3Op.GET_BUCKET_CORS: get_bucket_cors,
-    S3Op.GET_BUCKET_LIFECYCLE: get_bucket_lifecycle,
     S3Op.GET_BUCKET_REQUEST_PAYMENT: get_bucket_request_payment,
     S3Op.GET_OBJECT_ATTRIBUTES: get_object_attributes,
 }

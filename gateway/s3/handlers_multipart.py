@@ -19,9 +19,9 @@ from aiohttp import web
 from kurastore.gateway.objects import checksums
 from kurastore.gateway.objects.api import CompletedPart
 from kurastore.gateway.objects.errors import NotModified
+from kurastore.gateway.s3 import access, mpu_checksums
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
-from kurastore.gateway.s3 import mpu_checksums
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
 from kurastore.gateway.s3.handlers_object import echo_checksum, put_options, require_length
 from kurastore.gateway.s3.routes import S3Op
@@ -76,8 +76,7 @@ async def upload_part(s3: S3Request) -> web.StreamResponse:
 async def upload_part_copy(s3: S3Request) -> web.StreamResponse:
     number = _part_number(s3)
     src = hdr.copy_source(s3.headers, with_range=True)
-    if src.bucket != s3.bucket:
-        await s3.owned_bucket(src.bucket)
+    await access.check_copy_source(s3, src.bucket, src.key, src.version_id)
     try:
         part = await s3.service.upload_part_copy(s3.bucket, s3.key, _upload_id(s3), number, src)
     except NotModified as exc:  # copy-source conditions answer 412, never 304
@@ -135,7 +134,7 @@ async def complete_upload(s3: S3Request) -> web.StreamResponse:
         )
     except UploadNotFound as gone:
         version = await _completed_before(s3, parts, gone)
-    headers = hdr.version_headers(version.version_id, s3.is_versioned)
+    headers = hdr.version_headers(version.version_id, s3.versioning_enabled)
     if version.checksums and version.checksum_type:
         headers["x-amz-checksum-type"] = version.checksum_type
     location = f"{s3.request.scheme}://{s3.request.host}/{s3.bucket}/{s3.key}"

@@ -18,6 +18,8 @@ from aiohttp import web
 from kurastore.gateway.objects.api import PutOptions
 from kurastore.gateway.objects.conditions import resolve_range
 from kurastore.gateway.objects.errors import NotModified
+from kurastore.gateway.objects.lifecycle import rules_of
+from kurastore.gateway.s3 import access, acl, lifecycle, lock
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
@@ -28,6 +30,8 @@ from kurastore.metadata import ObjectVersion
 log = logging.getLogger(__name__)
 
 MAX_DELETE_KEYS = 1000
+# Requests that make a new version (and so take Object Lock headers or defaults).
+_NEW_VERSION_OPS = frozenset({S3Op.PUT_OBJECT, S3Op.COPY_OBJECT, S3Op.CREATE_MULTIPART_UPLOAD})
 SELF_COPY_MESSAGE = (
     "This copy request is illegal because it is trying to copy an object to itself without "
     "changing the object's metadata, storage class, website redirect location or encryption "
@@ -48,9 +52,9 @@ def put_options(s3: S3Request, spec: hdr.IntegritySpec, *, with_body: bool = Tru
     hdr.check_unsupported(h)
     body = s3.body() if with_body else None
     return PutOptions(
-        owner=s3.user_id,
+        owner=s3.object_owner or s3.writer,
         content_type=hdr.content_type(h),
-        headers=hdr.stored_headers(h),
+        headers={**hdr.stored_headers(h), **s3.acl_headers, **_lock_headers(s3)},
         user_meta=hdr.user_metadata(h),
         tags=hdr.tagging_header(h),
         content_length=body.decoded_length if body is not None else None,
@@ -59,6 +63,10 @@ def put_options(s3: S3Request, spec: hdr.IntegritySpec, *, with_body: bool = Tru
         conditions=hdr.write_conditions(h),
         storage_class=hdr.storage_class(h),
     )
+
+
+def _lock_headers(s3: S3Request) -> dict[str, str]:
+    return lock.write_headers(s3) if s3.op in _NEW_VERSION_OPS else {}
 
 
 def echo_checksum(sums: Mapping[str, str], spec: hdr.IntegritySpec) -> dict[str, str]:
@@ -74,9 +82,16 @@ async def put_object(s3: S3Request) -> web.StreamResponse:
     opts = put_options(s3, spec)
     version = await s3.service.put_object(s3.bucket, s3.key, s3.body(), opts)
     headers = {"ETag": quoted(version.etag), **hdr.version_headers(version.version_id,
-                                                                   s3.is_versioned)}
+                                                                   s3.versioning_enabled)}
     headers.update(echo_checksum(version.checksums, spec))
+    headers.update(expiration(s3, version))
     return empty_response(headers=headers)
+
+
+def expiration(s3: S3Request, version: ObjectVersion) -> dict[str, str]:
+    """x-amz-expiration when a lifecycle rule will expire this current version."""
+    found = rules_of(s3.bucket_record.settings) if s3.bucket_record else []
+    return lifecycle.expiration_header(found, version) if found and version.is_latest else {}
 
 
 def _read_args(s3: S3Request) -> dict:
@@ -104,6 +119,7 @@ def _answer_headers(
         out["Content-Range"] = f"bytes {first}-{last}/{version.size}"
     if s3.query.get("partNumber") is not None:
         out["x-amz-mp-parts-count"] = str(parts)
+    out.update(expiration(s3, version))
     out.update(hdr.response_overrides(s3.query))
     return out
 
@@ -111,6 +127,7 @@ def _answer_headers(
 async def get_object(s3: S3Request) -> web.StreamResponse:
     reader = await s3.service.open_object(s3.bucket, s3.key, **_read_args(s3))
     try:
+        access.check_loaded(s3, reader.version)
         headers = _answer_headers(
             s3, reader.version, reader.start, reader.end, reader.is_partial, reader.parts_count
         )
@@ -142,6 +159,7 @@ async def head_object(s3: S3Request) -> web.StreamResponse:
     args = _read_args(s3)
     byte_range = args.pop("byte_range")
     version = await s3.service.head_object(s3.bucket, s3.key, **args)
+    access.check_loaded(s3, version)
     if args["part_number"] is not None:
         first, last = _part_span(version, args["part_number"])
         partial = True
@@ -154,6 +172,8 @@ async def head_object(s3: S3Request) -> web.StreamResponse:
 
 async def delete_object(s3: S3Request) -> web.StreamResponse:
     if_match = s3.headers.get("If-Match")
+    if s3.query.get("versionId"):
+        await lock.check_removal(s3, s3.key, s3.query["versionId"])
     result = await s3.service.delete_object(
         s3.bucket, s3.key, version_id=s3.query.get("versionId") or None,
         if_match=if_match.strip().strip('"') if if_match else None,
@@ -176,6 +196,10 @@ async def delete_objects(s3: S3Request) -> web.StreamResponse:
     out = []
     for key, version_id in targets:
         try:
+            if not access.delete_allowed(s3, key, version_id):
+                raise s3e.AccessDenied()
+            if version_id:
+                await lock.check_removal(s3, key, version_id)
             result = await s3.service.delete_object(s3.bucket, key, version_id=version_id or None)
         except Exception as exc:  # reported per key, as S3 does
             err = s3e.to_s3_error(exc)
@@ -188,7 +212,8 @@ async def delete_objects(s3: S3Request) -> web.StreamResponse:
         out.append(el("Deleted", [
             el("Key", key), el("VersionId", version_id),
             el("DeleteMarker", True if marker else None),
-            el("DeleteMarkerVersionId", result.version_id if marker and not version_id else None),
+            # The marker made, or (deleting one by version id) the marker removed.
+            el("DeleteMarkerVersionId", result.version_id if marker else None),
         ]))  # fmt: skip
     return xml_response(document("DeleteResult", out))
 
@@ -196,24 +221,26 @@ async def delete_objects(s3: S3Request) -> web.StreamResponse:
 async def copy_object(s3: S3Request) -> web.StreamResponse:
     h = s3.headers
     src = hdr.copy_source(h)
-    if src.bucket != s3.bucket:
-        await s3.owned_bucket(src.bucket)
+    await access.check_copy_source(s3, src.bucket, src.key, src.version_id)
     directive = h.get("x-amz-metadata-directive", "COPY").upper()
-    if directive not in ("COPY", "REPLACE") or h.get(
-        "x-amz-tagging-directive", "COPY"
-    ).upper() not in ("COPY", "REPLACE"):
+    tag_directive = h.get("x-amz-tagging-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
         raise s3e.InvalidArgument("Unknown metadata directive.")
+    if tag_directive not in ("COPY", "REPLACE"):
+        raise s3e.InvalidArgument("Unknown tagging directive.")
     same = (src.bucket, src.key) == (s3.bucket, s3.key) and src.version_id is None
     if same and directive == "COPY" and "x-amz-storage-class" not in h:
         raise s3e.InvalidRequest(SELF_COPY_MESSAGE)
     opts = put_options(s3, hdr.IntegritySpec(), with_body=False)
     try:
         version = await s3.service.copy_object(
-            src, s3.bucket, s3.key, opts, replace_metadata=directive == "REPLACE"
+            src, s3.bucket, s3.key, opts, replace_metadata=directive == "REPLACE",
+            replace_tags=tag_directive == "REPLACE",
         )
     except NotModified as exc:  # copy-source conditions answer 412, never 304
         raise s3e.PreconditionFailed() from exc
-    headers = hdr.version_headers(version.version_id, s3.is_versioned)
+    version = await _copy_acl(s3, version)
+    headers = hdr.version_headers(version.version_id, s3.versioning_enabled)
     if src.version_id:
         headers["x-amz-copy-source-version-id"] = src.version_id
     sums = [el(f"Checksum{algo}", value) for algo, value in version.checksums.items()]
@@ -221,6 +248,16 @@ async def copy_object(s3: S3Request) -> web.StreamResponse:
         el("LastModified", iso8601(version.last_modified)), el("ETag", quoted(version.etag)),
         *sums,
     ]), headers=headers)  # fmt: skip
+
+async def _copy_acl(s3: S3Request, version: ObjectVersion) -> ObjectVersion:
+    """A copy gets the ACL its request asks for (default: private), never the
+    source's, which a COPY metadata directive carried over with the headers."""
+    if version.headers.get(acl.OBJECT_ACL_HEADER) == s3.acl_headers.get(acl.OBJECT_ACL_HEADER):
+        return version
+    stored = {k: v for k, v in version.headers.items() if k != acl.OBJECT_ACL_HEADER}
+    stored.update(s3.acl_headers)
+    return await s3.service.put_object_headers(s3.bucket, s3.key, version.version_id, stored)
+
 
 HANDLERS: dict[S3Op, Handler] = {
     S3Op.PUT_OBJECT: put_object,

@@ -4,8 +4,10 @@ The form carries its own credentials, so the frontend hands the raw request here
 without header authentication. The fields before `file` are read (small, capped),
 the signature over the base64 policy is verified (SigV4: x-amz-algorithm,
 x-amz-credential, x-amz-date, x-amz-signature; SigV2: AWSAccessKeyId, signature),
-the signer must own the bucket, the policy (post_policy.py) must hold, and only
-then is the file streamed to the object service, never buffered whole.
+the signer (or, for an unsigned form, anyone) must be allowed to write the bucket
+(access.py), the policy (post_policy.py) must hold, and only then is the file
+streamed to the object service, never buffered whole. The form's acl field is
+the object's canned ACL.
 
 Rules (AWS's behaviour): fields after `file` are ignored; "${filename}" in key is
 the file's name; success_action_redirect answers 303 to it with bucket, key and
@@ -15,6 +17,7 @@ PostResponse XML; anything else is 204.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import time
 from collections.abc import AsyncIterator
@@ -22,13 +25,17 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 
 from kurastore.gateway.objects import checksums
 from kurastore.gateway.objects.api import BodyDigest, PutOptions
-from kurastore.gateway.s3 import _sigv2, _sigv4, post_policy
+from kurastore.gateway.s3 import _sigv2, _sigv4, access, acl, handlers_access, post_policy
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
+from kurastore.gateway.s3.auth import AuthResult, Principal
+from kurastore.gateway.s3.context import S3Request
+from kurastore.gateway.s3.routes import S3Op
 from kurastore.gateway.s3.xml import child_text, el, parse, quoted
 
 if TYPE_CHECKING:
@@ -61,8 +68,6 @@ async def post_object(
         )
     user_id = await _authenticate(fields, service, region)
     record = await service.get_bucket(bucket)
-    if record.owner != user_id:
-        raise s3e.AccessDenied()
     if file_part is None:
         raise s3e.IncorrectNumberOfFilesInPostRequest()
     key = key_template.replace("${filename}", file_part.filename or "")
@@ -71,11 +76,26 @@ async def post_object(
         raise s3e.InvalidArgument("User key must have a length greater than 0.")
     if len(key.encode()) > MAX_KEY_BYTES:
         raise s3e.KeyTooLongError()
-    policy = post_policy.decode(fields["policy"])
-    post_policy.evaluate(policy, {**fields, "key": key}, bucket, now)
-    version = await service.put_object(
-        bucket, key, _file_body(file_part, policy.length), _put_options(fields, user_id, policy)
+    s3 = S3Request(
+        request=request, service=service, op=S3Op.POST_OBJECT, bucket=bucket, key=key,
+        principal=Principal(user_id, "") if user_id is not None else None,
+        auth=AuthResult(None, ""), bucket_record=record, region=region, max_keys_limit=0,
+    )  # fmt: skip
+    await access.authorize(s3)  # as PutObject of this key: ACL WRITE or the policy
+    writer = s3.writer
+    grants = await handlers_access.request_acl(
+        s3, writer, record.owner, CIMultiDict({"x-amz-acl": fields["acl"]}) if "acl" in fields
+        else CIMultiDict(),
     )
+    if user_id is None and "policy" not in fields:  # an anonymous form needs no policy
+        policy = post_policy.Policy(expiration=now + 1)
+    else:
+        policy = post_policy.decode(fields.get("policy", ""))
+        post_policy.evaluate(policy, {**fields, "key": key}, bucket, now)
+    opts = _put_options(fields, writer, policy)
+    opts = dataclasses.replace(opts, headers={**opts.headers,
+                                              **acl.object_headers(grants, writer)})
+    version = await service.put_object(bucket, key, _file_body(file_part, policy.length), opts)
     return _answer(request, fields, bucket, key, version.etag,
                    version.version_id if record.versioning else "")
 
@@ -88,7 +108,8 @@ async def _read_fields(reader: MultipartReader) -> tuple[dict[str, str], BodyPar
     while True:
         try:
             part = await reader.next()
-        except (ValueError, AssertionError, RuntimeError):
+        # HttpProcessingError: a part's headers are cut off or malformed (InvalidHeader).
+        except (ValueError, AssertionError, RuntimeError, HttpProcessingError):
             raise s3e.MalformedPOSTRequest() from None
         if part is None:
             return fields, None
@@ -116,8 +137,11 @@ def _require(fields: dict[str, str], *names: str) -> None:
             )
 
 
-async def _authenticate(fields: dict[str, str], service: ObjectService, region: str) -> str:
-    """The user id of the signer of the policy; anonymous forms are refused."""
+async def _authenticate(
+    fields: dict[str, str], service: ObjectService, region: str
+) -> str | None:
+    """The user id of the signer of the policy; None for an unsigned (anonymous) form,
+    which then gets what the bucket grants everyone."""
     if "x-amz-signature" in fields or "x-amz-algorithm" in fields:
         _require(fields, "x-amz-algorithm", "x-amz-credential", "x-amz-date",
                  "x-amz-signature", "policy")
@@ -156,7 +180,7 @@ async def _authenticate(fields: dict[str, str], service: ObjectService, region: 
             raise s3e.SignatureDoesNotMatch(AWSAccessKeyId=access_key,
                                             StringToSign=fields["policy"])
         return user_id
-    raise s3e.AccessDenied()
+    return None
 
 
 async def _secret(service: ObjectService, access_key: str) -> tuple[str, str]:

@@ -112,17 +112,12 @@ def storage_class(headers: Headers) -> str:
 
 
 def check_unsupported(headers: Headers) -> None:
-    """Refuses what we would otherwise silently not do: server-side encryption and
-    ACLs other than the owner's full control."""
+    """Refuses what we would otherwise silently not do: server-side encryption.
+    (ACL headers are applied: acl.py.)"""
     if "x-amz-server-side-encryption" in headers or (
         "x-amz-server-side-encryption-customer-algorithm" in headers
     ):
         raise s3e.NotImplemented_("Server-side encryption is not implemented.")
-    acl = headers.get("x-amz-acl")
-    if acl is not None and acl not in ("private", "bucket-owner-full-control"):
-        raise s3e.NotImplemented_("Only the private canned ACL is supported.")
-    if any(name.lower().startswith("x-amz-grant-") for name in headers):
-        raise s3e.NotImplemented_("ACL grants are not supported.")
 
 
 def validate_tags(tags: Mapping[str, str], limit: int = MAX_OBJECT_TAGS) -> dict[str, str]:
@@ -352,6 +347,10 @@ def checksum_headers(sums: Mapping[str, str], checksum_type: str = "") -> dict[s
     return out
 
 
+# Stored headers under this prefix are the gateway's own (the object ACL): never sent.
+INTERNAL_PREFIX = "x-kurastore-"
+
+
 def object_headers(
     version: ObjectVersion, *, versioned: bool, with_checksums: bool
 ) -> dict[str, str]:
@@ -363,7 +362,8 @@ def object_headers(
         "Accept-Ranges": "bytes",
     }
     # Canonical case, so response-* overrides replace rather than duplicate them.
-    out.update({_canonical(name): value for name, value in version.headers.items()})
+    out.update({_canonical(name): value for name, value in version.headers.items()
+                if not name.startswith(INTERNAL_PREFIX)})
     out.update({META_PREFIX + name: value for name, value in version.user_meta.items()})
     out.update(version_headers(version.version_id, versioned))
     if version.tags:

@@ -41,8 +41,27 @@ class S3Op(enum.Enum):
     PUT_BUCKET_TAGGING = "PutBucketTagging"
     DELETE_BUCKET_TAGGING = "DeleteBucketTagging"
     GET_BUCKET_POLICY = "GetBucketPolicy"
+    PUT_BUCKET_POLICY = "PutBucketPolicy"
+    DELETE_BUCKET_POLICY = "DeleteBucketPolicy"
+    GET_BUCKET_POLICY_STATUS = "GetBucketPolicyStatus"
+    GET_PUBLIC_ACCESS_BLOCK = "GetPublicAccessBlock"
+    PUT_PUBLIC_ACCESS_BLOCK = "PutPublicAccessBlock"
+    DELETE_PUBLIC_ACCESS_BLOCK = "DeletePublicAccessBlock"
+    GET_BUCKET_OWNERSHIP_CONTROLS = "GetBucketOwnershipControls"
+    PUT_BUCKET_OWNERSHIP_CONTROLS = "PutBucketOwnershipControls"
+    DELETE_BUCKET_OWNERSHIP_CONTROLS = "DeleteBucketOwnershipControls"
     GET_BUCKET_CORS = "GetBucketCors"
+    PUT_BUCKET_CORS = "PutBucketCors"
+    DELETE_BUCKET_CORS = "DeleteBucketCors"
     GET_BUCKET_LIFECYCLE = "GetBucketLifecycleConfiguration"
+    PUT_BUCKET_LIFECYCLE = "PutBucketLifecycleConfiguration"
+    DELETE_BUCKET_LIFECYCLE = "DeleteBucketLifecycle"
+    GET_OBJECT_LOCK_CONFIG = "GetObjectLockConfiguration"
+    PUT_OBJECT_LOCK_CONFIG = "PutObjectLockConfiguration"
+    GET_OBJECT_RETENTION = "GetObjectRetention"
+    PUT_OBJECT_RETENTION = "PutObjectRetention"
+    GET_OBJECT_LEGAL_HOLD = "GetObjectLegalHold"
+    PUT_OBJECT_LEGAL_HOLD = "PutObjectLegalHold"
     GET_BUCKET_REQUEST_PAYMENT = "GetBucketRequestPayment"
     DELETE_OBJECTS = "DeleteObjects"
     PUT_OBJECT = "PutObject"
@@ -82,16 +101,33 @@ _BUCKET_GET = {
     "acl": S3Op.GET_BUCKET_ACL,
     "tagging": S3Op.GET_BUCKET_TAGGING,
     "policy": S3Op.GET_BUCKET_POLICY,
+    "policyStatus": S3Op.GET_BUCKET_POLICY_STATUS,
+    "publicAccessBlock": S3Op.GET_PUBLIC_ACCESS_BLOCK,
+    "ownershipControls": S3Op.GET_BUCKET_OWNERSHIP_CONTROLS,
     "cors": S3Op.GET_BUCKET_CORS,
     "lifecycle": S3Op.GET_BUCKET_LIFECYCLE,
+    "object-lock": S3Op.GET_OBJECT_LOCK_CONFIG,
     "requestPayment": S3Op.GET_BUCKET_REQUEST_PAYMENT,
 }
 _BUCKET_PUT = {
+    "policy": S3Op.PUT_BUCKET_POLICY,
+    "publicAccessBlock": S3Op.PUT_PUBLIC_ACCESS_BLOCK,
+    "ownershipControls": S3Op.PUT_BUCKET_OWNERSHIP_CONTROLS,
     "versioning": S3Op.PUT_BUCKET_VERSIONING,
     "acl": S3Op.PUT_BUCKET_ACL,
     "tagging": S3Op.PUT_BUCKET_TAGGING,
+    "cors": S3Op.PUT_BUCKET_CORS,
+    "lifecycle": S3Op.PUT_BUCKET_LIFECYCLE,
+    "object-lock": S3Op.PUT_OBJECT_LOCK_CONFIG,
 }
-_BUCKET_DELETE = {"tagging": S3Op.DELETE_BUCKET_TAGGING}
+_BUCKET_DELETE = {
+    "tagging": S3Op.DELETE_BUCKET_TAGGING,
+    "cors": S3Op.DELETE_BUCKET_CORS,
+    "lifecycle": S3Op.DELETE_BUCKET_LIFECYCLE,
+    "policy": S3Op.DELETE_BUCKET_POLICY,
+    "publicAccessBlock": S3Op.DELETE_PUBLIC_ACCESS_BLOCK,
+    "ownershipControls": S3Op.DELETE_BUCKET_OWNERSHIP_CONTROLS,
+}
 _BUCKET_SUBRESOURCES = frozenset(
     {
         "accelerate", "acl", "analytics", "cors", "encryption", "intelligent-tiering",
@@ -101,7 +137,11 @@ _BUCKET_SUBRESOURCES = frozenset(
         "tagging", "uploads", "versioning", "versions", "website",
     }
 )  # fmt: skip
-_OBJECT_SUBRESOURCES = frozenset({"legal-hold", "retention", "torrent", "renameObject"})
+_OBJECT_SUBRESOURCES = frozenset({"torrent", "renameObject"})
+_OBJECT_LOCK_GET = {"retention": S3Op.GET_OBJECT_RETENTION,
+                    "legal-hold": S3Op.GET_OBJECT_LEGAL_HOLD}
+_OBJECT_LOCK_PUT = {"retention": S3Op.PUT_OBJECT_RETENTION,
+                    "legal-hold": S3Op.PUT_OBJECT_LEGAL_HOLD}
 
 
 def classify(
@@ -191,6 +231,12 @@ def _bucket_op(method: str, query: Mapping[str, str]) -> S3Op:
 def _object_op(method: str, query: Mapping[str, str], headers: Mapping[str, str]) -> S3Op:
     if _has_any(query, _OBJECT_SUBRESOURCES):
         return S3Op.OBJECT_SUBRESOURCE
+    lock_ops = _OBJECT_LOCK_GET if method == "GET" else _OBJECT_LOCK_PUT
+    for name, op in lock_ops.items():
+        if name in query and method in ("GET", "PUT"):
+            return op
+    if "retention" in query or "legal-hold" in query:
+        return S3Op.UNKNOWN
     if method == "GET":
         if "uploadId" in query:
             return S3Op.LIST_PARTS

@@ -88,7 +88,8 @@ def parse(body: bytes, root: str) -> Element:
         raise MalformedXML()
     try:
         tree = SafeET.fromstring(body)
-    except (SafeET.ParseError, DefusedXmlException, ValueError) as exc:
+    # LookupError: an encoding Python does not know (<?xml encoding="ebcdic"?>).
+    except (SafeET.ParseError, DefusedXmlException, ValueError, LookupError) as exc:
         raise MalformedXML() from exc
     for node in tree.iter():
         if isinstance(node.tag, str) and "}" in node.tag:

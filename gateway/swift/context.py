@@ -34,6 +34,9 @@ class SwiftRequest:
     route: SwiftRoute
     user_id: str
     max_file_size: int = MAX_FILE_SIZE
+    # An anonymous read let in by a container's X-Container-Read (.r:*): every
+    # container it touches (segments too) must grant it as well.
+    public_read: bool = False
 
     @property
     def query(self) -> MultiDictProxy[str]:
@@ -58,9 +61,13 @@ class SwiftRequest:
     async def own_bucket(self, name: str) -> BucketRecord:
         """The container `name` of this account: NotFound, or Forbidden when the
         name is taken by another account."""
-        record = await self.service.get_bucket(name)
+        # POST and PUT may rewrite the container's metadata: start from the stored one.
+        fresh = self.request.method in ("POST", "PUT") and not self.obj
+        record = await self.service.get_bucket(name, fresh=fresh)
         if record.owner != self.user_id:
             raise swe.Forbidden()
+        if self.public_read and not public_readable(record, listing=False):
+            raise swe.Unauthorized()
         return record
 
     def require_length(self) -> int | None:
@@ -100,6 +107,14 @@ class SwiftRequest:
 def swift_settings(record: BucketRecord) -> dict[str, Any]:
     """The Swift part of a bucket's settings (container metadata, ACLs, flags)."""
     return dict(record.settings.get(SETTINGS_KEY) or {})
+
+
+def public_readable(record: BucketRecord, *, listing: bool) -> bool:
+    """Does the container's read ACL let anyone in (".r:*"; listings also need
+    ".rlistings")? Referrer-restricted grants (.r:<host>) are not honoured: a
+    Referer header proves nothing."""
+    items = {item.strip() for item in str(swift_settings(record).get("read", "")).split(",")}
+    return ".r:*" in items and (not listing or ".rlistings" in items)
 
 
 def with_swift_settings(record: BucketRecord, swift: dict[str, Any]) -> dict[str, Any]:

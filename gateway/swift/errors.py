@@ -54,6 +54,9 @@ MethodNotAllowed = _error("MethodNotAllowed", 405, "Method Not Allowed",
                           "The method is not allowed for this resource.")
 Conflict = _error("Conflict", 409, "Conflict",
                   "There was a conflict when trying to complete your request.")
+RequestTimeout = _error("RequestTimeout", 408, "Request Timeout",
+                        "The client did not produce a request within the time that the "
+                        "server was prepared to wait.")
 LengthRequired = _error("LengthRequired", 411, "Length Required", "Length Required")
 PreconditionFailed = _error("PreconditionFailed", 412, "Precondition Failed",
                             "A precondition for this request was not satisfied.")

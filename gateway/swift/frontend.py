@@ -10,7 +10,9 @@ answers with `render_swift_error`, the only place an exception becomes a
 Swift error answer.
 
 Rules: a missing, forged or expired token is a 401; a token for another
-account is a 403; a deleted user's tokens stop working at once.
+account is a 403; a deleted user's tokens stop working at once. A request
+without a token may GET/HEAD objects of a container whose X-Container-Read has
+".r:*" (and list it with ".rlistings"); every container it reaches must grant it.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from kurastore.gateway.swift import handlers_container as container
 from kurastore.gateway.swift import handlers_object as objects
 from kurastore.gateway.swift import headers as hdr
 from kurastore.gateway.swift.auth import Authenticator, TempAuth, TokenSigner
-from kurastore.gateway.swift.context import Handler, SwiftRequest
+from kurastore.gateway.swift.context import Handler, SwiftRequest, public_readable
 from kurastore.gateway.swift.info import handle_healthcheck, handle_info
 from kurastore.gateway.swift.routes import (
     ACCOUNT_PREFIX,
     SwiftOp,
+    SwiftRoute,
     classify,
     is_swift_request,
     user_id_of,
@@ -93,13 +96,32 @@ class SwiftFrontend:
             return await handle_healthcheck(request)
         if route.op is SwiftOp.INVALID_PATH:
             raise swe.PreconditionFailed("Invalid path")
-        user_id = await self._authorize(request, route.account)
+        public = await self._public_read(request, route)
+        user_id = user_id_of(route.account) if public else await self._authorize(
+            request, route.account
+        )
         handler = HANDLERS.get(route.op)
         if handler is None:
             raise swe.MethodNotAllowed()
         sw = SwiftRequest(request=request, service=self._service, route=route, user_id=user_id,
-                          max_file_size=self._max_file_size)
+                          max_file_size=self._max_file_size, public_read=public)
         return await handler(sw)
+
+    async def _public_read(self, request: web.Request, route: SwiftRoute) -> bool:
+        """A request without a token may read an object of a container whose
+        X-Container-Read has ".r:*", and list it with ".rlistings" as well."""
+        if request.headers.get("X-Auth-Token") or request.headers.get("X-Storage-Token"):
+            return False
+        listing = route.op in (SwiftOp.GET_CONTAINER, SwiftOp.HEAD_CONTAINER)
+        if not (listing or route.op in (SwiftOp.GET_OBJECT, SwiftOp.HEAD_OBJECT)):
+            return False
+        try:
+            record = await self._service.get_bucket(route.container)
+        except dom.BucketNotFound:
+            return False
+        return record.owner == user_id_of(route.account) and public_readable(
+            record, listing=listing
+        )
 
     async def _authorize(self, request: web.Request, account: str) -> str:
         token = request.headers.get("X-Auth-Token") or request.headers.get("X-Storage-Token")

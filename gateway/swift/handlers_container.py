@@ -4,8 +4,9 @@ listing), POST (metadata), DELETE (409 when not empty).
 A container is a bucket owned by the account's user. Its Swift metadata
 (X-Container-Meta-*, X-Container-Read, X-Container-Write) lives in the Swift
 part of BucketRecord.settings; other settings (S3 tagging...) are kept as they
-are. The read/write ACLs are stored and returned; access stays limited to the
-account's own token.
+are. The read/write ACLs are stored and returned; X-Container-Read ".r:*"
+(".rlistings" for listings) opens reads to requests without a token (frontend);
+everything else stays limited to the account's own token.
 """
 
 from __future__ import annotations

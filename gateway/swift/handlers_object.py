@@ -63,6 +63,9 @@ def etag_check(expected: str | None) -> BodyCheck | None:
 
 async def mark_expiring(sw: SwiftRequest, record: BucketRecord) -> None:
     """Tell the expiry worker this container holds objects with X-Delete-At."""
+    if swift_settings(record).get("expiring"):
+        return
+    record = await sw.service.get_bucket(record.name, fresh=True)  # rewritten whole below
     swift = swift_settings(record)
     if not swift.get("expiring"):
         swift["expiring"] = True
@@ -281,8 +284,10 @@ async def copy_object(sw: SwiftRequest) -> web.StreamResponse:
         else lo.Content(source, source.size, source.etag)
     opts = await put_options(sw, record)
     fresh = sw.headers.get("X-Fresh-Metadata", "").lower() in ("true", "1", "yes")
+    # A copy never inherits the source's S3 ACL (kept under x-kurastore-*): it is private.
     headers = dict(opts.headers) if fresh else {**{
-        k: v for k, v in source.headers.items() if k not in MARKERS}, **opts.headers}
+        k: v for k, v in source.headers.items()
+        if k not in MARKERS and not k.startswith("x-kurastore-")}, **opts.headers}
     if content.segments is None:  # a manifest copied as a manifest keeps its markers
         headers.update({k: v for k, v in source.headers.items() if k in MARKERS})
     opts = dataclasses.replace(

@@ -192,7 +192,7 @@ async def _read(service: ObjectService, bucket: str, key: str, etag: str, first:
 def parse_slo_manifest(raw: bytes) -> list[dict[str, Any]]:
     try:
         items = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise swe.BadRequest("Manifest must be valid JSON.\n") from None
     if not isinstance(items, list) or not items:
         raise swe.BadRequest("Manifest must be a list of segments.\n")

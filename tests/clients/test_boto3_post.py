@@ -233,7 +233,13 @@ def test_acl_field(s3, v4, bucket: str) -> None:
                                       Conditions=[["starts-with", "$acl", ""]])
     status, _, body = post_form(post["url"], post["fields"], "acl.txt", b"a")
     assert status == 204, body
+    assert s3.get_object_acl(Bucket=bucket, Key="acl.txt")["Grants"][0]["Permission"] == (
+        "FULL_CONTROL"
+    )
     status, _, body = post_form(post["url"], {**post["fields"], "acl": "public-read"},
                                 "acl.txt", b"b")
-    assert (status, error(body)[0]) == (501, "NotImplemented")  # no public objects yet
-    assert s3.get_object(Bucket=bucket, Key="acl.txt")["Body"].read() == b"a"
+    assert status == 204, body
+    grants = s3.get_object_acl(Bucket=bucket, Key="acl.txt")["Grants"]
+    assert {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"},
+            "Permission": "READ"} in grants
+    assert s3.get_object(Bucket=bucket, Key="acl.txt")["Body"].read() == b"b"

@@ -23,6 +23,7 @@ from support.s3_stack import REGION, Server, serve_s3_stack
 MiB = 1 << 20
 ALICE = ("AKALICE0000000000001", "alice-secret-alice-secret-alice-secret00")
 BOB = ("AKBOB000000000000002", "bob-secret-bob-secret-bob-secret-bob-0000")
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
 @pytest.fixture(scope="module")
@@ -365,10 +366,11 @@ def test_acls_and_attributes(server, s3, bucket):
     assert acl["Owner"] == alice
     assert acl["Grants"] == [{"Grantee": {**alice, "Type": "CanonicalUser"},
                               "Permission": "FULL_CONTROL"}]
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read")
+    grants = s3.get_bucket_acl(Bucket=bucket)["Grants"]
+    assert grants[0] == {"Grantee": {"Type": "Group", "URI": ALL_USERS}, "Permission": "READ"}
     s3.put_bucket_acl(Bucket=bucket, ACL="private")
-    with pytest.raises(ClientError) as err:
-        s3.put_bucket_acl(Bucket=bucket, ACL="public-read")
-    assert code_of(err) == "NotImplemented" and status_of(err) == 501
+    assert len(s3.get_bucket_acl(Bucket=bucket)["Grants"]) == 1
     s3.put_object(Bucket=bucket, Key="o", Body=b"12345", ACL="private")
     assert s3.get_object_acl(Bucket=bucket, Key="o")["Owner"] == alice
     s3.put_object_acl(Bucket=bucket, Key="o", ACL="private")
@@ -381,8 +383,7 @@ def test_acls_and_attributes(server, s3, bucket):
 def test_unsupported_operations_are_not_implemented(s3, bucket):
     for call in (
         lambda: s3.get_bucket_encryption(Bucket=bucket),
-        lambda: s3.put_bucket_policy(Bucket=bucket, Policy="{}"),
-        lambda: s3.get_object_lock_configuration(Bucket=bucket),
+        lambda: s3.get_bucket_website(Bucket=bucket),
     ):
         with pytest.raises(ClientError) as err:
             call()
