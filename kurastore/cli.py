@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from kurastore.logs import setup_logging
-from kurastore.process import tune_malloc
+from kurastore.process import raise_open_files_limit, tune_malloc
 
 
 def _parse_listen(value: str) -> tuple[str, int]:
@@ -48,8 +48,14 @@ def _server(args: argparse.Namespace) -> int:
         heal_rate_bytes_s=args.heal_rate, scrub_rate_bytes_s=args.scrub_rate,
         scrub_interval_s=args.scrub_interval,
         rebalance_rate_bytes_s=args.rebalance_rate, rebalance_grace_s=args.rebalance_grace,
+        orphan_grace_s=args.orphan_grace, lifecycle_day_s=args.lifecycle_day,
+        max_in_flight_requests=args.max_in_flight, max_queued_requests=args.max_queued,
+        queue_wait_s=args.queue_wait, idle_timeout_s=args.idle_timeout,
+        client_timeout_s=args.client_timeout, min_body_rate_bytes_s=args.min_body_rate,
     )
     dsn = _metadata_dsn(args)
+    if dsn and dsn.startswith("sqlite://"):
+        raise SystemExit("kurastore server: its SQLite metadata lives in --data")
     if dsn:
         opts = dataclasses.replace(opts, metadata_dsn=dsn)
     try:
@@ -77,10 +83,10 @@ def _gateway(args: argparse.Namespace) -> int:
         run_gateway,
     )
 
-    dsn = _metadata_dsn(args)
+    dsn = f"sqlite://{Path(args.sqlite).absolute()}" if args.sqlite else _metadata_dsn(args)
     if not dsn:
-        raise SystemExit("kurastore gateway: give --metadata, --metadata-file or "
-                         "KURASTORE_METADATA_DSN (a postgresql:// DSN)")
+        raise SystemExit("kurastore gateway: give --metadata, --metadata-file, --sqlite or "
+                         "KURASTORE_METADATA_DSN (postgresql://... or sqlite:///path)")
     try:
         secret = read_secret(args.cluster_secret_file, "KURASTORE_CLUSTER_SECRET", os.environ)
         key = read_metadata_key(args.metadata_key_file, os.environ)
@@ -90,9 +96,29 @@ def _gateway(args: argparse.Namespace) -> int:
     opts = GatewayOptions(
         metadata_dsn=dsn, cluster_secret=secret, metadata_key=key, host=host, port=port,
         region=args.region, domain=args.domain, erasure=args.erasure,
+        root_keys=_root_keys(), rebalance_rate_bytes_s=args.rebalance_rate,
+        rebalance_grace_s=args.rebalance_grace,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_gateway(opts))
+    return 0
+
+
+def _root_keys() -> tuple[str, str] | None:
+    """Root's key for a gateway on a fresh store (the operator's admin Secret)."""
+    access = os.environ.get("KURASTORE_ACCESS_KEY", "").strip()
+    secret = os.environ.get("KURASTORE_SECRET_KEY", "").strip()
+    return (access, secret) if access and secret else None
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from kurastore.operator.controller import OperatorOptions, run_operator
+
+    opts = OperatorOptions(namespace=args.namespace, pod_address=args.pod_address,
+                           resync_s=args.resync, leader_election=not args.no_leader_election,
+                           lease_namespace=args.lease_namespace)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_operator(opts))
     return 0
 
 
@@ -109,6 +135,22 @@ def _add_metadata_args(p: argparse.ArgumentParser) -> None:
                         "(also KURASTORE_METADATA_DSN)")
     p.add_argument("--metadata-file", default=None, metavar="PATH",
                    help="read the metadata DSN from this file (a mounted Secret)")
+
+
+def _add_load_args(p: argparse.ArgumentParser) -> None:
+    """Overload and slow-client settings (gateway/admission.py); None: the defaults."""
+    p.add_argument("--max-in-flight", type=int, default=None, metavar="N",
+                   help="S3/Swift requests served at once (default 256)")
+    p.add_argument("--max-queued", type=int, default=None, metavar="N",
+                   help="requests waiting for a slot; beyond: 503 SlowDown (default 1024)")
+    p.add_argument("--queue-wait", type=float, default=None, metavar="SECONDS",
+                   help="how long a request may wait for a slot (default 2)")
+    p.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
+                   help="idle keep-alive connections are closed after this (default 30)")
+    p.add_argument("--client-timeout", type=float, default=None, metavar="SECONDS",
+                   help="window for a too slow body or a client not reading (default 30)")
+    p.add_argument("--min-body-rate", type=_parse_rate, default=None, metavar="BYTES/S",
+                   help="slower request bodies are cut off, RequestTimeout (default 4K)")
 
 
 def _pod(argv: list[str]) -> int:
@@ -210,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pod bytes per second the rebalancer may move, e.g. 32M (0: unlimited)")
     srv.add_argument("--rebalance-grace", type=float, default=None, metavar="SECONDS",
                      help="how long moved shards' old copies are kept (default 300)")
+    srv.add_argument("--orphan-grace", type=float, default=None, metavar="SECONDS",
+                     help="unreferenced shards younger than this are left (default 3600)")
+    srv.add_argument("--lifecycle-day", type=float, default=None, metavar="SECONDS",
+                     help="length of a day for S3 lifecycle rules (default 86400; shorter "
+                          "only to try rules out)")
+    _add_load_args(srv)
     _add_metadata_args(srv)
 
     gw = sub.add_parser("gateway", help="run one gateway on shared PostgreSQL metadata")
@@ -226,6 +274,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="domain for virtual-host-style buckets (<bucket>.<domain>)")
     gw.add_argument("--erasure", type=_parse_erasure, default=None, metavar="K+M",
                     help="erasure code for new writes (default: from the placement map)")
+    gw.add_argument("--sqlite", default=None, metavar="PATH",
+                    help="embedded SQLite metadata in this file (one gateway only)")
+    gw.add_argument("--rebalance-rate", type=_parse_rate, default=None, metavar="BYTES/S",
+                    help="pod bytes per second the rebalancer may move (0: unlimited)")
+    gw.add_argument("--rebalance-grace", type=float, default=None, metavar="SECONDS",
+                    help="how long moved shards' old copies are kept (default 300)")
+
+    op = sub.add_parser("operator", help="reconcile ObjectStore resources on Kubernetes "
+                        "(in-cluster config or KUBECONFIG)")
+    op.add_argument("--namespace", default=os.environ.get("KURASTORE_WATCH_NAMESPACE") or None,
+                    help="watch one namespace (default: all)")
+    op.add_argument("--pod-address", choices=["dns", "ip"], default=None,
+                    help="register pods by DNS name or pod IP (default: the spec's podAddress)")
+    op.add_argument("--resync", type=float, default=30.0, metavar="SECONDS",
+                    help="reconcile every store at least this often (default 30)")
+    op.add_argument("--no-leader-election", action="store_true",
+                    help="skip the coordination.k8s.io Lease (one replica only)")
+    op.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
+                    help="namespace of the leader Lease (default $POD_NAMESPACE or default)")
 
     sub.add_parser("pod", help="run one storage pod (see kurastore pod --help)", add_help=False)
 
@@ -270,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     tune_malloc()
+    raise_open_files_limit()
     if argv[:1] == ["pod"]:
         setup_logging(os.environ.get("KURASTORE_LOG_LEVEL", "INFO"))
         return _pod(argv[1:])
@@ -281,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         return _admin(args)
     if args.command == "gateway":
         return _gateway(args)
+    if args.command == "operator":
+        return _operator(args)
     return 2
 
 

@@ -1,7 +1,12 @@
 """`kurastore gateway`: one gateway process (S3, Swift, admin API, and the maintenance
 workers while it holds the lease) on shared PostgreSQL metadata, with no pods of
 its own: the pods' URLs come from the pod registry in the metadata. Run N of them
-behind one Service.
+behind one Service. With `--sqlite PATH` (or `--metadata sqlite:///PATH`) it runs alone on an
+embedded SQLite file (the operator's single-gateway stores).
+
+Root credentials: when KURASTORE_ACCESS_KEY and KURASTORE_SECRET_KEY are set, the
+gateway makes sure the admin user `root` has that key before serving (the operator
+hands them in from its admin Secret), so the admin API works on a fresh store.
 
 Secrets come from files or the environment, never from the command line, so that a
 Kubernetes Secret can supply them as a mounted file or a variable:
@@ -50,8 +55,9 @@ def resolve_dsn(
         dsn = environ.get("KURASTORE_METADATA_DSN", "").strip()
     if not dsn:
         return None
-    if not dsn.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("the metadata DSN must start with postgresql:// (PostgreSQL)")
+    if not dsn.startswith(("postgresql://", "postgres://", "sqlite://")):
+        raise ConfigError("the metadata DSN must start with postgresql:// (PostgreSQL) "
+                          "or sqlite:// (one gateway)")
     return dsn
 
 
@@ -89,6 +95,47 @@ class GatewayOptions:
     domain: str | None = None
     erasure: tuple[int, int] | None = None  # None: from the placement map's width
     lease_ttl_s: float = 15.0
+    root_keys: tuple[str, str] | None = None  # (access, secret) of the admin user root
+    rebalance_rate_bytes_s: float | None = None
+    rebalance_grace_s: float | None = None
+
+
+def sqlite_path(dsn: str) -> str | None:
+    """The file of a sqlite:///path DSN (None for PostgreSQL)."""
+    return dsn.removeprefix("sqlite://") if dsn.startswith("sqlite://") else None
+
+
+async def ensure_root(config: GatewayConfig, access_key: str, secret_key: str) -> None:
+    """The admin user root with this key, created if missing (several gateways may race:
+    the loser finds what the winner made)."""
+    import time
+
+    from kurastore.metadata import (
+        AccessKey,
+        AccessKeyNotFound,
+        UserExists,
+        UserNotFound,
+        UserRecord,
+    )
+
+    root_id = "0" * 63 + "1"  # the same id `kurastore server` gives root
+    store = await open_metadata(config)
+    try:
+        try:
+            await store.get_user(root_id)
+        except UserNotFound:
+            with contextlib.suppress(UserExists):
+                await store.create_user(UserRecord(root_id, "root", time.time(), is_admin=True))
+        try:
+            found = await store.get_access_key(access_key)
+            if found.secret_key == secret_key:
+                return
+            await store.delete_access_key(access_key)
+        except AccessKeyNotFound:
+            pass
+        await store.create_access_key(AccessKey(access_key, secret_key, root_id, time.time()))
+    finally:
+        await store.close()
 
 
 async def _erasure_of_cluster(config: GatewayConfig) -> tuple[int, int]:
@@ -108,11 +155,21 @@ async def _erasure_of_cluster(config: GatewayConfig) -> tuple[int, int]:
 
 
 async def run_gateway(opts: GatewayOptions, *, ready: asyncio.Event | None = None) -> None:
+    path = sqlite_path(opts.metadata_dsn)
+    repair = {name: value for name, value in (
+        ("rebalance_rate_bytes_s", opts.rebalance_rate_bytes_s),
+        ("rebalance_grace_s", opts.rebalance_grace_s)) if value is not None}
     config = GatewayConfig(
-        listen_host=opts.host, listen_port=opts.port, metadata_dsn=opts.metadata_dsn,
+        listen_host=opts.host, listen_port=opts.port,
+        metadata_dsn=None if path else opts.metadata_dsn,
+        metadata_path=path or "metadata.db",
         cluster_secret=opts.cluster_secret, metadata_key=opts.metadata_key,
-        region=opts.region, domain=opts.domain, lease_ttl_s=opts.lease_ttl_s,
+        region=opts.region, domain=opts.domain, lease_ttl_s=opts.lease_ttl_s, **repair,
     )
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if opts.root_keys:
+        await ensure_root(config, *opts.root_keys)
     k, m = opts.erasure or await _erasure_of_cluster(config)
     config = dataclasses.replace(config, k=k, m=m)
     runner = web.AppRunner(build_gateway_app(config), access_log=None, auto_decompress=False)
@@ -121,7 +178,8 @@ async def run_gateway(opts: GatewayOptions, *, ready: asyncio.Event | None = Non
         site = web.TCPSite(runner, opts.host, opts.port, backlog=1024)
         await site.start()
         print(f"kurastore gateway on http://{opts.host}:{opts.port} "
-              f"(erasure {k}+{m}, metadata on PostgreSQL)", flush=True)
+              f"(erasure {k}+{m}, metadata on {'SQLite' if path else 'PostgreSQL'})",
+              flush=True)
         if ready is not None:
             ready.set()
         stop = asyncio.Event()

@@ -70,14 +70,31 @@ class ServerOptions:
     scrub_interval_s: float | None = None
     rebalance_rate_bytes_s: float | None = None
     rebalance_grace_s: float | None = None
+    orphan_grace_s: float | None = None  # an unreferenced shard younger than this is left
+    lifecycle_day_s: float | None = None  # a shorter lifecycle "day", to try rules out
     # PostgreSQL metadata (postgresql://...) instead of <data>/metadata.db: then more
     # gateways (`kurastore gateway`) can share the pods and the metadata.
     metadata_dsn: str | None = None
+    # Overload and slow clients (gateway/admission.py; None: GatewayConfig's defaults).
+    max_in_flight_requests: int | None = None
+    max_queued_requests: int | None = None
+    queue_wait_s: float | None = None
+    idle_timeout_s: float | None = None
+    client_timeout_s: float | None = None
+    min_body_rate_bytes_s: float | None = None
+
+    def load_settings(self) -> dict[str, float]:
+        """The overload and slow-client settings given, as GatewayConfig keyword arguments."""
+        names = ("max_in_flight_requests", "max_queued_requests", "queue_wait_s",
+                 "idle_timeout_s", "client_timeout_s", "min_body_rate_bytes_s")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
     def repair_settings(self) -> dict[str, float]:
-        """The self-repair settings given, as GatewayConfig keyword arguments."""
+        """The maintenance settings given (self-repair, lifecycle), as GatewayConfig
+        keyword arguments."""
         names = ("heal_rate_bytes_s", "scrub_rate_bytes_s", "scrub_interval_s",
-                 "rebalance_rate_bytes_s", "rebalance_grace_s")
+                 "rebalance_rate_bytes_s", "rebalance_grace_s", "orphan_grace_s",
+                 "lifecycle_day_s")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
@@ -145,6 +162,7 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
         k=k,
         m=m,
         **opts.repair_settings(),
+        **opts.load_settings(),
     )
 
     ids = pod_ids(opts.pods) + await _added_pods(config, opts.pods)

@@ -76,8 +76,14 @@ async def _pod(store: Store, pod_id: str) -> PodRecord:
 
 
 async def drain_pod(store: Store, pod_id: str, width: int) -> PlacementMap:
-    """Marks the pod draining: a new epoch in which it holds nothing."""
+    """Marks the pod draining: a new epoch in which it holds nothing. Refused when fewer
+    than `width` (k+m) pods would be left to hold the data (as the operator refuses)."""
     pod = await _pod(store, pod_id)
+    left = [p for p in await store.list_pods()
+            if p.state == "active" and p.weight > 0 and p.pod_id != pod_id]
+    if pod.state == "active" and len(left) < width:
+        raise PodRefused(409, f"draining {pod_id} would leave {len(left)} pods, fewer than "
+                              f"k+m = {width}: add a pod first")
     return await publish_pods(store, [replace(pod, state="draining")], width)
 
 

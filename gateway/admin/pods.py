@@ -82,6 +82,8 @@ async def list_pods(request: web.Request) -> web.Response:
     await _authenticate(request)
     service = request.app[SERVICE]
     await service.topology.ensure_fresh()
+    if not service.topology.has_map:  # a fresh store: nothing registered yet
+        return web.json_response({"epoch": None, "pods": []})
     current = service.topology.current
     views = await cluster.pod_views(service.store, current, _waiting_copies(request),
                                     _shard_count(request))
