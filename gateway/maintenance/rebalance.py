@@ -45,7 +45,7 @@ from kurastore.gateway.maintenance.throttle import RateMeter, Throttle
 from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.executor import CpuPool
 from kurastore.gateway.objects.health import PodHealth
-from kurastore.gateway.objects.topology import Topology
+from kurastore.gateway.objects.topology import NoPlacementMap, Topology
 from kurastore.metadata import REMOVED_VERSION_GRACE_S, PinnedPart, Store
 from kurastore.placement import PlacementMap
 from kurastore.storage import PodError, ShardExists, ShardId
@@ -167,6 +167,8 @@ class Rebalancer:
                 moved = await self.rebalance_once()
             except asyncio.CancelledError:
                 raise
+            except NoPlacementMap:
+                pass  # a gateway waiting for its first pods: nothing to move yet
             except Exception as exc:
                 self.progress.last_error = repr(exc)[:200]
                 log.exception("rebalance pass failed")
