@@ -16,6 +16,9 @@ Rules:
 - Old copies are deleted shard by shard (only the slots that moved): a
   collector ShardRef deletes every slot of a map, including the slots that kept
   their pod and serve epoch E.
+- A copy moved onto a pod is never an old copy there any more: when a slot moves
+  back to a pod whose old copy still waits out its grace (scale out, then in), the
+  copy is verified and kept as the new home, and leaves the list of old copies.
 - A copy is a ranged read from the old pod streamed into the new pod; a copy
   that cannot be read (old pod down, shard missing) or that the new pod finds
   corrupt (verify_shard) is rebuilt from k other blocks by rebuild.py.
@@ -304,7 +307,17 @@ class Rebalancer:
                 failed.append(slot)
         if failed:
             await self._rebuild(part, after, failed)
+        self._now_home({(after[s], _shard(part, s)) for s in slots})
         return [OldCopy(0.0, before[s], part.partition, _shard(part, s)) for s in slots]
+
+    def _now_home(self, homes: set[tuple[str, ShardId]]) -> None:
+        """Forgets the old copies (pod id, shard) that a move just made homes again: a
+        slot moving back to a pod within the grace (6 -> 8 -> 6 pods) reuses the copy still
+        there, which must then outlive the grace of the move that left it."""
+        kept = [c for c in self._old_copies if (c.pod_id, c.shard) not in homes]
+        if len(kept) != len(self._old_copies):
+            self._old_copies = kept
+            self.progress.old_copies_waiting = len(kept)
 
     def _url(self, pod_id: str) -> str:
         url = self._topology.url_of(pod_id)

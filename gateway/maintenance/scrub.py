@@ -22,6 +22,10 @@ Rules:
   listed the pods' partitions (list_partitions, once per pass): a version's
   last_modified is set after every pod stored its shard, so a later record's
   shards may have landed in a partition the listing did not show yet.
+- A pinned block the listing did not show is asked for on its pod before it is called
+  missing: the rebalancer may have copied it there and re-pinned its record after the
+  listing (a pass overlapping a move would otherwise count, and queue, the blocks of
+  every partition re-pinned meanwhile as missing on the new epoch's pods).
 - A pod that does not answer is skipped for the pass (its blocks count as not
   healthy for durability, and nothing is queued for them); the pass then does
   not count as a full scrub of that pod.
@@ -41,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kurastore.erasure import ErasureParams
 from kurastore.gateway.maintenance.durability import Durability, DurabilityTally
 from kurastore.gateway.maintenance.misplaced import find_misplaced
 from kurastore.gateway.maintenance.pods import MaintenancePods, call
@@ -309,25 +314,30 @@ class Scrubber:
         shard = ShardId(part.object_id, part.shard_tag, index)
         info = shards.get(shard.name)
         record = self.progress.pod(pod_id)
-        if info is None:
-            record.missing += 1
-            return "missing"
+        # Not listed: asked for on its pod now (see rules, a re-pin after the listing); a
+        # missing shard costs the pod no read, so it is paid for only once found.
+        size = info.size if info is not None else _shard_size(part)
         async with limit:
-            await self._throttle.take(info.size)
+            await self._throttle.take(size if info is not None else 0)
             url = self._topology.url_of(pod_id)
             try:
                 if url is None:
                     raise PodError(f"pod {pod_id} has no URL")
-                result = await call(self._pods.verify_shard(url, info.partition, shard),
+                result = await call(self._pods.verify_shard(url, part.partition, shard),
                                     self.settings.pod_timeout_s, url)
             except ShardNotFound:
+                if info is None:
+                    record.missing += 1
+                    return "missing"
                 return "unknown"  # deleted since the listing: its record is going too
             except PodError as exc:
                 self._pod_failed(pod_id, exc)
                 return "unknown"
+        if info is None:
+            await self._throttle.take(size)
         record.shards_checked += 1
-        record.bytes_checked += info.size
-        self.progress.meter.add(info.size)
+        record.bytes_checked += size
+        self.progress.meter.add(size)
         if result.ok:
             return "healthy"
         record.corrupt += 1
@@ -405,3 +415,9 @@ class Scrubber:
             if partition < pmap.partition_count and pod_id in pmap.pods_for(partition):
                 return pmap
         return None
+
+
+def _shard_size(part: PinnedPart) -> int:
+    if part.size < 0:
+        return 0
+    return ErasureParams(part.k, part.m, part.block_size).shard_size(part.size)

@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from support.fakes import InMemoryPods, body_of
@@ -20,6 +21,7 @@ from kurastore.gateway.maintenance.rebalance import (
     RebalanceSettings,
     moved_slots,
 )
+from kurastore.gateway.maintenance.scrub import Scrubber, ScrubSettings
 from kurastore.gateway.objects.api import PutOptions
 from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.service import ObjectService
@@ -27,7 +29,7 @@ from kurastore.gateway.objects.topology import Topology
 from kurastore.metadata import EpochRetired
 from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.placement import PlacementMap, PodSpec, build_map
-from kurastore.storage import ShardId
+from kurastore.storage import ShardId, ShardInfo
 
 KiB = 1 << 10
 BITS = 8  # 256 partitions: enough for the moved share to be close to the ideal
@@ -84,7 +86,7 @@ class Scale:
 @pytest.fixture
 async def scale(tmp_path) -> AsyncIterator[Scale]:
     store = await SQLiteStore.open(str(tmp_path / "meta.db"), secret_key=b"k" * 32)
-    pods = InMemoryPods(7)  # pod-6 joins later
+    pods = InMemoryPods(8)  # pod-6 (and pod-7) join later
     config = ObjectConfig(stripe_size=64 * KiB, inline_threshold_bytes=1 * KiB,
                           pod_timeout_s=2.0)
     records = pods.records()[:6]
@@ -280,3 +282,63 @@ async def test_crash_before_repin_resumes_without_copying_again(scale: Scale) ->
         restarted.close()
     await scale.check_placed()
     await scale.read_all()
+
+
+async def test_scale_in_within_the_grace_keeps_copies_that_became_homes(scale: Scale) -> None:
+    """6 -> 8 -> 6 pods, the drain published before the first move's grace is over: slots
+    go back to the pods they left, whose old copies are still there. Once every grace is
+    over, every block is still on the pod its record's epoch names."""
+    total = scale.shard_count()
+    six = {f"pod-{i}": 1.0 for i in range(6)}
+    await scale.publish({**six, "pod-6": 1.0, "pod-7": 1.0})
+    await rebalance_while_reading(scale)
+    out = scale.rebalancer.progress.shards_moved
+    assert out > 0 and scale.rebalancer.progress.old_copies_waiting == out
+
+    drained = await scale.publish({**six, "pod-6": 0.0, "pod-7": 0.0})
+    await rebalance_while_reading(scale)
+    assert await scale.store.epochs_in_use() == {drained.epoch}
+    await scale.rebalancer.delete_old_copies(now=time.time() + GRACE_S + 1)
+    await scale.rebalancer.delete_old_copies(now=1e12)
+    assert scale.rebalancer.progress.old_copies_waiting == 0
+    assert scale.shard_count("pod-6") == scale.shard_count("pod-7") == 0
+    await scale.check_placed()
+    assert scale.shard_count() == total
+    await scale.read_all()
+
+
+class MovedAfterListing:
+    """The in-memory pods, with the rebalancer running a whole pass right after a
+    scrubber listed which partitions every pod holds (a scrub overlapping a move)."""
+
+    def __init__(self, scale: Scale) -> None:
+        self._scale = scale
+        self._moved = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._scale.pods, name)
+
+    async def list_partition(self, url: str, partition: int) -> list[ShardInfo]:
+        if not self._moved:
+            self._moved = True
+            while not (await self._scale.rebalancer.rebalance_once() == 0
+                       and self._scale.rebalancer.progress.done):
+                pass
+        return await self._scale.pods.list_partition(url, partition)
+
+
+async def test_scrub_overlapping_a_move_counts_blocks_where_their_records_say(
+    scale: Scale,
+) -> None:
+    await scale.publish({f"pod-{i}": 1.0 for i in range(8)})
+    pods: Any = MovedAfterListing(scale)
+    scrubber = Scrubber(scale.store, pods, scale.topology, ScrubSettings(rate_bytes_s=0),
+                        keep=scale.rebalancer.holds_old_copy)
+
+    durability = await scrubber.scrub_pass()
+
+    assert scale.rebalancer.progress.shards_moved > 0  # the move did happen mid-pass
+    assert durability.objects == {6: len(scale.objects)}
+    assert await scale.store.heal_queue_length() == 0
+    assert scrubber.progress.pod("pod-6").missing == 0
+    assert scrubber.progress.pod("pod-6").shards_checked > 0
