@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 from collections import Counter
 from collections.abc import Mapping
@@ -32,9 +33,14 @@ def disk_shards(pods: Mapping[str, Path]) -> dict[str, Path]:
     """'pod/partition/object_id/tag.index' -> file, for every shard file of the pods."""
     found: dict[str, Path] = {}
     for pod_id, root in pods.items():
-        for path in root.glob("shards/*/*/*"):
-            if path.is_file():
-                found[f"{pod_id}/{path.relative_to(root / 'shards')}"] = path
+        shards = root / "shards"
+        # os.walk skips directories the pod prunes while we walk (Path.glob raises).
+        for dirpath, _dirs, files in os.walk(shards):
+            rel = Path(dirpath).relative_to(shards)
+            if len(rel.parts) != 2:  # shard files live in <partition>/<object id>/
+                continue
+            for name in files:
+                found[f"{pod_id}/{rel / name}"] = Path(dirpath, name)
     return found
 
 
