@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,30 +37,11 @@ import aiohttp
 
 # Run as a script (python bench/load.py): PYTHONSAFEPATH keeps bench/ off sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from s3_server import ACCESS, SECRET, cpu_seconds, free_port, tree_pids
+from s3_server import ACCESS, SECRET, cpu_seconds, free_port, start_server, tree_pids
 
 REGION = "us-east-1"
 BUCKET = "load"
 UNSIGNED = "UNSIGNED-PAYLOAD"
-
-
-def start_server(data: Path, port: int, extra: list[str]) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, KURASTORE_ACCESS_KEY=ACCESS, KURASTORE_SECRET_KEY=SECRET,
-               KURASTORE_LOG_LEVEL="WARNING", PYTHONSAFEPATH="1")
-    data.mkdir(parents=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-P", "-m", "kurastore", "server", "--data", str(data),
-         "--listen", f"127.0.0.1:{port}", *extra],
-        stdout=subprocess.DEVNULL, stderr=open(data / "server.log", "wb"), env=env,
-    )
-    for _ in range(600):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_kura/readyz", timeout=1):
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start; see server.log")
 
 
 class FastSigner:

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -228,12 +229,14 @@ async def run_case(endpoint: str, server_pid: int, label: str, size: int, count:
         return result
 
 
-def start_server(data: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(data: Path, port: int, extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """`kurastore server` on `data` (its log beside it, in server.log), once ready."""
     env = dict(os.environ, KURASTORE_ACCESS_KEY=ACCESS, KURASTORE_SECRET_KEY=SECRET,
                KURASTORE_LOG_LEVEL="WARNING", PYTHONSAFEPATH="1")
+    data.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [sys.executable, "-P", "-m", "kurastore", "server", "--data", str(data),
-         "--listen", f"127.0.0.1:{port}"],
+         "--listen", f"127.0.0.1:{port}", *extra],
         stdout=subprocess.DEVNULL, stderr=open(data.parent / "server.log", "wb"), env=env,
     )
     for _ in range(600):

@@ -31,8 +31,9 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
     touch "$venv/.complete"
 fi
 flock -u 9
-# The editable install points at whichever checkout installed it last: repoint it here.
-if ! "$venv/bin/python" -c "import kurastore, os, sys; sys.exit(os.path.dirname(os.path.dirname(kurastore.__file__)) != sys.argv[1])" "$repo" 2>/dev/null; then
+# The editable install points at whichever checkout installed it last: repoint it here
+# (-P: the current directory, often the checkout itself, must not answer the import).
+if ! "$venv/bin/python" -P -c "import kurastore, os, sys; sys.exit(os.path.dirname(os.path.dirname(kurastore.__file__)) != sys.argv[1])" "$repo" 2>/dev/null; then
     "$venv/bin/pip" install --quiet --no-deps -e "$repo" >&2
 fi
 export VIRTUAL_ENV="$venv"
