@@ -205,8 +205,10 @@ def test_partition_from_some_pods(cluster) -> None:
           f"worst latency {load.worst_latency(start, end):.2f} s")
 
     all_pods = {**pod_dirs(server.data_dir), **{p.pod_id: p.data_dir for p in pods}}
+    # Usually seconds; once (a CI run) it took over 90 s, not yet explained: the bound
+    # here is above the longest suspect cool-down (160 s) a cut-off pod can earn.
     took = wait_for("the healer to fill in what the cut-off pods missed",
-                    full_redundancy(server.data_dir, all_pods), timeout_s=90, every_s=0.5)
+                    full_redundancy(server.data_dir, all_pods), timeout_s=200, every_s=0.5)
     assert not invalid_shards(all_pods)
     heal = maintenance(server)["heal"]
     print(f"full redundancy {took:.1f} s after the load stopped; {heal['healed']} shards "

@@ -34,7 +34,8 @@ WINDOW_S = 2.0
 IDLE_S = 2.0
 MAX_IN_FLIGHT = 6
 BUCKET = "slowclients"
-BIG = 32 << 20
+# Large enough that holding it would stand out from the allocator's own noise (~20 MiB).
+BIG = 64 << 20
 
 
 class _UnsignedPayload(S3SigV4Auth):
@@ -228,7 +229,8 @@ def test_stalled_reader_is_dropped_without_buffering_the_object(server: ServerPr
     # The gateway gave up on the client: it never sent the whole object...
     assert received < BIG // 2
     # ...and never held it in memory while the client was not reading.
-    assert peak - rss_before < 16, f"gateway RSS grew {peak - rss_before:.0f} MiB"
+    grew = peak - rss_before
+    assert grew < (BIG >> 20) / 2, f"gateway RSS grew {grew:.0f} MiB"
     assert metric(server, "kurastore_requests_rejected_total", reason="stalled_reader") >= 1
     # The connection's request slot was given back: the object is still served in full.
     body = make_client(server.endpoint).get_object(Bucket=BUCKET, Key="big")["Body"].read()
