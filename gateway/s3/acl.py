@@ -140,7 +140,7 @@ async def from_document(body: bytes, resolve: Resolver) -> tuple[str | None, Acl
     try:
         doc = parse(body, "AccessControlPolicy")
     except s3e.MalformedXML:
-        raise MalformedACLError() from None
+        raise s3e.MalformedACLError() from None
     owner_node = doc.find("Owner")
     owner_id = child_text(owner_node, "ID") if owner_node is not None else None
     listing = doc.find("AccessControlList")
@@ -148,7 +148,7 @@ async def from_document(body: bytes, resolve: Resolver) -> tuple[str | None, Acl
     for node in [] if listing is None else listing.findall("Grant"):
         grantee, permission = node.find("Grantee"), child_text(node, "Permission")
         if grantee is None or permission not in PERMISSIONS:
-            raise MalformedACLError()
+            raise s3e.MalformedACLError()
         kind = next((v for k, v in grantee.attrib.items() if k.endswith("type")), "")
         if kind == "Group" or (not kind and grantee.find("URI") is not None):
             grants.append(await _grant(permission, "uri", child_text(grantee, "URI", ""),
@@ -161,7 +161,7 @@ async def from_document(body: bytes, resolve: Resolver) -> tuple[str | None, Acl
             grants.append(await _grant(permission, "id", child_text(grantee, "ID", "") or "",
                                        resolve))
         else:
-            raise MalformedACLError()
+            raise s3e.MalformedACLError()
     return owner_id, tuple(grants)
 
 
@@ -243,14 +243,3 @@ def is_public(acl: Acl) -> bool:
     return any(g.group in PUBLIC_GROUPS for g in acl)
 
 
-MalformedACLError = type(
-    "MalformedACLError", (s3e.S3Error,),
-    {"code": "MalformedACLError", "status": 400,
-     "message": "The XML you provided was not well-formed or did not validate against our "
-                "published schema"},
-)  # fmt: skip
-UnresolvableGrantByEmailAddress = type(
-    "UnresolvableGrantByEmailAddress", (s3e.S3Error,),
-    {"code": "UnresolvableGrantByEmailAddress", "status": 400,
-     "message": "The e-mail address you provided does not match any account on record."},
-)  # fmt: skip

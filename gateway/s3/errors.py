@@ -34,6 +34,21 @@ def _error(name: str, status: int, message: str) -> type[S3Error]:
 
 
 AccessDenied = _error("AccessDenied", 403, "Access Denied")
+InvalidBucketAclWithObjectOwnership = _error(
+    "InvalidBucketAclWithObjectOwnership", 400,
+    "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+)
+MalformedACLError = _error(
+    "MalformedACLError", 400,
+    "The XML you provided was not well-formed or did not validate against our published schema",
+)
+OwnershipControlsNotFoundError = _error(
+    "OwnershipControlsNotFoundError", 404, "The bucket ownership controls were not found"
+)
+UnresolvableGrantByEmailAddress = _error(
+    "UnresolvableGrantByEmailAddress", 400,
+    "The e-mail address you provided does not match any account on record.",
+)
 AccessControlListNotSupported = _error(
     "AccessControlListNotSupported", 400, "The bucket does not allow ACLs"
 )

@@ -41,7 +41,7 @@ def resolver(s3: S3Request) -> acl.Resolver:
 
     async def resolve(kind: str, value: str) -> str:
         if kind == "email":
-            raise acl.UnresolvableGrantByEmailAddress(EmailAddress=value)
+            raise s3e.UnresolvableGrantByEmailAddress(EmailAddress=value)
         try:
             await s3.display_name_strict(value)
         except UserNotFound:

@@ -28,18 +28,6 @@ ENFORCED, PREFERRED, WRITER = "BucketOwnerEnforced", "BucketOwnerPreferred", "Ob
 MODES = (ENFORCED, PREFERRED, WRITER)
 HEADER = "x-amz-object-ownership"
 
-AccessControlListNotSupported = s3e.AccessControlListNotSupported
-InvalidBucketAclWithObjectOwnership = type(
-    "InvalidBucketAclWithObjectOwnership", (s3e.S3Error,),
-    {"code": "InvalidBucketAclWithObjectOwnership", "status": 400,
-     "message": "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced "
-                "setting"},
-)  # fmt: skip
-OwnershipControlsNotFoundError = type(
-    "OwnershipControlsNotFoundError", (s3e.S3Error,),
-    {"code": "OwnershipControlsNotFoundError", "status": 404,
-     "message": "The bucket ownership controls were not found"},
-)  # fmt: skip
 
 
 def mode(record: BucketRecord) -> str:
@@ -60,7 +48,7 @@ async def write_owner(s3: S3Request, record: BucketRecord) -> tuple[str, dict[st
     writer = s3.writer
     if acls_disabled(record):
         if not _only_owner_full_control(s3):
-            raise AccessControlListNotSupported()
+            raise s3e.AccessControlListNotSupported()
         return record.owner, {}
     if mode(record) == PREFERRED and s3.headers.get("x-amz-acl") == "bucket-owner-full-control":
         writer = record.owner
@@ -77,7 +65,7 @@ def create_setting(s3: S3Request, grants: acl.Acl | None) -> str | None:
         raise s3e.InvalidArgument("Invalid x-amz-object-ownership header", ArgumentName=HEADER,
                                   ArgumentValue=value)
     if value == ENFORCED and grants is not None and grants != acl.default(s3.user_id):
-        raise InvalidBucketAclWithObjectOwnership()
+        raise s3e.InvalidBucketAclWithObjectOwnership()
     return value
 
 
@@ -85,7 +73,7 @@ async def get_ownership_controls(s3: S3Request) -> web.StreamResponse:
     assert s3.bucket_record is not None
     value = mode(s3.bucket_record)
     if not value:
-        raise OwnershipControlsNotFoundError(BucketName=s3.bucket)
+        raise s3e.OwnershipControlsNotFoundError(BucketName=s3.bucket)
     return xml_response(document("OwnershipControls", [
         el("Rule", [el("ObjectOwnership", value)]),
     ]))  # fmt: skip
@@ -102,7 +90,7 @@ async def put_ownership_controls(s3: S3Request) -> web.StreamResponse:
     if value == ENFORCED and acl.bucket_acl(record.settings, record.owner) != acl.default(
         record.owner
     ):
-        raise InvalidBucketAclWithObjectOwnership()
+        raise s3e.InvalidBucketAclWithObjectOwnership()
     settings = access.stored_settings(record, ownership=value)
     await s3.service.update_bucket(s3.bucket, settings=settings)
     return empty_response()
