@@ -43,22 +43,31 @@ async def _errors(request: web.Request, handler):
         return render_s3_error(request, exc, request_id)
 
 
+async def memory_service(
+    tmp: Path, users: dict[str, tuple[str, str]]
+) -> tuple[SQLiteStore, InMemoryPods, ObjectService, dict[str, str]]:
+    """An object service on SQLite in `tmp` and six in-memory pods (4+2, 1 MiB stripes),
+    with `users` (name -> (access key, secret)) created; their user ids by name last."""
+    store = await SQLiteStore.open(str(tmp / "meta.db"), secret_key=b"s" * 32)
+    pods = InMemoryPods(6)
+    for record in pods.records():
+        await store.put_pod(record)
+    cfg = ObjectConfig(k=4, m=2, stripe_size=1 * MiB, pod_timeout_s=2.0)
+    pmap = build_map([PodSpec(r.pod_id, r.zone, r.node) for r in pods.records()],
+                     cfg.width, partition_bits=6)
+    await store.save_placement_map(pmap.epoch, pmap.to_json())
+    service = ObjectService(store, pods, await Topology.load(store), cfg)
+    ids = {}
+    for name, (ak, sk) in users.items():
+        user, _ = await service.create_user(name, access_key=ak, secret_key=sk)
+        ids[name] = user.user_id
+    return store, pods, service, ids
+
+
 def _serve(tmp: Path, users: dict[str, tuple[str, str]], started: dict,
            stop: threading.Event) -> None:
     async def main() -> None:
-        store = await SQLiteStore.open(str(tmp / "meta.db"), secret_key=b"s" * 32)
-        pods = InMemoryPods(6)
-        for record in pods.records():
-            await store.put_pod(record)
-        cfg = ObjectConfig(k=4, m=2, stripe_size=1 * MiB, pod_timeout_s=2.0)
-        pmap = build_map([PodSpec(r.pod_id, r.zone, r.node) for r in pods.records()],
-                         cfg.width, partition_bits=6)
-        await store.save_placement_map(pmap.epoch, pmap.to_json())
-        service = ObjectService(store, pods, await Topology.load(store), cfg)
-        ids = {}
-        for name, (ak, sk) in users.items():
-            user, _ = await service.create_user(name, access_key=ak, secret_key=sk)
-            ids[name] = user.user_id
+        store, pods, service, ids = await memory_service(tmp, users)
         app = web.Application(middlewares=[_errors])
         app.router.add_route("*", r"/{tail:[\s\S]*}", S3Frontend(service, region=REGION).handle)
         runner = web.AppRunner(app)

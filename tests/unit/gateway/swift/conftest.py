@@ -11,19 +11,15 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from support.fakes import InMemoryPods
+from support.s3_stack import memory_service
 
 from kurastore.gateway import middlewares
 from kurastore.gateway.keys import ERROR_RENDERERS, METRICS
 from kurastore.gateway.metrics import GatewayMetrics
-from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.service import ObjectService
-from kurastore.gateway.objects.topology import Topology
 from kurastore.gateway.s3.frontend import S3Frontend, render_s3_error
 from kurastore.gateway.swift.auth import TokenSigner
 from kurastore.gateway.swift.frontend import SwiftFrontend, render_swift_error, wants_swift
-from kurastore.metadata.sqlite import SQLiteStore
-from kurastore.placement import PodSpec, build_map
 
 MiB = 1 << 20
 ALICE = ("AKALICE0000000000001", "alice-secret-alice-secret-alice-secret00")
@@ -51,19 +47,7 @@ class SwiftStack:
 
 @pytest.fixture
 async def stack(tmp_path) -> AsyncIterator[SwiftStack]:
-    store = await SQLiteStore.open(str(tmp_path / "meta.db"), secret_key=b"s" * 32)
-    pods = InMemoryPods(6)
-    for record in pods.records():
-        await store.put_pod(record)
-    cfg = ObjectConfig(k=4, m=2, stripe_size=1 * MiB, pod_timeout_s=2.0)
-    pmap = build_map([PodSpec(r.pod_id, r.zone, r.node) for r in pods.records()],
-                     cfg.width, partition_bits=6)
-    await store.save_placement_map(pmap.epoch, pmap.to_json())
-    service = ObjectService(store, pods, await Topology.load(store), cfg)
-    users = {}
-    for name, (ak, sk) in (("alice", ALICE), ("bob", BOB)):
-        user, _ = await service.create_user(name, access_key=ak, secret_key=sk)
-        users[name] = user.user_id
+    store, pods, service, users = await memory_service(tmp_path, {"alice": ALICE, "bob": BOB})
     signer = TokenSigner(CLUSTER_SECRET, 3600.0)
     swift = SwiftFrontend(service, signer)
     s3 = S3Frontend(service)
