@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from kurastore.storage._direct import DirectAppender, StagingPool, open_for_append
 from kurastore.storage.api import (
     PodUsage,
     ShardId,
@@ -142,6 +143,8 @@ class ShardStore:
         self._lock = threading.Lock()
         # Fsyncs of new directories' parents, run beside the data fsync (see commit()).
         self._dir_syncer = ThreadPoolExecutor(4, thread_name_prefix="pod-dirsync")
+        # Page-aligned buffers for O_DIRECT shard writes (_direct.py), reused across shards.
+        self.staging = StagingPool()
         self._used_bytes = 0
         self._reserved_bytes = 0
         self._shards = 0
@@ -397,7 +400,10 @@ class ShardWriter:
         self._reserved = 0
         self.tmp_path = store.tmp_dir / f"{partition}.{shard.name}.{uuid.uuid4().hex}.part"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        self._fd: int | None = os.open(self.tmp_path, flags, 0o640)
+        fd, direct = open_for_append(self.tmp_path, flags, 0o640)
+        self._fd: int | None = fd
+        self._out = DirectAppender(fd, direct, store.staging)
+        self._on_disk = 0  # bytes in the file; the rest of `size` is staged in `_out`
         self._done = False
         self._made_dirs = False
 
@@ -409,23 +415,16 @@ class ShardWriter:
         self.store._reserve(nbytes)
         self._reserved += nbytes
         assert self._fd is not None, "write after commit or abort"
-        views = [memoryview(c).cast("B") for c in chunks if len(c)]
-        start = self.size
         try:
-            while views:
-                written = os.writev(self._fd, views)
-                self.size += written
-                while views and written >= len(views[0]):
-                    written -= len(views[0])
-                    views.pop(0)
-                if views and written:
-                    views[0] = views[0][written:]
+            written = self._out.write(chunks)
         except OSError as exc:
             if exc.errno in _DISK_FULL:
                 raise InsufficientStorage("disk full") from exc
             raise
-        if self.size > start:
-            _start_writeback(self._fd, start, self.size - start)
+        self.size += nbytes
+        if written:
+            _start_writeback(self._fd, self._on_disk, written)  # no-op for O_DIRECT writes
+            self._on_disk += written
 
     def commit(self) -> ShardInfo:
         """Make the shard durable and visible; ShardExists if another writer won the name.
@@ -440,6 +439,7 @@ class ShardWriter:
         self._made_dirs = bool(created)
         parents = self.store._dir_syncer.submit(_fsync_parents, created) if created else None
         try:
+            self._on_disk += self._out.finish()
             os.fsync(self._fd)
         except OSError as exc:
             if exc.errno in _DISK_FULL:
@@ -516,6 +516,7 @@ class ShardWriter:
         if self._done:
             return
         self._done = True
+        self._out.release()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

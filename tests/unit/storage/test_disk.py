@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from kurastore.storage import InsufficientStorage, ShardExists, ShardId, ShardNotFound
+from kurastore.storage._direct import DirectAppender
 from kurastore.storage._disk import ShardStore
 
 
@@ -113,6 +114,7 @@ def test_real_enospc_from_the_kernel(store: ShardStore) -> None:
     w = store.begin_write(1, sid())
     os.close(w._fd)  # type: ignore[arg-type]
     w._fd = os.open("/dev/full", os.O_WRONLY)
+    w._out = DirectAppender(w._fd, False, store.staging)
     with pytest.raises(InsufficientStorage):
         w.write([b"x" * 65536])
     w.abort()

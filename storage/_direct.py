@@ -1,0 +1,154 @@
+"""Appending a shard's bytes to its file with O_DIRECT, where the filesystem allows it.
+
+A buffered write() copies every byte into the page cache and later writes it back; on
+these machines that copy is the largest CPU cost of a pod (1.5 CPU-s per GiB written,
+against 0.05 with O_DIRECT, measured by bench/pod.py). Shards are written once and read
+rarely soon after, so keeping them in the page cache buys little. Large databases and
+object stores (MinIO, Ceph's BlueStore) write this way for the same reason.
+
+O_DIRECT needs the buffer address, the length and the file offset aligned to the device's
+logical block (4096 covers the usual 512 and 4096). The appender stages bytes in a
+page-aligned buffer and writes whole staged buffers directly; what remains at the end
+(less than one buffer) is written through the page cache after O_DIRECT is switched off
+for the descriptor, so the file holds exactly the bytes given. A shard that never fills
+one buffer is written entirely through the page cache: small writes gain nothing from
+O_DIRECT. Filesystems that refuse O_DIRECT (tmpfs) get plain writes throughout.
+
+Durability is unchanged: the caller still fsyncs the file (O_DIRECT does not persist the
+file's size or block map) and its directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import mmap
+import os
+import threading
+from collections.abc import Sequence
+
+__all__ = ["ALIGN", "DirectAppender", "StagingPool", "open_for_append"]
+
+ALIGN = 4096
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+
+
+def open_for_append(path: os.PathLike[str] | str, flags: int, mode: int) -> tuple[int, bool]:
+    """Open `path` with O_DIRECT if the filesystem takes it: (fd, direct)."""
+    if _O_DIRECT:
+        try:
+            return os.open(path, flags | _O_DIRECT, mode), True
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+    return os.open(path, flags, mode), False
+
+
+class StagingPool:
+    """Reusable page-aligned buffers, so a write does not pay fresh pages (page faults)
+    for every shard. Keeps at most `keep` idle buffers."""
+
+    def __init__(self, size: int = 2 << 20, keep: int = 16) -> None:
+        if size % ALIGN:
+            raise ValueError(f"staging size must be a multiple of {ALIGN}")
+        self.size = size
+        self._keep = keep
+        self._idle: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> mmap.mmap:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return mmap.mmap(-1, self.size)
+
+    def give(self, buf: mmap.mmap) -> None:
+        with self._lock:
+            if len(self._idle) < self._keep:
+                self._idle.append(buf)
+                return
+        buf.close()
+
+
+class DirectAppender:
+    """Appends to `fd` (opened by open_for_append): staged, aligned O_DIRECT writes, and a
+    buffered tail at `finish`. Not thread-safe: one writer thread at a time."""
+
+    def __init__(self, fd: int, direct: bool, pool: StagingPool) -> None:
+        self._fd = fd
+        self._direct = direct
+        self._pool = pool
+        self._stage: mmap.mmap | None = None
+        self._filled = 0
+
+    def write(self, chunks: Sequence[bytes | bytearray | memoryview]) -> int:
+        """Take `chunks`; returns how many bytes reached the file (the rest is staged)."""
+        if not self._direct:
+            return _write_all(self._fd, [memoryview(c).cast("B") for c in chunks if len(c)])
+        written = 0
+        size = self._pool.size
+        for chunk in chunks:
+            view = memoryview(chunk).cast("B")
+            while len(view):
+                if self._stage is None:
+                    self._stage = self._pool.take()
+                take = min(len(view), size - self._filled)
+                self._stage[self._filled : self._filled + take] = view[:take]
+                self._filled += take
+                view = view[take:]
+                if self._filled == size:
+                    written += self._flush_stage()
+        return written
+
+    def finish(self) -> int:
+        """Write what is staged (through the page cache); returns the bytes written."""
+        written = 0
+        if self._stage is not None and self._filled:
+            if self._direct:
+                self._buffered()
+            written = _write_all(self._fd, [memoryview(self._stage)[: self._filled]])
+            self._filled = 0
+        self.release()
+        return written
+
+    def release(self) -> None:
+        """Give the staging buffer back (after finish, or when the write is abandoned)."""
+        if self._stage is not None:
+            self._pool.give(self._stage)
+            self._stage, self._filled = None, 0
+
+    def _flush_stage(self) -> int:
+        assert self._stage is not None
+        view = memoryview(self._stage)[: self._filled]
+        try:
+            written = _write_all(self._fd, [view])
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # The device wants a larger alignment than ALIGN: go on through the page cache.
+            self._buffered()
+            written = _write_all(self._fd, [view])
+        finally:
+            view.release()
+        self._filled = 0
+        return written
+
+    def _buffered(self) -> None:
+        if self._direct:
+            flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~_O_DIRECT)
+            self._direct = False
+
+
+def _write_all(fd: int, views: list[memoryview]) -> int:
+    """writev until every view is written; returns the byte count."""
+    total = 0
+    while views:
+        written = os.writev(fd, views)
+        total += written
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
+    return total
