@@ -216,7 +216,8 @@ def build_gateway_app(config: GatewayConfig) -> web.Application:
         client_max_size=1 << 20,
         # keepalive_timeout also closes connections whose headers never complete.
         handler_args={"max_field_size": 16384, "max_line_size": 16384,
-                      "keepalive_timeout": config.idle_timeout_s},
+                      "keepalive_timeout": config.idle_timeout_s,
+                      "read_bufsize": 1 << 20},
     )
     app[CONFIG] = config
     app[METRICS] = GatewayMetrics()
