@@ -5,8 +5,8 @@ Rules:
 - Every request is signed (`auth.sign_request`) over the exact target it sends.
 - Timeouts are bounded everywhere, so a pod that hangs (SIGSTOP, black-holed) yields
   PodUnavailable, never a hang: `sock_connect` for connecting, `sock_read` for every wait on
-  the pod's answer, and for request bodies a watchdog that fails the PUT when the pod
-  accepts no bytes for `request_timeout_s` (aiohttp has no write timeout of its own).
+  the pod's answer; a shard PUT (sent by the lean client of _wire.py, not aiohttp) fails
+  when the pod accepts no bytes, or does not answer, for `request_timeout_s`.
 - Idempotent calls (GET, HEAD, DELETE, list, verify, usage) are retried `retries` times with
   short backoff, on PodUnavailable only; a stream resumes from the byte where it broke off.
   A PUT is never retried: its body is a stream and the caller picks another pod.
@@ -16,13 +16,16 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
+from kurastore.storage._wire import BodyLengthError, WireError, WirePool
 from kurastore.storage.api import (
     AUTH_HEADER,
     MTIME_HEADER,
@@ -64,15 +67,9 @@ _ERROR_OF: dict[int, type[PodError]] = {
     416: InvalidRange,
     507: InsufficientStorage,
 }
-_SMALL_BODY = 64 << 10  # bytes bodies up to this go in one write under one deadline
-_BODY_SLICE = 1 << 20  # larger ones are sent in slices of this size under the stall watchdog
 _STREAM_CHUNK = 1 << 20
 _BACKOFF_S = 0.05
 _ERROR_BODY_LIMIT = 4096
-
-
-class _LengthMismatch(Exception):
-    pass
 
 
 class PodClient:
@@ -95,6 +92,7 @@ class PodClient:
         self._limit_per_host = limit_per_host
         self._retries = max(0, retries)
         self._session: aiohttp.ClientSession | None = None
+        self._wire: WirePool | None = None
 
     def __repr__(self) -> str:
         return f"PodClient(request_timeout_s={self._request_timeout_s}, retries={self._retries})"
@@ -110,6 +108,15 @@ class PodClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._wire is not None:
+            self._wire.close()
+            self._wire = None
+
+    def _get_wire(self) -> WirePool:
+        if self._wire is None:
+            self._wire = WirePool(connect_timeout_s=self._connect_timeout_s,
+                                  stall_s=self._request_timeout_s)
+        return self._wire
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -188,42 +195,38 @@ class PodClient:
 
         `body` is bytes-like (sent with Content-Length) or an async iterable (streamed,
         chunked unless `length` is given, then exactly `length` bytes must come). Raises
-        ShardExists, InsufficientStorage, PodUnavailable, ...; never retried.
+        ShardExists, InsufficientStorage, PodUnavailable, ...; never retried. Sent with the
+        lean client of _wire.py: this call runs k+m times per object written.
         """
         target = shard_path(partition, shard)
-        headers = {"Content-Type": "application/octet-stream"}
-        loop = asyncio.get_running_loop()
-        stall_s = self._request_timeout_s
+        base = url.rstrip("/")
+        headers = {
+            AUTH_HEADER: sign_request(self._secret, "PUT", target),
+            "Content-Type": "application/octet-stream",
+        }
+        if length is None and isinstance(body, bytes | bytearray | memoryview):
+            length = memoryview(body).nbytes
+        host, port = _address(base)
         try:
-            # Armed for the whole call when the body is small; for larger bodies `_watched`
-            # arms it per chunk written to the pod and disarms it while the source is awaited.
-            async with asyncio.timeout_at(loop.time() + stall_s) as watchdog:
-                if isinstance(body, bytes | bytearray | memoryview):
-                    view = memoryview(body).cast("B")
-                    if length is not None and length != view.nbytes:
-                        raise ValueError(f"length {length} != body size {view.nbytes}")
-                    headers["Content-Length"] = str(view.nbytes)
-                    if view.nbytes <= _SMALL_BODY:
-                        data: Any = view
-                    else:
-                        watchdog.reschedule(None)
-                        data = _watched(_slices(view), watchdog, loop, stall_s)
-                else:
-                    if length is not None:
-                        headers["Content-Length"] = str(length)
-                    watchdog.reschedule(None)
-                    data = _watched(_counted(body, length), watchdog, loop, stall_s)
-                answer = await self._once("PUT", url, target, _read_json, headers, data)
+            resp = await self._get_wire().request("PUT", host, port, target, headers, body, length)
+        except BodyLengthError as exc:
+            raise ValueError(str(exc)) from None
         except TimeoutError as exc:
             raise PodUnavailable(
-                f"PUT {target}: pod took no bytes for {stall_s} s", url.rstrip("/")
+                f"PUT {target}: no progress for {self._request_timeout_s} s", base
             ) from exc
-        except PodUnavailable as exc:
-            mismatch = _find_cause(exc, _LengthMismatch)
-            if mismatch is not None:
-                raise ValueError(str(mismatch)) from None
-            raise
-        return ShardInfo(partition, shard, int(answer["size"]), float(answer["mtime"]))
+        except (OSError, WireError) as exc:
+            raise PodUnavailable(f"PUT {target}: {exc!r}", base) from exc
+        if resp.status >= 400:
+            message = resp.body[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
+            raise _error_for(resp.status, f"PUT {target}: {resp.status} {message}".strip(),
+                             message, base)
+        try:
+            answer = json.loads(resp.body)
+            return ShardInfo(partition, shard, int(answer["size"]), float(answer["mtime"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PodUnavailable(f"PUT {target}: unreadable answer {resp.body[:200]!r}",
+                                 base) from exc
 
     async def read_shard(
         self,
@@ -369,15 +372,27 @@ async def _raise_for(resp: aiohttp.ClientResponse, base: str) -> None:
     except (aiohttp.ClientError, TimeoutError):
         message = ""
     text = f"{resp.method} {resp.url.path_qs}: {resp.status} {message}".strip()
-    cls = _ERROR_OF.get(resp.status)
+    raise _error_for(resp.status, text, message, base)
+
+
+def _error_for(status: int, text: str, message: str, base: str) -> PodError:
+    cls = _ERROR_OF.get(status)
     if cls is None:
-        if resp.status >= 500:
+        if status >= 500:
             cls = PodUnavailable
-        elif resp.status == 400 and '"InvalidShardName"' in message:
+        elif status == 400 and '"InvalidShardName"' in message:
             cls = InvalidShardName
         else:
             cls = PodError
-    raise cls(text, base)
+    return cls(text, base)
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(base: str) -> tuple[str, int]:
+    parts = urlsplit(base)
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+        raise PodError(f"pod URL {base!r} is not http://host:port", base)
+    return parts.hostname, parts.port or 80
 
 
 async def _read_json(resp: aiohttp.ClientResponse) -> Any:
@@ -393,17 +408,6 @@ async def _read_ok(resp: aiohttp.ClientResponse) -> bool:
     return resp.status == 200
 
 
-def _find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, kind):
-            return cur
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return None
-
-
 async def _backoff(attempt: int) -> None:
     await asyncio.sleep(_BACKOFF_S * (2**attempt) * (0.5 + random.random()))
 
@@ -417,35 +421,3 @@ def _range_header(offset: int, length: int | None) -> dict[str, str]:
     if length is None:
         return {"Range": f"bytes={offset}-"} if offset else {}
     return {"Range": f"bytes={offset}-{offset + length - 1}"}
-
-
-async def _slices(view: memoryview) -> AsyncIterator[memoryview]:
-    for start in range(0, view.nbytes, _BODY_SLICE):
-        yield view[start : start + _BODY_SLICE]
-
-
-async def _counted(
-    source: AsyncIterable[bytes | memoryview], length: int | None
-) -> AsyncIterator[bytes | memoryview]:
-    sent = 0
-    async for chunk in source:
-        sent += len(chunk)
-        if length is not None and sent > length:
-            raise _LengthMismatch(f"body longer than the declared length {length}")
-        yield chunk
-    if length is not None and sent != length:
-        raise _LengthMismatch(f"body of {sent} bytes, declared length {length}")
-
-
-async def _watched(
-    source: AsyncIterator[bytes | memoryview],
-    watchdog: asyncio.Timeout,
-    loop: asyncio.AbstractEventLoop,
-    stall_s: float,
-) -> AsyncIterator[bytes | memoryview]:
-    """Arm the watchdog while aiohttp writes each chunk to the pod, disarm while waiting on
-    the source: only the pod's stalls count, not a slow producer."""
-    async for chunk in source:
-        watchdog.reschedule(loop.time() + stall_s)
-        yield chunk
-        watchdog.reschedule(None)

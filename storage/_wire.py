@@ -1,0 +1,268 @@
+"""A lean HTTP/1.1 client for the hottest pod call: PUT of a shard.
+
+Why not aiohttp here: a gateway sends k+m shard PUTs per object, and aiohttp's client
+spends ~0.5 ms of Python per request (session, tracing, cookie jar, timers re-armed on
+every read) which, for a 1 MiB object, cost more than its MD5. The pod side is unchanged
+(aiohttp's server), so this speaks plain HTTP/1.1: a request line, headers, a body with
+Content-Length (or chunked when the length is unknown), and a response with
+Content-Length, on pooled keep-alive connections.
+
+Rules:
+- A connection goes back to the pool only after a complete request and a complete
+  response that did not say `Connection: close`; anything else (an error, a cancellation,
+  a pod answering before it read the whole body) closes it. Idle connections older than
+  `idle_s` are closed rather than reused, below aiohttp's server keep-alive of 75 s.
+- Timeouts: connecting takes at most `connect_timeout_s`; while the body is sent, the pod
+  must accept bytes at least every `stall_s` (time spent waiting on the body's own source
+  does not count); the answer must come within `stall_s` of the last byte sent.
+- Errors are OSError / TimeoutError / WireError; the caller maps them to pod errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+
+__all__ = ["BodyLengthError", "WireError", "WirePool", "WireResponse"]
+
+_MAX_HEAD = 64 << 10
+_MAX_BODY = 16 << 20  # pod answers to a PUT are small JSON documents
+Body = bytes | bytearray | memoryview | AsyncIterable[bytes | memoryview]
+
+
+class WireError(Exception):
+    """The pod's answer was not HTTP/1.1 as expected, or the connection broke off."""
+
+
+class BodyLengthError(ValueError):
+    """The body gave more or fewer bytes than its declared length."""
+
+
+@dataclass(frozen=True)
+class WireResponse:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+class _Connection(asyncio.Protocol):
+    """One socket: collects the response while (or after) the request is written."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = time.monotonic()
+        self._buffer = bytearray()
+        self._head: tuple[int, dict[str, str], int] | None = None  # status, headers, length
+        self._answer: asyncio.Future[WireResponse] | None = None
+        self._can_write: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if self._answer is None:
+            if self._buffer:
+                self._fail(WireError("bytes from the pod with no request outstanding"))
+            return
+        try:
+            response = self._parse()
+        except WireError as exc:
+            self._fail(exc)
+            return
+        if response is not None and not self._answer.done():
+            self._answer.set_result(response)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc or WireError("connection closed by the pod"))
+
+    def pause_writing(self) -> None:
+        if self._can_write is None or self._can_write.done():
+            self._can_write = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._can_write is not None and not self._can_write.done():
+            self._can_write.set_result(None)
+
+    # -- used by WirePool ------------------------------------------------------------------
+    def _fail(self, exc: BaseException) -> None:
+        self.closed = True
+        self._error = exc
+        for waiter in (self._answer, self._can_write):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
+                waiter.exception()  # whoever awaits it still gets it; nobody else logs it
+        if self.transport is not None:
+            self.transport.abort()
+
+    def start(self) -> asyncio.Future[WireResponse]:
+        self._answer = asyncio.get_running_loop().create_future()
+        self._head = None
+        return self._answer
+
+    def finish(self) -> None:
+        self._answer = None
+        self.idle_since = time.monotonic()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    @property
+    def answered(self) -> bool:
+        return self._answer is not None and self._answer.done()
+
+    async def drain(self, timeout_s: float) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._can_write is not None and not self._can_write.done():
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(self._can_write)
+
+    def _parse(self) -> WireResponse | None:
+        if self._head is None:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buffer) > _MAX_HEAD:
+                    raise WireError("response head too large")
+                return None
+            lines = bytes(self._buffer[:end]).decode("latin-1").split("\r\n")
+            del self._buffer[: end + 4]
+            parts = lines[0].split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+                raise WireError(f"bad status line {lines[0][:80]!r}")
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                name, sep, value = line.partition(":")
+                if not sep:
+                    raise WireError(f"bad header line {line[:80]!r}")
+                headers[name.strip().lower()] = value.strip()
+            length = headers.get("content-length", "")
+            if not length.isdigit() or int(length) > _MAX_BODY:
+                raise WireError(f"response without a usable Content-Length ({length!r})")
+            if parts[0] == "HTTP/1.0" or headers.get("connection", "").lower() == "close":
+                headers["connection"] = "close"
+            self._head = (int(parts[1]), headers, int(length))
+        status, headers, length = self._head
+        if len(self._buffer) < length:
+            return None
+        if len(self._buffer) > length:
+            raise WireError("more bytes than the response's Content-Length")
+        body = bytes(self._buffer)
+        self._buffer.clear()
+        return WireResponse(status, headers, body)
+
+
+class WirePool:
+    """Keep-alive connections per pod address, and the PUT that uses them."""
+
+    def __init__(
+        self, *, connect_timeout_s: float, stall_s: float, idle_s: float = 15.0,
+        max_idle_per_host: int = 64,
+    ) -> None:
+        self._connect_timeout_s = connect_timeout_s
+        self._stall_s = stall_s
+        self._idle_s = idle_s
+        self._max_idle = max_idle_per_host
+        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+
+    def close(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
+
+    async def _acquire(self, host: str, port: int) -> _Connection:
+        idle = self._idle.get((host, port))
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < self._idle_s:
+                return conn
+            conn.close()
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self._connect_timeout_s):
+            _transport, conn = await loop.create_connection(_Connection, host, port)
+        return conn
+
+    def _release(self, host: str, port: int, conn: _Connection) -> None:
+        idle = self._idle.setdefault((host, port), [])
+        if conn.closed or len(idle) >= self._max_idle:
+            conn.close()
+            return
+        conn.finish()
+        idle.append(conn)
+
+    async def request(
+        self, method: str, host: str, port: int, target: str, headers: dict[str, str],
+        body: Body, length: int | None,
+    ) -> WireResponse:
+        """Send one request with `body` (exactly `length` bytes when given) and return the
+        pod's answer. Raises OSError, TimeoutError, WireError, BodyLengthError."""
+        conn = await self._acquire(host, port)
+        reusable = False
+        try:
+            answer = conn.start()
+            head = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}"]
+            head += [f"{name}: {value}" for name, value in headers.items()]
+            chunked = length is None
+            head.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}")
+            assert conn.transport is not None
+            conn.transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            complete = await self._send_body(conn, body, length, chunked)
+            async with asyncio.timeout(self._stall_s):
+                response = await answer
+            # Reusable only if the pod read the whole request and keeps the connection.
+            reusable = complete and response.headers.get("connection") != "close"
+            return response
+        finally:
+            if reusable:
+                self._release(host, port, conn)
+            else:
+                conn.close()
+
+    async def _send_body(
+        self, conn: _Connection, body: Body, length: int | None, chunked: bool
+    ) -> bool:
+        """Write the body; False if the pod answered before all of it was sent."""
+        transport = conn.transport
+        assert transport is not None
+        if isinstance(body, bytes | bytearray | memoryview):
+            view = memoryview(body).cast("B")
+            if length is not None and view.nbytes != length:
+                raise BodyLengthError(f"length {length} != body size {view.nbytes}")
+            if chunked and view.nbytes:
+                transport.write(f"{view.nbytes:x}\r\n".encode())
+            transport.write(view)
+            if chunked:
+                transport.write(b"\r\n0\r\n\r\n" if view.nbytes else b"0\r\n\r\n")
+            await conn.drain(self._stall_s)
+            return True
+        sent = 0
+        async for chunk in body:
+            if conn.answered:
+                return False  # the pod refused early (409, 507 ...): stop sending
+            size = len(chunk)
+            sent += size
+            if length is not None and sent > length:
+                raise BodyLengthError(f"body longer than the declared length {length}")
+            if not size:
+                continue
+            if chunked:
+                transport.writelines([f"{size:x}\r\n".encode(), chunk, b"\r\n"])
+            else:
+                transport.write(chunk)
+            await conn.drain(self._stall_s)
+        if length is not None and sent != length:
+            raise BodyLengthError(f"body of {sent} bytes, declared length {length}")
+        if chunked:
+            transport.write(b"0\r\n\r\n")
+            await conn.drain(self._stall_s)
+        return True
