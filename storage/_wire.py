@@ -1,8 +1,9 @@
-"""A lean HTTP/1.1 client for the hottest pod call: PUT of a shard.
+"""A lean HTTP/1.1 client for the hottest pod calls: shard PUT and ranged shard GET.
 
 Why not aiohttp here: a gateway sends k+m shard PUTs per object, and aiohttp's client
 spends ~0.5 ms of Python per request (session, tracing, cookie jar, timers re-armed on
-every read) which, for a 1 MiB object, cost more than its MD5. The pod side is unchanged
+every read) which, for a 1 MiB object, cost more than its MD5; reads fetch k ranges per
+object in the same way. The pod side is unchanged
 (aiohttp's server), so this speaks plain HTTP/1.1: a request line, headers, a body with
 Content-Length (or chunked when the length is unknown), and a response with
 Content-Length, on pooled keep-alive connections.
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 __all__ = ["BodyLengthError", "WireError", "WirePool", "WireResponse"]
 
 _MAX_HEAD = 64 << 10
-_MAX_BODY = 16 << 20  # pod answers to a PUT are small JSON documents
+_MAX_ANSWER = 1 << 20  # answers other than shard data are small JSON documents
 Body = bytes | bytearray | memoryview | AsyncIterable[bytes | memoryview]
 
 
@@ -54,8 +55,12 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = time.monotonic()
-        self._buffer = bytearray()
+        self.max_body = _MAX_ANSWER
+        self.progress = 0  # reads so far: a pod that sends slowly is not a silent pod
+        self._buffer = bytearray()  # the response head, until it is complete
         self._head: tuple[int, dict[str, str], int] | None = None  # status, headers, length
+        self._body: list[bytes] = []
+        self._received = 0
         self._answer: asyncio.Future[WireResponse] | None = None
         self._can_write: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
@@ -66,7 +71,13 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
+        self.progress += 1
+        if self._head is not None:
+            # Body bytes are kept as they come and joined once at the end (one copy).
+            self._body.append(data)
+            self._received += len(data)
+        else:
+            self._buffer += data
         if self._answer is None:
             if self._buffer:
                 self._fail(WireError("bytes from the pod with no request outstanding"))
@@ -101,13 +112,14 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def start(self) -> asyncio.Future[WireResponse]:
+    def start(self, max_body: int) -> asyncio.Future[WireResponse]:
         self._answer = asyncio.get_running_loop().create_future()
-        self._head = None
+        self._head, self._body, self._received = None, [], 0
+        self.max_body = max_body
         return self._answer
 
     def finish(self) -> None:
-        self._answer = None
+        self._answer, self._head = None, None
         self.idle_since = time.monotonic()
 
     def close(self) -> None:
@@ -145,18 +157,21 @@ class _Connection(asyncio.Protocol):
                     raise WireError(f"bad header line {line[:80]!r}")
                 headers[name.strip().lower()] = value.strip()
             length = headers.get("content-length", "")
-            if not length.isdigit() or int(length) > _MAX_BODY:
+            if not length.isdigit() or int(length) > self.max_body:
                 raise WireError(f"response without a usable Content-Length ({length!r})")
             if parts[0] == "HTTP/1.0" or headers.get("connection", "").lower() == "close":
                 headers["connection"] = "close"
             self._head = (int(parts[1]), headers, int(length))
+            self._body = [bytes(self._buffer)] if self._buffer else []
+            self._received = len(self._buffer)
+            self._buffer.clear()
         status, headers, length = self._head
-        if len(self._buffer) < length:
+        if self._received < length:
             return None
-        if len(self._buffer) > length:
+        if self._received > length:
             raise WireError("more bytes than the response's Content-Length")
-        body = bytes(self._buffer)
-        self._buffer.clear()
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._body, self._received = [], 0
         return WireResponse(status, headers, body)
 
 
@@ -202,23 +217,27 @@ class WirePool:
 
     async def request(
         self, method: str, host: str, port: int, target: str, headers: dict[str, str],
-        body: Body, length: int | None,
+        body: Body | None = None, length: int | None = None, *, max_body: int = _MAX_ANSWER,
     ) -> WireResponse:
-        """Send one request with `body` (exactly `length` bytes when given) and return the
-        pod's answer. Raises OSError, TimeoutError, WireError, BodyLengthError."""
+        """Send one request with `body` (exactly `length` bytes when given; none for None)
+        and return the pod's answer, whose body may be up to `max_body` bytes.
+        Raises OSError, TimeoutError, WireError, BodyLengthError."""
         conn = await self._acquire(host, port)
         reusable = False
         try:
-            answer = conn.start()
+            answer = conn.start(max_body)
             head = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}"]
             head += [f"{name}: {value}" for name, value in headers.items()]
-            chunked = length is None
-            head.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}")
+            chunked = body is not None and length is None
+            if body is not None:
+                head.append("Transfer-Encoding: chunked" if chunked
+                            else f"Content-Length: {length}")
             assert conn.transport is not None
             conn.transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-            complete = await self._send_body(conn, body, length, chunked)
-            async with asyncio.timeout(self._stall_s):
-                response = await answer
+            complete = True
+            if body is not None:
+                complete = await self._send_body(conn, body, length, chunked)
+            response = await self._await_answer(conn, answer)
             # Reusable only if the pod read the whole request and keeps the connection.
             reusable = complete and response.headers.get("connection") != "close"
             return response
@@ -227,6 +246,19 @@ class WirePool:
                 self._release(host, port, conn)
             else:
                 conn.close()
+
+    async def _await_answer(
+        self, conn: _Connection, answer: asyncio.Future[WireResponse]
+    ) -> WireResponse:
+        """The answer, as long as the pod sends some of it at least every `stall_s`."""
+        while True:
+            seen = conn.progress
+            try:
+                async with asyncio.timeout(self._stall_s):
+                    return await asyncio.shield(answer)
+            except TimeoutError:
+                if conn.progress == seen:
+                    raise
 
     async def _send_body(
         self, conn: _Connection, body: Body, length: int | None, chunked: bool

@@ -70,6 +70,7 @@ _ERROR_OF: dict[int, type[PodError]] = {
 _STREAM_CHUNK = 1 << 20
 _BACKOFF_S = 0.05
 _ERROR_BODY_LIMIT = 4096
+_NO_LIMIT = 1 << 62
 
 
 class PodClient:
@@ -247,20 +248,35 @@ class PodClient:
                 raise InvalidRange(f"offset {offset} beyond size {info.size}", url)
             return b""
 
-        async def read(resp: aiohttp.ClientResponse) -> bytes:
-            # Keep the chunks as they arrive and join once: one copy, into a buffer of the
-            # exact size (readexactly would join twice).
-            chunks = [chunk async for chunk in resp.content.iter_any()]
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            if resp.content_length is not None and len(data) != resp.content_length:
-                raise PodUnavailable(f"short body: {len(data)} of {resp.content_length}", url)
-            if length is not None and len(data) != length:
-                raise InvalidRange(f"asked {length} bytes at {offset}, shard has {len(data)}", url)
-            return data
-
-        return await self._idempotent(
-            "GET", url, shard_path(partition, shard), read, _range_header(offset, length)
-        )
+        target = shard_path(partition, shard)
+        base = url.rstrip("/")
+        host, port = _address(base)
+        headers = {"Accept-Encoding": "identity", **_range_header(offset, length)}
+        # Room for an error answer too, however short the range.
+        limit = max(length, 64 << 10) if length is not None else _NO_LIMIT
+        for attempt in range(self._retries + 1):
+            headers[AUTH_HEADER] = sign_request(self._secret, "GET", target)
+            try:
+                resp = await self._get_wire().request(
+                    "GET", host, port, target, headers, max_body=limit
+                )
+                if resp.status >= 400:
+                    message = resp.body[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
+                    raise _error_for(resp.status, f"GET {target}: {resp.status} {message}",
+                                     message, base)
+            except (OSError, TimeoutError, WireError, PodUnavailable) as exc:
+                if attempt >= self._retries:
+                    if isinstance(exc, PodUnavailable):
+                        raise
+                    raise PodUnavailable(f"GET {target}: {exc!r}", base) from exc
+                await _backoff(attempt)
+                continue
+            if length is not None and len(resp.body) != length:
+                raise InvalidRange(
+                    f"asked {length} bytes at {offset}, shard has {len(resp.body)}", url
+                )
+            return resp.body
+        raise AssertionError("unreachable")
 
     async def stream_shard(
         self,

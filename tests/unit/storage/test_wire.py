@@ -100,3 +100,20 @@ async def test_wrong_secret_is_refused(tmp_path: Any, start_pod: Any) -> None:
     finally:
         await intruder.close()
         await pod.server.close()
+
+
+async def test_ranged_reads_over_the_lean_client(pod: Any) -> None:
+    data = os.urandom((2 << 20) + 99)
+    await pod.client.put_shard(pod.url, 11, SID, data)
+    assert await pod.client.read_shard(pod.url, 11, SID) == data
+    assert await pod.client.read_shard(pod.url, 11, SID, 5, 10) == data[5:15]
+    assert await pod.client.read_shard(pod.url, 11, SID, 1 << 20, 1 << 20) == \
+        data[1 << 20 : 2 << 20]
+    assert await pod.client.read_shard(pod.url, 11, SID, len(data) - 1) == data[-1:]
+    from kurastore.storage import InvalidRange
+
+    with pytest.raises(InvalidRange):
+        await pod.client.read_shard(pod.url, 11, SID, len(data) - 5, 10)
+    with pytest.raises(ShardNotFound):
+        await pod.client.read_shard(pod.url, 11, ShardId("99" * 16, "0", 0), 0, 10)
+    assert _connections(pod.client) == 1  # errors with complete answers keep the connection
