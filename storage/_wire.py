@@ -29,6 +29,7 @@ from dataclasses import dataclass
 __all__ = ["BodyLengthError", "WireError", "WirePool", "WireResponse"]
 
 _MAX_HEAD = 64 << 10
+_SLICE = 1 << 20  # a bytes body is written in slices of this size
 _MAX_ANSWER = 1 << 20  # answers other than shard data are small JSON documents
 Body = bytes | bytearray | memoryview | AsyncIterable[bytes | memoryview]
 
@@ -264,6 +265,16 @@ class WirePool:
         self, conn: _Connection, body: Body, length: int | None, chunked: bool
     ) -> bool:
         """Write the body; False if the pod answered before all of it was sent."""
+        try:
+            return await self._write_body(conn, body, length, chunked)
+        except (OSError, WireError, TimeoutError):
+            if conn.answered:
+                return False  # the pod refused early and closed: its answer is what counts
+            raise
+
+    async def _write_body(
+        self, conn: _Connection, body: Body, length: int | None, chunked: bool
+    ) -> bool:
         transport = conn.transport
         assert transport is not None
         if isinstance(body, bytes | bytearray | memoryview):
@@ -272,7 +283,12 @@ class WirePool:
                 raise BodyLengthError(f"length {length} != body size {view.nbytes}")
             if chunked and view.nbytes:
                 transport.write(f"{view.nbytes:x}\r\n".encode())
-            transport.write(view)
+            # In slices, so a large body is not copied whole into the transport's buffer.
+            for off in range(0, view.nbytes, _SLICE):
+                if conn.answered:
+                    return False
+                transport.write(view[off : off + _SLICE])
+                await conn.drain(self._stall_s)
             if chunked:
                 transport.write(b"\r\n0\r\n\r\n" if view.nbytes else b"0\r\n\r\n")
             await conn.drain(self._stall_s)
