@@ -236,7 +236,7 @@ class PodClient:
         shard: ShardId,
         offset: int = 0,
         length: int | None = None,
-    ) -> bytes:
+    ) -> bytes | bytearray:
         """Read `length` bytes (to the end when None) from `offset`.
 
         Exactly `length` bytes or InvalidRange (the shard is shorter than asked).
