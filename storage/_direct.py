@@ -33,9 +33,11 @@ ALIGN = 4096
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
-def open_for_append(path: os.PathLike[str] | str, flags: int, mode: int) -> tuple[int, bool]:
-    """Open `path` with O_DIRECT if the filesystem takes it: (fd, direct)."""
-    if _O_DIRECT:
+def open_for_append(
+    path: os.PathLike[str] | str, flags: int, mode: int, *, direct: bool = True
+) -> tuple[int, bool]:
+    """Open `path` with O_DIRECT if asked and the filesystem takes it: (fd, direct)."""
+    if direct and _O_DIRECT:
         try:
             return os.open(path, flags | _O_DIRECT, mode), True
         except OSError as exc:

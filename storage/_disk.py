@@ -294,15 +294,18 @@ class ShardStore:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def begin_write(self, partition: int, shard: ShardId) -> ShardWriter:
-        """Start writing a new shard; ShardExists at once if it is already stored."""
+    def begin_write(
+        self, partition: int, shard: ShardId, expected_size: int | None = None
+    ) -> ShardWriter:
+        """Start writing a new shard; ShardExists at once if it is already stored.
+        `expected_size`, when known, lets a small shard skip O_DIRECT staging."""
         if self.shard_file(partition, shard).exists():
             raise ShardExists(f"shard {shard.name} already in partition {partition}")
-        return ShardWriter(self, partition, shard)
+        return ShardWriter(self, partition, shard, expected_size)
 
     def write_whole(self, partition: int, shard: ShardId, data: bytes) -> ShardInfo:
         """Write a shard already in memory in one call (the small-shard path)."""
-        writer = self.begin_write(partition, shard)
+        writer = self.begin_write(partition, shard, len(data))
         try:
             writer.write([data])
             return writer.commit()
@@ -392,7 +395,9 @@ class ShardStore:
 class ShardWriter:
     """One shard being written: `write` batches, then `commit` or `abort` (idempotent)."""
 
-    def __init__(self, store: ShardStore, partition: int, shard: ShardId) -> None:
+    def __init__(
+        self, store: ShardStore, partition: int, shard: ShardId, expected_size: int | None = None
+    ) -> None:
         self.store = store
         self.partition = partition
         self.shard = shard
@@ -400,7 +405,10 @@ class ShardWriter:
         self._reserved = 0
         self.tmp_path = store.tmp_dir / f"{partition}.{shard.name}.{uuid.uuid4().hex}.part"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        fd, direct = open_for_append(self.tmp_path, flags, 0o640)
+        # A shard smaller than one staging buffer would be written through the page cache
+        # anyway (see _direct.py): open it plainly and skip the staging copy.
+        small = expected_size is not None and expected_size < store.staging.size
+        fd, direct = open_for_append(self.tmp_path, flags, 0o640, direct=not small)
         self._fd: int | None = fd
         self._out = DirectAppender(fd, direct, store.staging)
         self._on_disk = 0  # bytes in the file; the rest of `size` is staged in `_out`

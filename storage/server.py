@@ -248,7 +248,7 @@ async def _stream_to_disk(request: web.Request, partition: int, shard: ShardId) 
     expected = request.content_length
     # Checked before the body is read: an existing shard costs no transfer and no disk.
     writer: ShardWriter = await _run_io(
-        request, request.app[SHARD_STORE].begin_write, partition, shard
+        request, request.app[SHARD_STORE].begin_write, partition, shard, expected
     )
     committed = False
     pending: asyncio.Future[None] | None = None

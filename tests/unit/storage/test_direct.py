@@ -65,3 +65,21 @@ def test_large_shard_through_the_store_reads_back(tmp_path: Path) -> None:
         assert store.usage().used_bytes == len(data)
     finally:
         store.close()
+
+
+def test_small_shards_skip_direct_io_and_large_ones_use_it(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path / "pod")
+    store.open()
+    try:
+        small = store.begin_write(1, ShardId(f"{1:032x}", "0", 0), expected_size=4096)
+        large = store.begin_write(1, ShardId(f"{2:032x}", "0", 0), expected_size=8 << 20)
+        unknown = store.begin_write(1, ShardId(f"{3:032x}", "0", 0))
+        assert small._out._direct is False
+        assert large._out._direct is True and unknown._out._direct is True
+        for w, size in ((small, 4096), (large, 8 << 20), (unknown, 3 << 20)):
+            data = os.urandom(size)
+            w.write([data])
+            info = w.commit()
+            assert store.shard_file(1, info.shard).read_bytes() == data
+    finally:
+        store.close()
