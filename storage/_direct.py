@@ -89,17 +89,21 @@ class DirectAppender:
             return _write_all(self._fd, [memoryview(c).cast("B") for c in chunks if len(c)])
         written = 0
         size = self._pool.size
-        for chunk in chunks:
-            view = memoryview(chunk).cast("B")
-            while len(view):
-                if self._stage is None:
-                    self._stage = self._pool.take()
-                take = min(len(view), size - self._filled)
-                self._stage[self._filled : self._filled + take] = view[:take]
-                self._filled += take
-                view = view[take:]
-                if self._filled == size:
-                    written += self._flush_stage()
+        views = [memoryview(c).cast("B") for c in chunks if len(c)]
+        while views:
+            view = views.pop(0)
+            if self._stage is None:
+                self._stage = self._pool.take()
+            take = min(len(view), size - self._filled)
+            self._stage[self._filled : self._filled + take] = view[:take]
+            self._filled += take
+            if take < len(view):
+                views.insert(0, view[take:])
+            if self._filled == size:
+                written += self._flush_stage()
+                if not self._direct:
+                    # The device refused O_DIRECT: the rest goes straight on, in order.
+                    return written + _write_all(self._fd, views)
         return written
 
     def finish(self) -> int:

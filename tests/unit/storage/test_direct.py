@@ -83,3 +83,22 @@ def test_small_shards_skip_direct_io_and_large_ones_use_it(tmp_path: Path) -> No
             assert store.shard_file(1, info.shard).read_bytes() == data
     finally:
         store.close()
+
+
+def test_a_device_refusing_the_alignment_falls_back_in_order(tmp_path: Path) -> None:
+    # A staging size no device accepts for O_DIRECT (not a multiple of 512): the first
+    # flush gets EINVAL, and every byte still lands once, in order, through the page cache.
+    pool = StagingPool(8192)
+    pool.size = 8192 + 100
+    data = os.urandom(50_000)
+    chunks = [data[i : i + 7000] for i in range(0, len(data), 7000)]
+    fd, direct = open_for_append(tmp_path / "odd", FLAGS, 0o600)
+    assert direct
+    try:
+        out = DirectAppender(fd, direct, pool)
+        written = out.write(chunks[:3]) + out.write(chunks[3:]) + out.finish()
+        assert written == len(data)
+        assert out._direct is False
+    finally:
+        os.close(fd)
+    assert (tmp_path / "odd").read_bytes() == data
