@@ -25,6 +25,7 @@ from collections.abc import AsyncIterable, Callable, Sequence
 from kurastore.erasure import ErasureParams
 from kurastore.gateway.objects import checksums
 from kurastore.gateway.objects.api import CompletedPart, PutOptions, WriteConditions
+from kurastore.gateway.objects.conditions import precheck_write
 from kurastore.gateway.objects.config import MAX_PART_NUMBER, MIN_PART_SIZE
 from kurastore.gateway.objects.context import ObjectContext
 from kurastore.gateway.objects.errors import (
@@ -217,6 +218,8 @@ async def complete_upload(
     """Assemble and commit the object; `check` may refuse the assembled version
     (the client's whole-object checksum or size) before anything is committed."""
     upload = await get_upload(ctx, bucket, key, upload_id)
+    # If-Match on a missing key is NoSuchKey, as for PutObject; the commit re-checks.
+    await precheck_write(ctx.store, ctx.buckets, bucket, key, conditions)
     layouts = _chosen_layouts(await all_parts(ctx, upload_id), parts)
     md5s = b"".join(bytes.fromhex(layout.etag) for layout in layouts)
     etag = f"{hashlib.md5(md5s).hexdigest()}-{len(layouts)}"

@@ -97,13 +97,14 @@ def strings_to_sign(
 
 
 def sign(secret: str, text: str) -> str:
-    digest = hmac.new(secret.encode("utf-8"), text.encode("utf-8"), hashlib.sha1).digest()
+    message = text.encode("utf-8", "surrogateescape")  # non-UTF-8 header bytes as sent
+    digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
 def matches(secret: str, candidates: list[str], provided: str) -> bool:
     """Constant-time check of the provided signature against every candidate."""
-    provided_bytes = provided.encode("utf-8")
+    provided_bytes = provided.encode("utf-8", "surrogateescape")
     found = False
     for text in candidates:
         found |= hmac.compare_digest(sign(secret, text).encode("ascii"), provided_bytes)

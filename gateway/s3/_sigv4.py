@@ -169,7 +169,9 @@ def canonical_request(
 
 
 def string_to_sign(amz_date: str, scope: str, canonical: str) -> str:
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # A header that was not UTF-8 (aiohttp keeps its bytes as surrogate escapes) is
+    # hashed as the bytes the client sent and signed.
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()
     return f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
 
 
@@ -208,7 +210,8 @@ def trailer_signature(
 
 def signatures_equal(expected: str, provided: str) -> bool:
     """Constant-time comparison; the provided value may hold any characters."""
-    return hmac.compare_digest(expected.encode("ascii"), provided.lower().encode("utf-8"))
+    given = provided.lower().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(expected.encode("ascii"), given)
 
 
 def _hmac(key: bytes, text: str) -> bytes:

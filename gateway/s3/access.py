@@ -89,6 +89,13 @@ _OBJECT_OPS = frozenset({S3Op.GET_OBJECT_TAGGING, S3Op.PUT_OBJECT_TAGGING,
                          S3Op.DELETE_OBJECT_TAGGING, S3Op.GET_OBJECT_RETENTION,
                          S3Op.PUT_OBJECT_RETENTION, S3Op.GET_OBJECT_LEGAL_HOLD,
                          S3Op.PUT_OBJECT_LEGAL_HOLD})
+# Operations on an existing object whose policy context carries its tags
+# (s3:ExistingObjectTag/<key>), as the AWS condition-key table lists them.
+_TAGGED_OPS = frozenset({S3Op.GET_OBJECT, S3Op.HEAD_OBJECT, S3Op.GET_OBJECT_ACL,
+                         S3Op.PUT_OBJECT_ACL, S3Op.GET_OBJECT_TAGGING, S3Op.PUT_OBJECT_TAGGING,
+                         S3Op.DELETE_OBJECT_TAGGING, S3Op.GET_OBJECT_ATTRIBUTES,
+                         S3Op.GET_OBJECT_RETENTION, S3Op.PUT_OBJECT_RETENTION,
+                         S3Op.GET_OBJECT_LEGAL_HOLD, S3Op.PUT_OBJECT_LEGAL_HOLD})
 _CONTEXT_HEADERS = ("x-amz-acl", "x-amz-copy-source", "x-amz-metadata-directive",
                     "x-amz-server-side-encryption", "x-amz-storage-class",
                     "x-amz-content-sha256", *acl.GRANT_HEADERS)  # fmt: skip
@@ -138,7 +145,8 @@ async def authorize(s3: S3Request) -> None:
                                            "s3:AbortMultipartUpload",
                                            "s3:ListMultipartUploadParts"))
     resource = f"arn:aws:s3:::{s3.bucket}/{s3.key}" if on_object else f"arn:aws:s3:::{s3.bucket}"
-    decision = policy_decision(s3, record, caller, action, resource)
+    extra = await _existing_tags(s3, record) if s3.op in _TAGGED_OPS else None
+    decision = policy_decision(s3, record, caller, action, resource, extra)
     if decision == "Deny" and not (caller == record.owner and s3.op in _POLICY_OPS):
         raise s3e.AccessDenied()
     if caller is not None and caller == record.owner:
@@ -233,6 +241,19 @@ async def _version_or_denied(s3: S3Request, record: BucketRecord, key: str,
         if may_list(s3, record, caller, key):
             raise
         raise s3e.AccessDenied() from None
+
+
+async def _existing_tags(s3: S3Request, record: BucketRecord) -> dict[str, Sequence[str]]:
+    """s3:ExistingObjectTag/<key> of the object the request names, loaded only when
+    the bucket's policy asks for it (a missing object has no tags)."""
+    if "existingobjecttag/" not in str(record.settings.get("policy") or "").lower():
+        return {}
+    try:
+        version = await s3.service.head_object(record.name, s3.key,
+                                               version_id=s3.query.get("versionId") or None)
+    except (dom.ObjectNotFound, dom.VersionNotFound):
+        return {}
+    return {"s3:existingobjecttag/" + k.lower(): [v] for k, v in version.tags.items()}
 
 
 def may_list(s3: S3Request, record: BucketRecord, caller: str | None, key: str) -> bool:

@@ -42,7 +42,7 @@ from kurastore.gateway.s3 import (
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3.auth import authenticate
 from kurastore.gateway.s3.context import Handler, S3Request
-from kurastore.gateway.s3.headers import http_date
+from kurastore.gateway.s3.headers import check_version_id, http_date
 from kurastore.gateway.s3.routes import S3Op, bucket_from_host, classify
 from kurastore.gateway.s3.xml import el
 
@@ -107,6 +107,8 @@ class S3Frontend:
             raise s3e.NotImplemented_()
         if len(key.encode()) > MAX_KEY_BYTES:
             raise s3e.KeyTooLongError()
+        if key and "versionId" in request.query:
+            check_version_id(request.query["versionId"])
         record = None
         if bucket and op is not S3Op.CREATE_BUCKET:
             # Bucket-level writes (PUT ?tagging, ?acl...) rewrite settings: read them fresh.

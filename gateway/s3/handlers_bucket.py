@@ -18,7 +18,7 @@ import re
 from aiohttp import web
 
 from kurastore.gateway.objects import errors as dom
-from kurastore.gateway.s3 import acl, handlers_access, lock, ownership
+from kurastore.gateway.s3 import access, acl, handlers_access, lock, ownership
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
@@ -92,9 +92,10 @@ async def create_bucket(s3: S3Request) -> web.StreamResponse:
         await s3.service.create_bucket(s3.bucket, s3.user_id, s3.region)
     except dom.BucketAlreadyOwnedByYou:
         # us-east-1 keeps Amazon's legacy answer: creating a bucket you already own
-        # succeeds and changes nothing. Every other region answers 409.
+        # succeeds and resets its ACL to the request's. Every other region answers 409.
         if s3.region != "us-east-1":
             raise
+        await _reset_acl(s3, grants)
     else:
         settings: dict = {"ownership": object_ownership} if object_ownership else {}
         if grants is not None and grants != acl.default(s3.user_id):
@@ -107,6 +108,22 @@ async def create_bucket(s3: S3Request) -> web.StreamResponse:
             settings = {**record.settings, lock.SETTINGS_KEY: {"enabled": True}}
             await s3.service.update_bucket(s3.bucket, versioning="Enabled", settings=settings)
     return empty_response(headers={"Location": "/" + s3.bucket})
+
+
+async def _reset_acl(s3: S3Request, grants: acl.Acl | None) -> None:
+    """A re-created bucket's ACL becomes the one the request asks for (default:
+    private), unless ACLs are disabled (BucketOwnerEnforced) for the bucket."""
+    record = await s3.service.get_bucket(s3.bucket, fresh=True)
+    if access.acls_disabled(record):
+        return
+    if grants is not None and access.public_access_block(record).get("BlockPublicAcls") and (
+        acl.is_public(grants)
+    ):
+        raise s3e.AccessDenied()
+    wanted = None if grants is None or grants == acl.default(s3.user_id) else acl.encode(grants)
+    if record.settings.get("acl") != wanted:
+        await s3.service.update_bucket(s3.bucket,
+                                       settings=access.stored_settings(record, acl=wanted))
 
 
 async def head_bucket(s3: S3Request) -> web.StreamResponse:
@@ -210,6 +227,8 @@ async def list_object_versions(s3: S3Request) -> web.StreamResponse:
     key_marker, vid_marker = q.get("key-marker", ""), q.get("version-id-marker", "")
     if vid_marker and not key_marker:
         raise s3e.InvalidArgument("A version-id marker cannot be specified without a key marker.")
+    if vid_marker:
+        hdr.check_version_id(vid_marker, "version-id-marker")
     page = await s3.service.list_versions(
         s3.bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
         version_id_marker=vid_marker, max_keys=max_keys,

@@ -76,6 +76,8 @@ async def upload_part(s3: S3Request) -> web.StreamResponse:
 async def upload_part_copy(s3: S3Request) -> web.StreamResponse:
     number = _part_number(s3)
     src = hdr.copy_source(s3.headers, with_range=True)
+    if src.version_id is not None:
+        hdr.check_version_id(src.version_id)
     await access.check_copy_source(s3, src.bucket, src.key, src.version_id)
     try:
         part = await s3.service.upload_part_copy(s3.bucket, s3.key, _upload_id(s3), number, src)

@@ -25,7 +25,7 @@ from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
 from kurastore.gateway.s3.routes import S3Op
 from kurastore.gateway.s3.xml import child_text, document, el, iso8601, parse, parse_bool, quoted
-from kurastore.metadata import ObjectVersion
+from kurastore.metadata import ObjectVersion, PartLayout
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,12 @@ def _answer_headers(
 ) -> dict[str, str]:
     whole = first == 0 and last == version.size - 1
     checksum_mode = s3.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+    part = _multipart_part(version, s3.query.get("partNumber"))
     out = hdr.object_headers(
-        version, versioned=s3.is_versioned, with_checksums=checksum_mode and whole
+        version, versioned=s3.is_versioned, with_checksums=checksum_mode and whole and not part
     )
+    if checksum_mode and part is not None:  # a part answers with its own checksum
+        out.update(hdr.checksum_headers(part.checksums, version.checksum_type))
     if partial:
         out["Content-Range"] = f"bytes {first}-{last}/{version.size}"
     if s3.query.get("partNumber") is not None:
@@ -146,6 +149,15 @@ async def get_object(s3: S3Request) -> web.StreamResponse:
     finally:
         await reader.aclose()
     return resp
+
+
+def _multipart_part(version: ObjectVersion, number: str | None) -> PartLayout | None:
+    """The part ?partNumber= names in an object a multipart upload made (a plain
+    object is its own part 1, whose checksum is the object's)."""
+    if number is None or "-" not in version.etag or not version.parts:
+        return None
+    index = int(number) - 1  # validated by _read_args
+    return version.parts[index] if 0 <= index < len(version.parts) else None
 
 
 def _part_span(version: ObjectVersion, number: int) -> tuple[int, int]:
@@ -221,6 +233,8 @@ async def delete_objects(s3: S3Request) -> web.StreamResponse:
 async def copy_object(s3: S3Request) -> web.StreamResponse:
     h = s3.headers
     src = hdr.copy_source(h)
+    if src.version_id is not None:
+        hdr.check_version_id(src.version_id)
     await access.check_copy_source(s3, src.bucket, src.key, src.version_id)
     directive = h.get("x-amz-metadata-directive", "COPY").upper()
     tag_directive = h.get("x-amz-tagging-directive", "COPY").upper()

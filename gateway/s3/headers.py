@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.errors
+import email.header
 import email.utils
 import hashlib
 import re
@@ -61,6 +63,8 @@ STORAGE_CLASSES = frozenset(
     }
 )  # fmt: skip
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_VERSION_ID = re.compile(r"[0-9a-f]{32}")
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=")
 
 Headers = Mapping[str, str]
 
@@ -69,10 +73,11 @@ Headers = Mapping[str, str]
 
 
 def user_metadata(headers: Headers) -> dict[str, str]:
-    """x-amz-meta-* by lowercase name without the prefix. MetadataTooLarge when
-    names and values together exceed 2 KiB of UTF-8, as AWS counts them."""
+    """x-amz-meta-* by lowercase name without the prefix, values decoded as AWS
+    stores them (`meta_value`). MetadataTooLarge when names and values together
+    exceed 2 KiB of UTF-8, as AWS counts them."""
     meta = {
-        name.lower()[len(META_PREFIX) :]: value
+        name.lower()[len(META_PREFIX) :]: meta_value(value)
         for name, value in headers.items()
         if name.lower().startswith(META_PREFIX)
     }
@@ -80,6 +85,30 @@ def user_metadata(headers: Headers) -> dict[str, str]:
     if size > MAX_USER_META_BYTES:
         raise s3e.MetadataTooLarge()
     return meta
+
+
+def meta_value(value: str) -> str:
+    """A user metadata value as stored: header bytes that are not UTF-8 are read as
+    ISO-8859-1 (HTTP's historical charset), then RFC 2047 encoded words
+    (=?UTF-8?B?...?=) are decoded, as AWS decodes them before storing."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # aiohttp's surrogate escapes of non-UTF-8 bytes
+        value = value.encode("utf-8", "surrogateescape").decode("latin-1")
+    if _ENCODED_WORD.search(value) is None:
+        return value
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (LookupError, ValueError, email.errors.HeaderParseError):
+        return value  # not a well-formed encoded word: kept as sent
+
+
+def meta_header(value: str) -> str:
+    """A stored value as GET and HEAD send it: ASCII as is, anything else UTF-8
+    encoded in one RFC 2047 encoded word, as AWS answers (a header cannot carry it)."""
+    if value.isascii():
+        return value
+    return "=?UTF-8?B?" + base64.b64encode(value.encode("utf-8")).decode("ascii") + "?="
 
 
 def stored_headers(headers: Headers) -> dict[str, str]:
@@ -213,6 +242,19 @@ def part_number(value: str | None) -> int | None:
     if not 1 <= number <= MAX_PART_NUMBER:
         raise s3e.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive")
     return number
+
+
+def check_version_id(value: str, argument: str = "versionId") -> str:
+    """A versionId argument: "null" or one of ours (32 lowercase hex characters).
+    Anything else cannot name a version: 400 InvalidArgument, as AWS answers, not
+    the 404 NoSuchVersion a well-formed id of no version gets."""
+    if value == "":
+        raise s3e.InvalidArgument("Version id cannot be the empty string",
+                                  ArgumentName=argument, ArgumentValue=value)
+    if value != "null" and not _VERSION_ID.fullmatch(value):
+        raise s3e.InvalidArgument("Invalid version id specified",
+                                  ArgumentName=argument, ArgumentValue=value)
+    return value
 
 
 def copy_source(headers: Headers, *, with_range: bool = False) -> CopySource:
@@ -364,7 +406,8 @@ def object_headers(
     # Canonical case, so response-* overrides replace rather than duplicate them.
     out.update({_canonical(name): value for name, value in version.headers.items()
                 if not name.startswith(INTERNAL_PREFIX)})
-    out.update({META_PREFIX + name: value for name, value in version.user_meta.items()})
+    out.update({META_PREFIX + name: meta_header(value)
+                for name, value in version.user_meta.items()})
     out.update(version_headers(version.version_id, versioned))
     if version.tags:
         out["x-amz-tagging-count"] = str(len(version.tags))

@@ -14,7 +14,9 @@ Rules (AWS's behaviour):
   comma-separated value of the field.
 - content-length-range is checked while the file streams (`LengthRange`):
   EntityTooSmall / EntityTooLarge.
-- A malformed policy is InvalidPolicyDocument.
+- A malformed policy is InvalidPolicyDocument: bad JSON or base64, an expiration
+  not in ISO 8601 (date "T" time, with a zone), a simple condition without
+  exactly one field, an unknown operation.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +33,7 @@ from kurastore.gateway.s3 import errors as s3e
 
 EXEMPT_FIELDS = frozenset({"policy", "x-amz-signature", "signature", "awsaccesskeyid", "file"})
 _DENIED = "Invalid according to Policy: "
+_ISO8601 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,9 @@ def decode(policy_b64: str) -> Policy:
     length = LengthRange()
     for item in doc["conditions"]:
         if isinstance(item, dict):
+            if len(item) != 1:
+                raise _invalid("Invalid Simple-Condition: Simple-Conditions must have exactly "
+                               "one property specified.")
             for name, value in item.items():
                 if not isinstance(value, str):
                     raise _invalid("Invalid Simple-Condition: value must be a string.")
@@ -116,8 +123,10 @@ def decode(policy_b64: str) -> Policy:
 
 
 def _parse_time(value: object) -> float:
-    if not isinstance(value, str):
-        raise _invalid("Invalid 'expiration' value.")
+    """ISO 8601 with the "T" separator and a zone (AWS writes ...T12:00:00.000Z);
+    Python's looser forms (a space, no zone) are refused, as AWS refuses them."""
+    if not isinstance(value, str) or not _ISO8601.fullmatch(value):
+        raise _invalid(f"Invalid 'expiration' value: '{value}'")
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
