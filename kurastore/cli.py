@@ -214,6 +214,15 @@ async def _admin_call(args: argparse.Namespace) -> object:
             return await client.drain_pod(args.id)
         if what == ("pods", "remove"):
             return await client.remove_pod(args.id)
+        if what == ("spec", "show"):
+            return await client.spec()
+        if what == ("spec", "set"):
+            changes: dict[str, object] = {}
+            if args.pods is not None:
+                changes["pods"] = args.pods
+            if args.paused is not None:
+                changes["paused"] = args.paused
+            return await client.set_spec(changes)
     raise SystemExit(f"unknown admin command: {args.noun} {args.verb}")
 
 
@@ -331,6 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--weight", type=float, default=1.0)
     pods.add_parser("drain", help="move every shard off a pod").add_argument("id")
     pods.add_parser("remove", help="remove a drained pod").add_argument("id")
+    spec = nouns.add_parser("spec", help="kurastore server: the desired local spec and its "
+                            "ObjectStore status (phase, conditions, health, rebalance)"
+                            ).add_subparsers(dest="verb")
+    spec.add_parser("show")
+    ss = spec.add_parser("set", help="change the desired spec; the local operator carries "
+                         "it out (scale in drains first, never below k+m)")
+    ss.add_argument("--pods", type=int, default=None, help="pod count wanted")
+    pause = ss.add_mutually_exclusive_group()
+    pause.add_argument("--pause", dest="paused", action="store_const", const=True,
+                       default=None, help="stop reconciling")
+    pause.add_argument("--resume", dest="paused", action="store_const", const=False)
     return parser
 
 
@@ -342,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(os.environ.get("KURASTORE_LOG_LEVEL", "INFO"))
         return _pod(argv[1:])
     args = build_parser().parse_args(argv)
+    if getattr(args, "noun", None) == "spec" and not args.verb:
+        args.verb = "show"
     setup_logging(args.log_level)
     if args.command == "server":
         return _server(args)

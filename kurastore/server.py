@@ -6,8 +6,14 @@ Layout of the data directory:
     kurastore.json   secrets and root keys (0600), made on first start
     metadata.db      SQLite metadata (WAL)
     cluster.secret   the pods' shared secret (0600)
+    objectstore.json         the desired local spec (pods, erasure, rebalance, paused)
+    objectstore-status.json  the local operator's state and last ObjectStore status
     pods/pod-N/      one directory per pod (its volume)
     logs/            pod logs
+
+The pods are run by the local operator (operator/platforms/local_control.py), the same
+reconciler as on Kubernetes over the desired spec: `kurastore admin pods add|drain` and
+`kurastore admin spec set` change the spec, its control loop carries the change out.
 """
 
 from __future__ import annotations
@@ -18,15 +24,18 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from aiohttp import web
 
-from kurastore.gateway.admin.cluster import LocalPlatform, publish_pods
+from kurastore.gateway.admin.cluster import LocalPlatform, SpecRefused, publish_pods
+from kurastore.gateway.admin.pods import PodAdmin
 from kurastore.gateway.app import build_gateway_app, open_metadata
 from kurastore.gateway.config import GatewayConfig
-from kurastore.gateway.keys import LOCAL_PLATFORM
+from kurastore.gateway.keys import LOCAL_PLATFORM, MAINTENANCE, SERVICE
 from kurastore.metadata import (
     AccessKey,
     AccessKeyNotFound,
@@ -34,12 +43,16 @@ from kurastore.metadata import (
     UserNotFound,
     UserRecord,
 )
-from kurastore.operator.platforms.local import LocalPods, next_pod_ids, pod_ids
+from kurastore.operator.local_spec import LocalSpec, load_spec, save_spec
+from kurastore.operator.platforms.local import LocalPods, pod_ids
+from kurastore.operator.platforms.local_control import LocalOperator
+from kurastore.operator.spec import SpecError
 from kurastore.process import MALLOC_ENV
 from kurastore.state import load_or_create, write_secret_file
 
 log = logging.getLogger("kurastore.server")
 
+T = TypeVar("T")
 ROOT_USER = "root"
 ROOT_USER_ID = "0" * 63 + "1"
 
@@ -128,15 +141,23 @@ async def _bootstrap(
         await store.close()
 
 
-async def _added_pods(config: GatewayConfig, first: int) -> list[str]:
-    """Pods added at run time (`kurastore admin pods add`) and not removed: a restarted
-    server starts them again beside the first `first`."""
+async def _registered(config: GatewayConfig) -> dict[str, str]:
+    """pod id -> state of every pod in the registry and not removed."""
     store = await open_metadata(config)
     try:
-        registered = [p.pod_id for p in await store.list_pods() if p.state != "removed"]
+        return {p.pod_id: p.state for p in await store.list_pods() if p.state != "removed"}
     finally:
         await store.close()
-    return [pod_id for pod_id in registered if pod_id not in pod_ids(first)]
+
+
+def _first_spec(opts: ServerOptions, data: Path, registered: dict[str, str],
+                k: int, m: int) -> LocalSpec:
+    """The spec of a data directory that has none yet: --pods pods, and the pods added
+    at run time by an earlier server (active in the registry, with a volume here)."""
+    first = pod_ids(opts.pods)
+    added = [p for p, state in registered.items()
+             if state == "active" and p not in first and (data / "pods" / p).is_dir()]
+    return LocalSpec(pods=tuple(first + added), data_blocks=k, parity_blocks=m)
 
 
 async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None) -> None:
@@ -149,7 +170,8 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
     secret = state.cluster_secret.encode()
     secret_file = data / "cluster.secret"
     write_secret_file(secret_file, secret)
-    k, m = choose_erasure(opts.pods)
+    spec = load_spec(data)
+    k, m = (spec.data_blocks, spec.parity_blocks) if spec else choose_erasure(opts.pods)
     config = GatewayConfig(
         listen_host=opts.host,
         listen_port=opts.port,
@@ -165,41 +187,86 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
         **opts.load_settings(),
     )
 
-    ids = pod_ids(opts.pods) + await _added_pods(config, opts.pods)
-    platform = LocalPods(data / "pods", ids, secret_file, secret,
+    registered = await _registered(config)
+    throttle = {"rebalance_rate_bytes_s": config.rebalance_rate_bytes_s,
+                "rebalance_grace_s": config.rebalance_grace_s}
+    # The rebalance throttle is the one this server was started with.
+    if spec is not None and opts.pods > len(spec.pods):
+        log.warning("--pods %d not taken: the local spec (%s) has %d pods; "
+                    "`kurastore admin spec set --pods %d` scales out", opts.pods,
+                    data / "objectstore.json", len(spec.pods), opts.pods)
+    spec = (spec.changed(**throttle) if spec
+            else replace(_first_spec(opts, data, registered, k, m), **throttle))
+    save_spec(data, spec)
+    # Pods being drained run too (the store moves their data away), until removed.
+    retiring = [p for p, st in registered.items() if st == "draining"
+                and p not in spec.pods and (data / "pods" / p).is_dir()]
+    platform = LocalPods(data / "pods", [*spec.pods, *retiring], secret_file, secret,
                          host=opts.host, log_dir=data / "logs", env=MALLOC_ENV)
     await platform.start()
     runner: web.AppRunner | None = None
+    control: asyncio.Task[None] | None = None
     try:
         records = [PodRecord(p.pod_id, p.url) for p in platform.pods.values()]
         epoch = await _bootstrap(config, access_key, secret_key, records, k + m)
         # auto_decompress off: S3 stores bodies sent with Content-Encoding as sent.
         app = build_gateway_app(config)
-        app[LOCAL_PLATFORM] = _local_platform(platform)
+        operator: list[LocalOperator] = []  # made once the object service runs
+        app[LOCAL_PLATFORM] = _local_platform(operator)
         runner = web.AppRunner(app, access_log=None, auto_decompress=False)
         await runner.setup()
+        endpoint = f"http://{opts.host}:{opts.port}"
+        operator.append(LocalOperator(data, platform, spec,
+                                      PodAdmin(app[SERVICE], app.get(MAINTENANCE)), endpoint))
         site = web.TCPSite(runner, opts.host, opts.port, backlog=1024)
         await site.start()
-        _print_banner(opts, data, access_key, secret_key, k, m, epoch, created)
+        control = asyncio.create_task(operator[0].run(), name="local-operator")
+        _print_banner(opts, data, access_key, secret_key, k, m, epoch, created,
+                      len(spec.pods))
         if ready is not None:
             ready.set()
         await _wait_for_stop()
     finally:
+        if control is not None:
+            control.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await control
         if runner is not None:
             await runner.cleanup()
         await platform.stop()
         print("kurastore stopped", flush=True)
 
 
-def _local_platform(platform: LocalPods) -> LocalPlatform:
-    """The hooks through which `kurastore admin pods add|remove` reach the pod processes:
-    new pods are started and ready before the gateway publishes them."""
+async def _refusing(call: Awaitable[T]) -> T:
+    """A spec the local operator cannot take is refused (409), not a crash."""
+    try:
+        return await call
+    except SpecError as exc:
+        raise SpecRefused(str(exc)) from exc
+
+
+def _local_platform(operator: list[LocalOperator]) -> LocalPlatform:
+    """The hooks through which `kurastore admin pods add|drain|remove` and `admin spec`
+    reach the local operator."""
 
     async def add(count: int) -> list[PodRecord]:
-        started = await platform.add_pods(next_pod_ids(list(platform.pods), count))
-        return [PodRecord(p.pod_id, p.url) for p in started]
+        started = await _refusing(operator[0].add_pods(count))
+        return [PodRecord(pod_id, url) for pod_id, url in started]
 
-    return LocalPlatform(add_pods=add, remove_pod=platform.remove_pod)
+    async def drain(pod_id: str) -> bool:
+        return await _refusing(operator[0].drain_pod(pod_id))
+
+    async def remove(pod_id: str) -> None:
+        await operator[0].remove_pod(pod_id)
+
+    async def spec() -> dict[str, Any]:
+        return await operator[0].spec_doc()
+
+    async def set_spec(changes: dict[str, Any]) -> dict[str, Any]:
+        return await _refusing(operator[0].set_spec(changes))
+
+    return LocalPlatform(add_pods=add, remove_pod=remove, drain_pod=drain, spec=spec,
+                         set_spec=set_spec, status=lambda: operator[0].status_doc())
 
 
 async def _wait_for_stop() -> None:
@@ -213,7 +280,7 @@ async def _wait_for_stop() -> None:
 
 def _print_banner(
     opts: ServerOptions, data: Path, access_key: str, secret_key: str, k: int, m: int,
-    epoch: int, created: bool,
+    epoch: int, created: bool, pods: int,
 ) -> None:
     endpoint = f"http://{opts.host}:{opts.port}"
     lines = [
@@ -224,7 +291,7 @@ def _print_banner(
         f"  access key:   {access_key}",
         f"  secret key:   {secret_key}",
         f"  data:         {data}",
-        f"  pods:         {opts.pods} (erasure {k}+{m}, placement epoch {epoch})",
+        f"  pods:         {pods} (erasure {k}+{m}, placement epoch {epoch})",
         f"  metrics:      {endpoint}/metrics",
         "",
         "  Try:",

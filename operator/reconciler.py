@@ -15,6 +15,7 @@ Rules, the same on every platform:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kurastore.operator.spec import ObjectStoreSpec, Pool
@@ -147,18 +148,24 @@ def pod_name(store: str, pool: str, ordinal: int) -> str:
     return f"{store}-{pool}-{ordinal}"
 
 
-def plan(store: str, spec: ObjectStoreSpec, observed: Observed) -> Plan:
+# (store, pool, ordinal) -> pod name; the local platform names its pods its own way.
+Naming = Callable[[str, str, int], str]
+
+
+def plan(store: str, spec: ObjectStoreSpec, observed: Observed,
+         *, name: Naming = pod_name) -> Plan:
     """What to do now to bring the cluster towards `spec`."""
     if spec.paused:
         replicas = dict(observed.replicas) or {p.name: p.pods for p in spec.pools}
         return Plan(replicas=replicas, waiting=("paused",))
     registered = {r.pod_id: r for r in observed.store.registered}
     pods = {p.name: p for p in observed.pods}
-    replicas, actions, refusals, waiting, draining = _scale_in(store, spec, observed, registered)
+    replicas, actions, refusals, waiting, draining = _scale_in(
+        store, spec, observed, registered, name)
     if not observed.store.reachable:
         # Nothing can be registered or drained; StatefulSets still converge.
         return Plan(replicas=replicas, refusals=refusals, waiting=("store admin API",))
-    register = _registrations(store, spec, pods, registered, waiting)
+    register = _registrations(store, spec, pods, registered, waiting, name)
     if register:
         actions.insert(0, RegisterPods(tuple(register)))
     upgrading = any(p.image != spec.image for p in observed.pods if p.pool in replicas)
@@ -172,6 +179,7 @@ def plan(store: str, spec: ObjectStoreSpec, observed: Observed) -> Plan:
 
 def _scale_in(
     store: str, spec: ObjectStoreSpec, observed: Observed, registered: dict[str, RegisteredPod],
+    name_of: Naming,
 ) -> tuple[dict[str, int], list[Action], list[Refusal], list[str], list[str]]:
     """StatefulSet sizes, with drains and removals for pods being taken away."""
     width = spec.erasure.width
@@ -200,7 +208,7 @@ def _scale_in(
             continue
         keep = desired
         for ordinal in range(desired, now):
-            name = pod_name(store, pool, ordinal)
+            name = name_of(store, pool, ordinal)
             reg = registered.get(name)
             if reg is None:
                 continue  # never registered, or removed already
@@ -220,7 +228,7 @@ def _scale_in(
 
 def _registrations(
     store: str, spec: ObjectStoreSpec, pods: dict[str, ObservedPod],
-    registered: dict[str, RegisteredPod], waiting: list[str],
+    registered: dict[str, RegisteredPod], waiting: list[str], name_of: Naming,
 ) -> list[PodRegistration]:
     """New ready pods (all of them at once), and pods whose address changed."""
     first = not registered
@@ -229,7 +237,7 @@ def _registrations(
     not_ready: list[str] = []
     for pool in spec.pools:
         for ordinal in range(pool.pods):
-            name = pod_name(store, pool.name, ordinal)
+            name = name_of(store, pool.name, ordinal)
             pod = pods.get(name)
             reg = registered.get(name)
             ready = pod is not None and pod.ready and pod.url is not None and not pod.deleting

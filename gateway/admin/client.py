@@ -90,6 +90,14 @@ class AdminClient:
         """Rebalance progress (GET /_kura/admin/v1/rebalance)."""
         return await self._call("GET", "/rebalance")
 
+    async def spec(self) -> dict[str, Any]:
+        """kurastore server: the desired local spec and its ObjectStore status."""
+        return await self._call("GET", "/spec")
+
+    async def set_spec(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """kurastore server: change the desired local spec (pods, paused)."""
+        return await self._call("POST", "/spec", changes)
+
     async def list_users(self) -> list[dict[str, Any]]:
         return (await self._call("GET", "/users"))["users"]
 

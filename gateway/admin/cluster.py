@@ -60,12 +60,29 @@ class PodRefused(Exception):
 
 @dataclass(frozen=True)
 class LocalPlatform:
-    """The local platform's hooks, handed to the gateway by `kurastore server` (the
-    gateway never imports the operator): start `count` new pod processes and return
-    them once ready; stop one pod's process."""
+    """The local operator's hooks, handed to the gateway by `kurastore server` (the
+    gateway never imports the operator). Pod set changes become changes of the desired
+    local spec, which the operator's control loop carries out:
+
+    add_pods(count)   adds `count` pods to the spec; returns them once registered
+    drain_pod(id)     takes a pod out of the spec; returns once it is draining (False:
+                      not a pod of the spec, the gateway drains it itself)
+    remove_pod(id)    a drained pod removed by hand: its process stops
+    spec()            {"spec": the desired local spec, "status": the ObjectStore status}
+    set_spec(doc)     changes the desired spec (pods, paused) and answers as spec()
+    status()          the ObjectStore status the last reconcile computed
+    """
 
     add_pods: Callable[[int], Awaitable[list[PodRecord]]]
     remove_pod: Callable[[str], Awaitable[None]]
+    drain_pod: Callable[[str], Awaitable[bool]]
+    spec: Callable[[], Awaitable[dict[str, Any]]]
+    set_spec: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+    status: Callable[[], dict[str, Any]]
+
+
+class SpecRefused(Exception):
+    """A desired spec change the local operator cannot take (bad field, too few pods)."""
 
 
 async def _pod(store: Store, pod_id: str) -> PodRecord:
@@ -78,13 +95,19 @@ async def _pod(store: Store, pod_id: str) -> PodRecord:
 async def drain_pod(store: Store, pod_id: str, width: int) -> PlacementMap:
     """Marks the pod draining: a new epoch in which it holds nothing. Refused when fewer
     than `width` (k+m) pods would be left to hold the data (as the operator refuses)."""
+    pod = await check_drain(store, pod_id, width)
+    return await publish_pods(store, [replace(pod, state="draining")], width)
+
+
+async def check_drain(store: Store, pod_id: str, width: int) -> PodRecord:
+    """The pod, if draining it is allowed now; PodRefused (404, 409) otherwise."""
     pod = await _pod(store, pod_id)
     left = [p for p in await store.list_pods()
             if p.state == "active" and p.weight > 0 and p.pod_id != pod_id]
     if pod.state == "active" and len(left) < width:
         raise PodRefused(409, f"draining {pod_id} would leave {len(left)} pods, fewer than "
                               f"k+m = {width}: add a pod first")
-    return await publish_pods(store, [replace(pod, state="draining")], width)
+    return pod
 
 
 async def held_by_epochs(store: Store) -> dict[str, set[int]]:
@@ -143,3 +166,8 @@ async def remove_pod(
         raise PodRefused(409, f"pod {pod_id} still holds {shards} shards (not yet collected)"
                          if shards is not None else f"pod {pod_id} does not answer")
     return await publish_pods(store, [replace(pod, state="removed")], width)
+
+
+async def was_removed(store: Store, pod_id: str) -> bool:
+    """True when the registry keeps `pod_id` as removed (and not registered again)."""
+    return any(p.pod_id == pod_id and p.state == "removed" for p in await store.list_pods())

@@ -1,7 +1,8 @@
 """The admin API: JSON over HTTP under /_kura/admin/v1, admin credentials required.
 
-Users and access keys, cluster status (pods, capacity, placement epoch) and
-maintenance progress. Every handler goes through the object service; none
+Users and access keys, cluster status (pods, capacity, placement epoch; under
+`kurastore server` also the local operator's ObjectStore status) and maintenance
+progress. Every handler goes through the object service; none
 touches pods or metadata itself.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from kurastore.gateway.admin import auth
-from kurastore.gateway.keys import MAINTENANCE, SERVICE
+from kurastore.gateway.keys import LOCAL_PLATFORM, MAINTENANCE, SERVICE
 from kurastore.gateway.middlewares import OP, PROTOCOL
 from kurastore.gateway.objects import errors as dom
 
@@ -81,7 +82,11 @@ def _user_json(user: Any) -> dict[str, Any]:
 
 async def status(request: web.Request) -> web.Response:
     await _authenticate(request)
-    return web.json_response(await request.app[SERVICE].cluster_status())
+    out = await request.app[SERVICE].cluster_status()
+    platform = request.app.get(LOCAL_PLATFORM)
+    if platform is not None:  # kurastore server: its operator's ObjectStore status too
+        out["objectstore"] = platform.status()
+    return web.json_response(out)
 
 
 async def maintenance(request: web.Request) -> web.Response:

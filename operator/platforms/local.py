@@ -3,7 +3,9 @@
 Each pod is `python -m kurastore.storage` on its own directory and loopback
 port. A supervisor restarts a pod that dies (with backoff, as a kubelet would),
 so a killed pod comes back with its volume intact. Stopping terminates every
-pod and waits for it.
+pod and waits for it. Each volume carries a random id (volume.id), written when a
+pod starts on a directory without one: a new id tells the local operator that the
+pod came back on an empty volume (platforms/local_control.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import socket
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,7 +105,32 @@ class LocalPods:
             await _terminate(pod)
             log.info("pod %s stopped and removed", pod_id)
 
+    async def ready(self, pod_id: str) -> bool:
+        """The pod's process runs and answers its readiness check."""
+        pod = self.pods.get(pod_id)
+        if pod is None or pod.process is None or pod.process.returncode is not None:
+            return False
+        return await self._client.is_ready(pod.url)
+
+    def volume_id(self, pod_id: str) -> str | None:
+        """The id of the volume the pod runs on (None: none written yet)."""
+        try:
+            return (self._root / pod_id / VOLUME_ID).read_text().strip() or None
+        except OSError:
+            return None
+
+    async def restart_pod(self, pod_id: str) -> None:
+        """Stops the pod's process; the supervisor starts it again."""
+        pod = self.pods.get(pod_id)
+        if pod is not None and pod.process is not None and pod.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                pod.process.send_signal(signal.SIGTERM)
+
     async def _spawn(self, pod: LocalPod) -> None:
+        pod.data_dir.mkdir(parents=True, exist_ok=True)  # a wiped volume is made anew
+        marker = pod.data_dir / VOLUME_ID
+        if not marker.exists():
+            marker.write_text(uuid.uuid4().hex)
         log_path = self._log_dir / f"{pod.pod_id}.log"
         # The child inherits the descriptor; ours is closed right after the spawn.
         log_file = open(log_path, "ab")  # noqa: ASYNC230
@@ -191,6 +219,7 @@ class LocalPods:
 
 
 PIDFILE = "pod.pid"
+VOLUME_ID = "volume.id"
 
 
 def _die_with_parent() -> None:
@@ -242,13 +271,6 @@ async def _stop_stale(data_dir: Path) -> None:
 
 def pod_ids(count: int) -> list[str]:
     return [f"pod-{i}" for i in range(count)]
-
-
-def next_pod_ids(existing: list[str], count: int) -> list[str]:
-    """`count` new ids pod-N after the highest N in use."""
-    numbers = [int(p[4:]) for p in existing if p.startswith("pod-") and p[4:].isdigit()]
-    first = max(numbers, default=-1) + 1
-    return [f"pod-{i}" for i in range(first, first + count)]
 
 
 async def _terminate(pod: LocalPod, timeout_s: float = 10.0) -> None:
