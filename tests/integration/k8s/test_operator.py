@@ -46,7 +46,7 @@ DEPLOY = ROOT / "deploy"
 OPERATOR_NS = "kurastore-system"
 KiB = 1 << 10
 SIZES = [5 * KiB, 80 * KiB, 200 * KiB, 600 * KiB + 17]  # 5 KiB is stored inline
-OBJECTS = 700
+OBJECTS = 2000
 INLINE = 64 * KiB  # the gateway's inline threshold: smaller objects have no shards
 
 STORE = """
