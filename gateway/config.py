@@ -63,6 +63,7 @@ class GatewayConfig:
     # to a new epoch's pods (0: unlimited), and how long old copies outlive the re-pin.
     rebalance_rate_bytes_s: float = 32 * (1 << 20)
     rebalance_grace_s: float = 300.0
+    rebalance_concurrency: int = 2  # partitions moved at once
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -48,6 +48,7 @@ def _server(args: argparse.Namespace) -> int:
         heal_rate_bytes_s=args.heal_rate, scrub_rate_bytes_s=args.scrub_rate,
         scrub_interval_s=args.scrub_interval,
         rebalance_rate_bytes_s=args.rebalance_rate, rebalance_grace_s=args.rebalance_grace,
+        rebalance_concurrency=args.rebalance_concurrency,
         orphan_grace_s=args.orphan_grace, lifecycle_day_s=args.lifecycle_day,
         max_in_flight_requests=args.max_in_flight, max_queued_requests=args.max_queued,
         queue_wait_s=args.queue_wait, idle_timeout_s=args.idle_timeout,
@@ -98,6 +99,7 @@ def _gateway(args: argparse.Namespace) -> int:
         region=args.region, domain=args.domain, erasure=args.erasure,
         root_keys=_root_keys(), rebalance_rate_bytes_s=args.rebalance_rate,
         rebalance_grace_s=args.rebalance_grace,
+        rebalance_concurrency=args.rebalance_concurrency,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_gateway(opts))
@@ -261,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pod bytes per second the rebalancer may move, e.g. 32M (0: unlimited)")
     srv.add_argument("--rebalance-grace", type=float, default=None, metavar="SECONDS",
                      help="how long moved shards' old copies are kept (default 300)")
+    srv.add_argument("--rebalance-concurrency", type=int, default=None, metavar="N",
+                     help="partitions the rebalancer moves at once (default 2)")
     srv.add_argument("--orphan-grace", type=float, default=None, metavar="SECONDS",
                      help="unreferenced shards younger than this are left (default 3600)")
     srv.add_argument("--lifecycle-day", type=float, default=None, metavar="SECONDS",
@@ -289,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="pod bytes per second the rebalancer may move (0: unlimited)")
     gw.add_argument("--rebalance-grace", type=float, default=None, metavar="SECONDS",
                     help="how long moved shards' old copies are kept (default 300)")
+    gw.add_argument("--rebalance-concurrency", type=int, default=None, metavar="N",
+                    help="partitions the rebalancer moves at once (default 2)")
 
     op = sub.add_parser("operator", help="reconcile ObjectStore resources on Kubernetes "
                         "(in-cluster config or KUBECONFIG)")

@@ -98,6 +98,7 @@ class GatewayOptions:
     root_keys: tuple[str, str] | None = None  # (access, secret) of the admin user root
     rebalance_rate_bytes_s: float | None = None
     rebalance_grace_s: float | None = None
+    rebalance_concurrency: int | None = None
 
 
 def sqlite_path(dsn: str) -> str | None:
@@ -158,7 +159,8 @@ async def run_gateway(opts: GatewayOptions, *, ready: asyncio.Event | None = Non
     path = sqlite_path(opts.metadata_dsn)
     repair = {name: value for name, value in (
         ("rebalance_rate_bytes_s", opts.rebalance_rate_bytes_s),
-        ("rebalance_grace_s", opts.rebalance_grace_s)) if value is not None}
+        ("rebalance_grace_s", opts.rebalance_grace_s),
+        ("rebalance_concurrency", opts.rebalance_concurrency)) if value is not None}
     config = GatewayConfig(
         listen_host=opts.host, listen_port=opts.port,
         metadata_dsn=None if path else opts.metadata_dsn,

@@ -83,6 +83,7 @@ class ServerOptions:
     scrub_interval_s: float | None = None
     rebalance_rate_bytes_s: float | None = None
     rebalance_grace_s: float | None = None
+    rebalance_concurrency: int | None = None
     orphan_grace_s: float | None = None  # an unreferenced shard younger than this is left
     lifecycle_day_s: float | None = None  # a shorter lifecycle "day", to try rules out
     # PostgreSQL metadata (postgresql://...) instead of <data>/metadata.db: then more
@@ -106,7 +107,8 @@ class ServerOptions:
         """The maintenance settings given (self-repair, lifecycle), as GatewayConfig
         keyword arguments."""
         names = ("heal_rate_bytes_s", "scrub_rate_bytes_s", "scrub_interval_s",
-                 "rebalance_rate_bytes_s", "rebalance_grace_s", "orphan_grace_s",
+                 "rebalance_rate_bytes_s", "rebalance_grace_s", "rebalance_concurrency",
+                 "orphan_grace_s",
                  "lifecycle_day_s")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 

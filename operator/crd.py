@@ -98,6 +98,7 @@ _SPEC = _obj({
         "rateBytesPerSecond": {"type": "integer", "minimum": 0, "default": 32 << 20,
                                "format": "int64"},
         "graceSeconds": _int(0, 86400, 300),
+        "concurrency": _int(1, 64, 2),
     }, default={}),
     "podAddress": _str("dns", ["dns", "ip"]),
     "reclaimPolicy": _str("Retain", ["Retain", "Delete"]),

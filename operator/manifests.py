@@ -202,7 +202,8 @@ def _gateway_container(ref: StoreRef, spec: ObjectStoreSpec) -> dict[str, Any]:
     args = ["gateway", "--listen", f"$(POD_IP):{spec.gateway.port}",
             "--erasure", f"{spec.erasure.data_blocks}+{spec.erasure.parity_blocks}",
             "--rebalance-rate", str(spec.rebalance.rate_bytes_s),
-            "--rebalance-grace", str(spec.rebalance.grace_s)]
+            "--rebalance-grace", str(spec.rebalance.grace_s),
+            "--rebalance-concurrency", str(spec.rebalance.concurrency)]
     env = [_env_field("POD_IP", "status.podIP"),
            _env_secret("KURASTORE_CLUSTER_SECRET", cluster, "secret"),
            _env_secret("KURASTORE_METADATA_KEY", cluster, "metadata-key"),

@@ -67,6 +67,7 @@ class Metadata:
 class Rebalance:
     rate_bytes_s: int = 32 << 20  # 0: unlimited
     grace_s: int = 300
+    concurrency: int = 2  # partitions moved at once
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ def parse_spec(doc: dict[str, Any]) -> ObjectStoreSpec:
         rebalance=Rebalance(
             rate_bytes_s=_get(rb, "rateBytesPerSecond", int, 32 << 20, "spec.rebalance"),
             grace_s=_get(rb, "graceSeconds", int, 300, "spec.rebalance"),
+            concurrency=_get(rb, "concurrency", int, 2, "spec.rebalance"),
         ),
         pod_address=address,
         reclaim_policy=reclaim,

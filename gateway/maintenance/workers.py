@@ -41,7 +41,8 @@ class Maintenance:
         healer = Healer(service.store, pods, service.topology, service.config, heal,
                         service.health)
         rebalance = RebalanceSettings(rate_bytes_s=config.rebalance_rate_bytes_s,
-                                      grace_s=config.rebalance_grace_s)
+                                      grace_s=config.rebalance_grace_s,
+                                      concurrency=config.rebalance_concurrency)
         rebalancer = Rebalancer(service.store, pods, service.topology, service.config,
                                 rebalance, service.health)
         scrubber = Scrubber(service.store, pods, service.topology, scrub,

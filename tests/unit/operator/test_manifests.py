@@ -119,11 +119,26 @@ def test_samples_match_our_crd_schemas(kind: str, sample: str) -> None:
     jsonschema.validate(doc, _schema(kind))
 
 
+def test_rebalance_settings_reach_the_gateway_command_line() -> None:
+    spec = parse_spec({"pools": [{"name": "a", "pods": 6}],
+                       "rebalance": {"rateBytesPerSecond": 0, "graceSeconds": 60,
+                                     "concurrency": 4}})
+    objects = manifests.render(REF, spec, {"a": 6}, VALUES)
+    deploy = next(o for o in objects if o["kind"] == "Deployment")
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    given = dict(zip(args[1::2], args[2::2], strict=False))
+    assert given["--rebalance-rate"] == "0"
+    assert given["--rebalance-grace"] == "60"
+    assert given["--rebalance-concurrency"] == "4"
+    assert parse_spec({"pools": [{"name": "a", "pods": 6}]}).rebalance.concurrency == 2
+
+
 @pytest.mark.parametrize("bad_spec", [
     {"pools": [{"name": "a", "pods": "six"}]},
     {"pools": [{"name": "A_b", "pods": 6}]},
     {"pools": [{"name": "a", "pods": 6}], "erasure": {"dataBlocks": 0}},
     {"pools": [{"name": "a", "pods": 6}], "reclaimPolicy": "Shred"},
+    {"pools": [{"name": "a", "pods": 6}], "rebalance": {"concurrency": 0}},
     {"pools": []},
 ])
 def test_crd_schema_refuses_malformed_specs(bad_spec: dict[str, Any]) -> None:
