@@ -110,11 +110,16 @@ async def check_drain(store: Store, pod_id: str, width: int) -> PodRecord:
     return pod
 
 
-async def held_by_epochs(store: Store) -> dict[str, set[int]]:
-    """pod id -> the epochs in use (pinned by some record) whose map places it."""
+MapOf = Callable[[int], Awaitable[PlacementMap]]  # epoch -> its map (Topology.get_map)
+
+
+async def held_by_epochs(store: Store, map_of: MapOf) -> dict[str, set[int]]:
+    """pod id -> the epochs in use (pinned by some record) whose map places it.
+    `map_of` should cache: parsing a map of 8192 partitions costs ~50 ms, and the local
+    control loop asks every second while a rebalance runs."""
     held: dict[str, set[int]] = {}
     for epoch in await store.epochs_in_use():
-        pmap = PlacementMap.from_json(await store.get_placement_map(epoch))
+        pmap = await map_of(epoch)
         for spec in pmap.pods:
             if pmap.partitions_of(spec.pod_id):
                 held.setdefault(spec.pod_id, set()).add(epoch)
@@ -126,12 +131,12 @@ ShardCount = Callable[[str], Awaitable[int | None]]  # url -> shards on the pod 
 
 async def pod_views(
     store: Store, current: PlacementMap, waiting_copies: Callable[[str], bool],
-    shard_count: ShardCount,
+    shard_count: ShardCount, map_of: MapOf,
 ) -> list[dict[str, Any]]:
     """Every registered pod with its share of the current map and whether it still
     holds data: an epoch in use places it, old copies wait out their grace, or the pod
     itself reports shards (e.g. old versions waiting for the collector)."""
-    held = await held_by_epochs(store)
+    held = await held_by_epochs(store, map_of)
     pods = [p for p in await store.list_pods() if p.state != "removed"]
     counts = await asyncio.gather(*(shard_count(p.url) for p in pods))
     out = []
@@ -150,13 +155,13 @@ async def pod_views(
 
 async def remove_pod(
     store: Store, pod_id: str, width: int, waiting_copies: Callable[[str], bool],
-    shard_count: ShardCount,
+    shard_count: ShardCount, map_of: MapOf,
 ) -> PlacementMap:
     """Takes a drained pod out of the registry; refused while it may hold shards."""
     pod = await _pod(store, pod_id)
     if pod.state != "draining":
         raise PodRefused(409, f"pod {pod_id} is not draining: drain it first")
-    epochs = sorted((await held_by_epochs(store)).get(pod_id, ()))
+    epochs = sorted((await held_by_epochs(store, map_of)).get(pod_id, ()))
     if epochs:
         raise PodRefused(409, f"pod {pod_id} still holds shards of epochs {epochs}")
     if waiting_copies(pod_id):

@@ -79,7 +79,7 @@ class PodAdmin:
             return {"epoch": None, "pods": []}
         current = service.topology.current
         views = await cluster.pod_views(service.store, current, self._waiting_copies(),
-                                        self._shard_count)
+                                        self._shard_count, service.topology.get_map)
         return {"epoch": current.epoch, "pods": views}
 
     async def add_pods(self, *, pods: list[dict[str, Any]]) -> dict[str, Any]:
@@ -98,7 +98,8 @@ class PodAdmin:
 
     async def remove_pod(self, pod_id: str) -> dict[str, Any]:
         pmap = await cluster.remove_pod(self.service.store, pod_id, self.service.config.width,
-                                        self._waiting_copies(), self._shard_count)
+                                        self._waiting_copies(), self._shard_count,
+                                        self.service.topology.get_map)
         return await self._changed(pmap) | {"removed": pod_id}
 
     async def current(self) -> dict[str, Any]:
