@@ -13,7 +13,9 @@ Prints:
   exactly the store calls the gateway makes for it: get_bucket (S3 front end),
   get_bucket (write precheck), begin_write, commit_version for a sharded small
   object; the same without begin_write for an inline one (<= 64 KiB). With it, the
-  CPU seconds per PUT of the clients and of the server's processes.
+  commits each statement carried on average (the store's group commit gathers
+  concurrent calls of one process), and the CPU seconds per PUT of the clients and
+  of the server's processes.
 - ListObjectsV2 pages of 1000 from one bucket of 10,000,000 objects: 9,000,000 keys
   shaped tenant=NNNNN/year=2024/month=MM/part-NNNNNN.parquet (9,000 tenants x 10
   months x 100 parts) and 1,000,000 flat keys flat/obj-NNNNNNN.bin; median and p99
@@ -118,7 +120,7 @@ async def worker(dsn: str, gateway: int, writers: int, per_writer: int, kind: st
     await asyncio.gather(*(put(w) for w in range(writers)))
     t1 = time.time()
     result = {"puts": writers * per_writer, "t0": t0, "t1": t1,
-              "cpu": time.process_time() - cpu}
+              "cpu": time.process_time() - cpu, "commit_batches": store._commits.batches}
     await store.close()
     return result
 
@@ -169,6 +171,8 @@ async def commits(
     elapsed = max(r["t1"] for r in results) - min(r["t0"] for r in results)
     client = sum(r["cpu"] for r in results) / puts * 1e6
     cpu = f"client CPU {client:.0f} us/PUT"
+    batches = sum(r["commit_batches"] for r in results)
+    cpu = f"{puts / batches:.1f} commits per statement, " + cpu
     if local:
         cpu += f", server CPU {server / puts * 1e6:.0f} us/PUT (incl. warm-up)"
     return f"{puts / elapsed:8,.0f} PUTs/s ({cpu})"

@@ -30,6 +30,7 @@ import asyncio
 import os
 import random
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -191,6 +192,7 @@ async def main() -> None:
             work = tempfile.mkdtemp(prefix="kurastore-bench-", dir=args.dir)
             rate = await pending_commits_per_second(f"{work}/pending.db", args.writers,
                                                     args.commits)
+            shutil.rmtree(work, ignore_errors=True)
             print(f"next to SQLite (one gateway process, {args.writers} writers, the same "
                   f"calls): {rate:8,.0f} small PUTs/s")
         print(load_average())

@@ -27,12 +27,16 @@ Rules:
   write the record that pins e; retiring takes the same lock exclusively, then
   checks that no record pins e. So a write either pins e before the check (and e
   stays) or sees the mark and fails with KSE01 (EpochRetired, retryable).
+- Group commit (schema 4): ks_commit_many and ks_begin_write_many do the work of
+  ks_commit and ks_begin_write for many rows in one statement, with the same locks
+  and checks and an outcome per row (_postgres_commits.py).
 """
 
 from __future__ import annotations
 
 import asyncpg
 
+from kurastore.metadata._postgres_commits import BEGIN_WRITE_MANY_FN, COMMIT_MANY_FN, ROW_TYPES
 from kurastore.metadata.errors import MetadataError
 
 # The session advisory lock every migrating process takes (a bigint key; the per-key
@@ -361,8 +365,14 @@ _V3 = (
     _WALK_FN,
 )
 
+# Group commit: many commits, or many pending writes, in one statement
+# (_postgres_commits.py).
+_V4 = (*ROW_TYPES, COMMIT_MANY_FN, BEGIN_WRITE_MANY_FN)
+
 # (schema version reached, statements). Append only.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2), (3, _V3))
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4),
+)
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 

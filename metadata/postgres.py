@@ -17,6 +17,14 @@ secrets; the SQL lives in the _postgres_* modules.
 The DSN may name a schema with `?search_path=NAME` (which must exist); the tables
 are created there, so several stores can share one database.
 
+Group commit (see _postgres_batch.py, _postgres_commits.py): commit_version and
+begin_write calls running at the same time in one gateway leave together, in one
+statement (one transaction) per batch; each caller still gets its own outcome, and
+a commit's caller hears only after its batch is durable. Measured with
+bench/metadata.py --backend postgres (64 writers, 2 processes, ~30 commits per
+statement): per small PUT, about a fifth of the server's CPU and a quarter of the
+client's that one statement per call cost.
+
 Caches and notices (see _postgres_notify.py): bucket records are cached while the
 change listener is connected, and dropped when any gateway changes the bucket
 (NOTIFY at its commit) or the listener reconnects; with the listener down nothing
@@ -31,11 +39,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from kurastore.metadata import _postgres_admin as admin
+from kurastore.metadata import _postgres_commits as commits
 from kurastore.metadata import _postgres_listing as listing
 from kurastore.metadata import _postgres_multipart as multipart
 from kurastore.metadata import _postgres_objects as objects
 from kurastore.metadata import _postgres_pins as pins
 from kurastore.metadata._postgres import Database
+from kurastore.metadata._postgres_batch import Batcher
 from kurastore.metadata._postgres_notify import ChangeListener
 from kurastore.metadata._records import (
     AccessKey,
@@ -61,10 +71,18 @@ from kurastore.metadata._secrets import SecretBox
 MAX_PAGE = 1000
 # A cached bucket record is dropped by notices; this bounds its life anyway.
 BUCKET_CACHE_S = 2.0
+# Group commit: items per statement, and statements at the server at once per kind
+# (each holds a pooled connection while it runs).
+BATCH_MAX = 64
+BATCHES_IN_FLIGHT = 2
 
 
 def _page_size(n: int) -> int:
     return max(0, min(n, MAX_PAGE))
+
+
+def _commit_key(item: commits.CommitItem) -> tuple[str, str]:
+    return item[0].bucket, item[0].key
 
 
 class PostgresStore:
@@ -77,6 +95,14 @@ class PostgresStore:
         self._buckets: dict[str, tuple[float, BucketRecord]] = {}
         self._bucket_generation = 0  # bumped by every invalidation
         listener.add(self._changed)
+        # Group commit (_postgres_batch.py): concurrent commits and pending writes of
+        # this gateway leave in one statement each.
+        self._commits: Batcher[commits.CommitItem, CommitResult] = Batcher(
+            self._commit_many, self._commit_one, max_batch=BATCH_MAX,
+            max_in_flight=BATCHES_IN_FLIGHT, key=_commit_key)
+        self._begins: Batcher[PendingWrite, None] = Batcher(
+            self._begin_write_many, self._begin_write_one, max_batch=BATCH_MAX,
+            max_in_flight=BATCHES_IN_FLIGHT)
 
     @classmethod
     async def open(
@@ -94,6 +120,8 @@ class PostgresStore:
         return cls(db, box, listener)
 
     async def close(self) -> None:
+        await self._commits.drain()
+        await self._begins.drain()
         await self._listener.close()
         await self._db.close()
 
@@ -148,15 +176,25 @@ class PostgresStore:
 
     # --- writes and versions ------------------------------------------------------------
     async def begin_write(self, pending: PendingWrite) -> None:
-        await self._db.run(objects.begin_write, pending, transaction=False)
+        await self._begins.submit(pending)
 
     async def commit_version(
         self, version: ObjectVersion, *, if_match: str | None = None, if_none_match: bool = False
     ) -> CommitResult:
-        # One statement (ks_commit): its own transaction, one round trip.
-        return await self._db.run(
-            objects.commit_version, version, if_match, if_none_match, transaction=False
-        )
+        return await self._commits.submit((version, if_match, if_none_match))
+
+    # One statement per batch (ks_commit_many, ks_begin_write_many): its own transaction.
+    async def _commit_many(self, items: list[commits.CommitItem]) -> list[Any]:
+        return await self._db.run(commits.commit_many, items, transaction=False)
+
+    async def _commit_one(self, item: commits.CommitItem) -> CommitResult:
+        return await self._db.run(objects.commit_version, *item, transaction=False)
+
+    async def _begin_write_many(self, items: list[PendingWrite]) -> list[Any]:
+        return await self._db.run(commits.begin_write_many, items, transaction=False)
+
+    async def _begin_write_one(self, pending: PendingWrite) -> None:
+        await self._db.run(objects.begin_write, pending, transaction=False)
 
     async def abort_write(self, pending: PendingWrite) -> None:
         await self._db.run(objects.abort_write, pending)

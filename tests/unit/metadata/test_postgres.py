@@ -226,10 +226,81 @@ async def test_retiring_an_epoch_races_writers_on_another_gateway(dsn: str) -> N
                                               two.retire_epochs(new))
         pinned = old in await two.epochs_in_use()
         # Either the epoch was retired and nothing pins it, or it stayed for the writes.
-        assert (retired == [old]) != pinned, (retired, pinned, done)
+        # (An earlier round's epochs left pinned then may be retired with it now.)
+        assert (old in retired) != pinned, (retired, pinned, done)
         assert pinned == any(done)
         for p, ok in zip(writes, done, strict=True):
             if ok:
                 await one.abort_write(p)
+    await one.close()
+    await two.close()
+
+
+async def test_group_commit_sends_few_statements(dsn: str) -> None:
+    store = await _open(dsn)
+    await store.create_bucket(BucketRecord("b", "o", 1.0))
+    versions = [version(f"k{i:03d}") for i in range(200)]
+    await asyncio.gather(*(store.begin_write(PendingWrite(v.object_id, "p1", "b", v.key, 3, 1, 6,
+                                                          100.0)) for v in versions))
+    results = await asyncio.gather(*(store.commit_version(v) for v in versions))
+    assert [r.version.object_id for r in results] == [v.object_id for v in versions]
+    assert await store.stale_writes(200.0) == []  # every commit cleared its own
+    # 200 callers, a handful of statements (at most 64 rows each).
+    assert store._begins.items == store._commits.items == 200
+    assert store._begins.batches <= 10 and store._commits.batches <= 10
+    await store.close()
+
+
+async def test_batched_pending_writes_refuse_only_a_retired_epoch(dsn: str) -> None:
+    store = await _open(dsn)
+    for epoch in (1, 2, 3):
+        await store.save_placement_map(epoch, "{}")
+    assert await store.retire_epochs(2) == [1]
+    writes = [PendingWrite(os.urandom(16).hex(), "0", "b", f"k{i}", 3, 2 - i % 2, 6, 100.0)
+              for i in range(20)]
+    results = await asyncio.gather(*(store.begin_write(p) for p in writes),
+                                   return_exceptions=True)
+    for p, r in zip(writes, results, strict=True):
+        assert isinstance(r, EpochRetired) if p.epoch == 1 else r is None
+    assert store._begins.batches < 20
+    assert {p.object_id for p in await store.stale_writes(200.0)} == {
+        p.object_id for p in writes if p.epoch == 2}
+    await store.close()
+
+
+async def test_two_gateways_overwriting_the_same_keys_in_opposite_orders(dsn: str) -> None:
+    """Batches lock their keys in one global order, so two batches never deadlock, and
+    every replaced version's shards are queued exactly once. The two batches are made
+    to meet: a third session holds the lock of the middle key until both wait."""
+    one, two = await _open(dsn), await _open(dsn)
+    await one.create_bucket(BucketRecord("b", "o", 1.0))
+    keys = sorted((f"k{i:02d}" for i in range(40)), key=lambda k: key_hash(k.encode()))
+    for k in keys:
+        await one.commit_version(version(k))
+    admin = await asyncpg.connect(dsn)
+    bid = await admin.fetchval("SELECT id FROM buckets WHERE name = 'b'")
+    await admin.execute("SELECT pg_advisory_lock($1, $2)", bid, key_hash(keys[20].encode()))
+    batches = [asyncio.gather(*(store.commit_version(version(k)) for k in order))
+               for store, order in ((one, keys), (two, keys[::-1]))]
+    try:
+        for _ in range(200):
+            waiting = await admin.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            if waiting == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting == 2
+    finally:
+        await admin.execute("SELECT pg_advisory_unlock_all()")
+        await admin.close()
+    t0 = time.monotonic()
+    results = [r for rs in await asyncio.gather(*batches) for r in rs]
+    # A deadlock would be found after deadlock_timeout (1 s) and retried.
+    assert time.monotonic() - t0 < 0.9
+    live = {(await one.get_version("b", k)).object_id for k in keys}
+    queued = [r.object_id for _, r in await one.take_collect(time.time() + 10**6, limit=1000)]
+    assert len(queued) == len(set(queued)) == 80
+    replaced = {v.object_id for r in results for v in r.replaced}
+    assert replaced == set(queued) and not live & replaced
     await one.close()
     await two.close()
