@@ -68,6 +68,10 @@ RETURNS TABLE (r_row int, r_kind int, r_key bytea, r_seq bigint, r_version_id te
     r_partition int, r_epoch int, r_doc text, r_inline bytea)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
+    -- The buckets' rows first (FOR KEY SHARE: commits do not block each other, but a
+    -- delete_bucket holding FOR UPDATE makes us wait, and we then see it gone).
+    PERFORM FROM buckets b WHERE b.name IN (SELECT t.bucket FROM unnest(p_rows) AS t)
+        ORDER BY b.id FOR KEY SHARE;
     -- The locks, in one global order: the epochs' (shared) in epoch order, then the
     -- keys' in (bucket id, key hash) order. A volatile function in the select list
     -- runs on rows as they leave the sort below it; Append runs its parts in order.

@@ -148,8 +148,9 @@ async def update_bucket(
 
 
 async def delete_bucket(conn: Conn, name: str) -> None:
-    # The row lock makes a concurrent first commit into this bucket wait (ks_commit
-    # reads the bucket row; a commit already past it is seen by the emptiness check).
+    # FOR UPDATE conflicts with the FOR KEY SHARE every commit takes on its bucket's row
+    # (schema 5): a commit that came first is seen by the emptiness check below, one that
+    # comes later waits and then finds no bucket.
     bid = await conn.fetchval("SELECT id FROM buckets WHERE name = $1 FOR UPDATE", name)
     if bid is None:
         raise BucketNotFound(name)

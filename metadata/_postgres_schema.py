@@ -368,10 +368,19 @@ _V3 = (
 # Group commit: many commits, or many pending writes, in one statement
 # (_postgres_commits.py).
 _V4 = (*ROW_TYPES, COMMIT_MANY_FN, BEGIN_WRITE_MANY_FN)
+# Commits read their bucket's row FOR KEY SHARE: a plain read does not wait for
+# delete_bucket's FOR UPDATE, so a commit racing DeleteBucket could land a version in
+# a bucket being deleted. ks_commit_many (COMMIT_MANY_FN) takes the same lock; both
+# are replaced here so an existing database gets them.
+_COMMIT_FN_V5 = _COMMIT_FN_V2.replace(
+    "SELECT id, versioning INTO bid, ver FROM buckets WHERE name = p_bucket;",
+    "SELECT id, versioning INTO bid, ver FROM buckets WHERE name = p_bucket FOR KEY SHARE;",
+)
+_V5 = (_COMMIT_FN_V5, COMMIT_MANY_FN)
 
 # (schema version reached, statements). Append only.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (1, _V1), (2, _V2), (3, _V3), (4, _V4),
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -14,6 +14,7 @@ from support.postgres import free_port, fresh_schema
 
 from kurastore.metadata import (
     AccessKey,
+    BucketNotFound,
     BucketRecord,
     EpochRetired,
     MetadataError,
@@ -234,6 +235,32 @@ async def test_retiring_an_epoch_races_writers_on_another_gateway(dsn: str) -> N
                 await one.abort_write(p)
     await one.close()
     await two.close()
+
+
+async def test_a_commit_racing_delete_bucket_never_lands_in_a_deleted_bucket(dsn: str) -> None:
+    store = await _open(dsn)
+    await store.create_bucket(BucketRecord("b", "o", 1.0))
+    deleter = await asyncpg.connect(dsn)
+    try:
+        # delete_bucket's first step, held open: the bucket row locked FOR UPDATE.
+        tx = deleter.transaction()
+        await tx.start()
+        await deleter.fetchval("SELECT id FROM buckets WHERE name = 'b' FOR UPDATE")
+        one = asyncio.ensure_future(store.commit_version(version("k1")))
+        batch = asyncio.ensure_future(asyncio.gather(
+            *(store.commit_version(version(f"k{i}")) for i in range(2, 6)),
+            return_exceptions=True))
+        await asyncio.sleep(0.5)
+        assert not one.done() and not batch.done()  # the commits wait for the delete
+        await deleter.execute("DELETE FROM buckets WHERE name = 'b'")
+        await tx.commit()
+        with pytest.raises(BucketNotFound):
+            await one
+        assert all(isinstance(r, BucketNotFound) for r in await batch)
+        assert await deleter.fetchval("SELECT count(*) FROM versions") == 0
+    finally:
+        await deleter.close()
+        await store.close()
 
 
 async def test_group_commit_sends_few_statements(dsn: str) -> None:
