@@ -204,6 +204,8 @@ async def _admin_call(args: argparse.Namespace) -> object:
             return await client.maintenance()
         if what[0] == "rebalance":
             return await client.rebalance()
+        if what[0] == "scrub":
+            return {"scrub": "requested" if await client.scrub_now() else "not running"}
         if what == ("pods", "list"):
             return await client.list_pods()
         if what == ("pods", "add"):
@@ -332,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     nouns.add_parser("maintenance", help="healer and scrubber progress, durability"
                      ).set_defaults(verb="")
     nouns.add_parser("rebalance", help="rebalance progress: partitions and bytes left, rate, ETA"
+                     ).set_defaults(verb="")
+    nouns.add_parser("scrub", help="start a scrub pass now (every shard re-read and checked)"
                      ).set_defaults(verb="")
     pods = nouns.add_parser("pods", help="the pod set: list, add, drain, remove"
                             ).add_subparsers(dest="verb", required=True)

@@ -69,6 +69,11 @@ class AdminClient:
         """Healer and scrubber progress (GET /_kura/admin/v1/maintenance)."""
         return await self._call("GET", "/maintenance")
 
+    async def scrub_now(self) -> bool:
+        """Ask for a scrub pass now (POST /_kura/admin/v1/maintenance/scrub)."""
+        await self._call("POST", "/maintenance/scrub")
+        return True
+
     async def list_pods(self) -> dict[str, Any]:
         return await self._call("GET", "/pods")
 

@@ -64,6 +64,13 @@ class PodAdmin:
     async def status(self) -> dict[str, Any]:
         return await self.service.cluster_status()
 
+    async def scrub_now(self) -> bool:
+        """Asks the scrubber for a pass now; False where maintenance does not run here."""
+        if self.workers is None:
+            return False
+        self.workers.scrubber.request_pass()
+        return True
+
     async def maintenance(self) -> dict[str, Any] | None:
         return await self.workers.progress() if self.workers is not None else None
 

@@ -30,7 +30,8 @@ Rules:
   healthy for durability, and nothing is queued for them); the pass then does
   not count as a full scrub of that pod.
 - Throttled: every byte a pod re-reads to verify is paid to one Throttle of
-  `rate_bytes_s`. Passes start `interval_s` apart (start to start).
+  `rate_bytes_s`. Passes start `interval_s` apart (start to start), or at once when
+  asked (request_pass: a pod came back on an empty volume).
 - Per pod: shards and bytes checked, corrupt/missing/orphans found, and when it
   was last fully scrubbed (the start of the last pass that covered all of it).
 """
@@ -175,6 +176,13 @@ class Scrubber:
         self.settings = settings or ScrubSettings()
         self._throttle = Throttle(self.settings.rate_bytes_s)
         self.progress = ScrubProgress()
+        self._wake = asyncio.Event()
+
+    def request_pass(self) -> None:
+        """Start a pass now (after the one running, if any): a pod came back on an empty
+        volume, and waiting for the next scheduled pass (a day by default) would leave
+        its shards missing and the store reported healthy until then."""
+        self._wake.set()
 
     def pod_ids(self) -> list[str]:
         return [p.pod_id for p in self._topology.pods if p.state != "removed"]
@@ -187,11 +195,17 @@ class Scrubber:
         loop = asyncio.get_running_loop()
         next_start = loop.time() + delay
         while not stop_event.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, next_start - loop.time())):
-                    await stop_event.wait()
+            waits = [asyncio.ensure_future(stop_event.wait()),
+                     asyncio.ensure_future(self._wake.wait())]
+            try:
+                await asyncio.wait(waits, timeout=max(0.0, next_start - loop.time()),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
             if stop_event.is_set():
                 return
+            self._wake.clear()
             next_start = loop.time() + self.settings.interval_s
             try:
                 await self.scrub_pass()

@@ -53,6 +53,7 @@ log = logging.getLogger("kurastore.operator.local")
 
 BUSY_S = 1.0
 IDLE_S = 5.0
+SCRUB_ASK_S = 10.0  # while a volume is being rebuilt, a scrub pass is asked for this often
 HOOK_TIMEOUT_S = 90.0
 
 
@@ -66,6 +67,7 @@ class StoreAPI(Protocol):
     async def add_pods(self, *, pods: list[dict[str, Any]]) -> dict[str, Any]: ...
     async def drain_pod(self, pod_id: str) -> dict[str, Any]: ...
     async def remove_pod(self, pod_id: str) -> dict[str, Any]: ...
+    async def scrub_now(self) -> bool: ...
 
 
 # --- pure parts ---------------------------------------------------------------------------
@@ -140,6 +142,7 @@ class LocalOperator:
         self._spec_mtime = self._mtime()
         self._refused = False
         self._busy = True
+        self._scrub_asked = -SCRUB_ASK_S  # monotonic time of the last scrub_now
 
     def _mtime(self) -> float:
         try:
@@ -180,6 +183,13 @@ class LocalOperator:
         view, maintenance = await self._observe_store()
         track_volumes(self.state.volumes, self.state.lost,
                       {p: self.pods.volume_id(p) for p in running}, time.time())
+        if self.state.lost and time.monotonic() - self._scrub_asked >= SCRUB_ASK_S:
+            # The rebuild starts with a scrub pass that finds the empty pod's shards
+            # missing: ask for one now rather than at the next scheduled pass, and again
+            # while the loss stands (a pass that ran before the pod answered skips it).
+            self._scrub_asked = time.monotonic()
+            with contextlib.suppress(Exception):
+                await self.store.scrub_now()
         if self.state.lost and view.reachable and rebuilt(
                 self.state.lost, maintenance, view.health.heal_queue, self.spec.width):
             log.info("volumes of %s rebuilt: every object at k+m", sorted(self.state.lost))
