@@ -63,6 +63,32 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+VOLUME_ID_FILE = "volume.id"
+
+
+def _volume_id(root: Path) -> str:
+    """The volume's random id, made (durably) the first time an empty volume is opened:
+    a pod answering with a new id has lost what its old volume held."""
+    path = root / VOLUME_ID_FILE
+    try:
+        found = path.read_text().strip()
+    except FileNotFoundError:
+        found = ""
+    if found:
+        return found
+    made = uuid.uuid4().hex
+    tmp = root / f"{VOLUME_ID_FILE}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+    try:
+        os.write(fd, made.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(root)
+    return made
+
+
 def _mkdir_durable(path: Path) -> None:
     """Create `path` if missing and make its entry durable in the parent."""
     try:
@@ -138,6 +164,7 @@ class ShardStore:
         self.root = Path(data_dir).absolute()
         self.shards_dir = self.root / "shards"
         self.tmp_dir = self.root / "tmp"
+        self.volume_id = ""  # set by open()
         self.capacity_bytes = capacity_bytes
         self.max_shard_bytes = max_shard_bytes
         self._lock = threading.Lock()
@@ -154,6 +181,7 @@ class ShardStore:
     def open(self) -> None:
         """Create the layout, drop leftovers of interrupted writes, count what is stored."""
         self.root.mkdir(parents=True, exist_ok=True)
+        self.volume_id = _volume_id(self.root)
         _mkdir_durable(self.shards_dir)
         _mkdir_durable(self.tmp_dir)
         for entry in os.scandir(self.tmp_dir):
@@ -288,9 +316,9 @@ class ShardStore:
         with self._lock:
             used, reserved, shards = self._used_bytes, self._reserved_bytes, self._shards
         if self.capacity_bytes is None:
-            return PodUsage(disk_total, used, disk_free, shards)
+            return PodUsage(disk_total, used, disk_free, shards, self.volume_id)
         free = max(0, min(disk_free, self.capacity_bytes - used - reserved))
-        return PodUsage(self.capacity_bytes, used, free, shards)
+        return PodUsage(self.capacity_bytes, used, free, shards, self.volume_id)
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -128,6 +128,7 @@ class PodUsage:
     used_bytes: int
     free_bytes: int
     shards: int
+    volume_id: str = ""  # random, made when an empty volume is first opened
 
 
 @dataclass(frozen=True)

@@ -367,7 +367,8 @@ class PodClient:
         """Capacity, used and free bytes and shard count of the pod."""
         a = await self._idempotent("GET", url, "/v1/usage", _read_json)
         return PodUsage(
-            int(a["capacity_bytes"]), int(a["used_bytes"]), int(a["free_bytes"]), int(a["shards"])
+            int(a["capacity_bytes"]), int(a["used_bytes"]), int(a["free_bytes"]), int(a["shards"]),
+            str(a.get("volume_id", "")),
         )
 
     async def is_ready(self, url: str) -> bool:

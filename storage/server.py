@@ -390,7 +390,8 @@ async def list_partition(request: web.Request) -> web.StreamResponse:
 async def usage(request: web.Request) -> web.StreamResponse:
     u = await _run_io(request, request.app[SHARD_STORE].usage)
     return web.json_response({"capacity_bytes": u.capacity_bytes, "used_bytes": u.used_bytes,
-                              "free_bytes": u.free_bytes, "shards": u.shards})
+                              "free_bytes": u.free_bytes, "shards": u.shards,
+                              "volume_id": u.volume_id})
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:

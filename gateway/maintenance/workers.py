@@ -1,5 +1,6 @@
-"""Maintenance: the healer, the scrubber and the rebalancer of one gateway, built from its
-configuration, run together, and reported together (admin API, metrics).
+"""Maintenance: the healer, the scrubber, the rebalancer and the volume watch of one
+gateway, built from its configuration, run together, and reported together (admin API,
+metrics).
 
 Rules: built by the composition root (gateway/app.py) from the object service's
 own store, pod client, topology and pod-health tracker, so the workers and the
@@ -18,6 +19,7 @@ from kurastore.gateway.maintenance.heal import Healer, HealSettings
 from kurastore.gateway.maintenance.pods import MaintenancePods
 from kurastore.gateway.maintenance.rebalance import Rebalancer, RebalanceSettings
 from kurastore.gateway.maintenance.scrub import Scrubber, ScrubSettings
+from kurastore.gateway.maintenance.volumes import VolumeWatch
 from kurastore.gateway.metrics import GatewayMetrics
 from kurastore.gateway.objects.service import ObjectService
 
@@ -29,6 +31,9 @@ class Maintenance:
         self.scrubber = scrubber
         self._service = service
         self.rebalancer = rebalancer
+        # A pod back on an empty volume: a scrub pass at once finds all it lost.
+        self.volumes = VolumeWatch(cast(MaintenancePods, service.pods), service.topology,
+                                   lambda _pod_id: scrubber.request_pass())
 
     @classmethod
     def for_service(cls, service: ObjectService, config: GatewayConfig) -> Maintenance:
@@ -53,7 +58,7 @@ class Maintenance:
         """Both workers until `stop_event` is set (each survives its own failures).
         May run again later (when this gateway takes the lease back)."""
         await asyncio.gather(self.healer.run(stop_event), self.scrubber.run(stop_event),
-                             self.rebalancer.run(stop_event))
+                             self.rebalancer.run(stop_event), self.volumes.run(stop_event))
 
     def close(self) -> None:
         """At shutdown: the healer's and the rebalancer's CPU pools."""
@@ -84,6 +89,7 @@ class Maintenance:
                 "rate_limit_bytes_s": self.scrubber.settings.rate_bytes_s,
                 "interval_s": self.scrubber.settings.interval_s,
             },
+            "volumes": {"replaced": self.volumes.losses, "known": dict(self.volumes.seen)},
         }
 
     def export(self, metrics: GatewayMetrics) -> None:
