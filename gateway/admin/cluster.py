@@ -36,11 +36,13 @@ async def publish_pods(store: Store, pods: Sequence[PodRecord], width: int) -> P
     registered = await store.list_pods()
     specs = _specs(registered)
     latest = await store.latest_placement_map()
-    previous = PlacementMap.from_json(latest[1]) if latest else None
+    # Parsing, building and serialising a map of thousands of partitions is ~100 ms of
+    # CPU: in a thread, so requests in flight keep being served meanwhile.
+    previous = await asyncio.to_thread(PlacementMap.from_json, latest[1]) if latest else None
     if previous is not None and _same(previous, specs, width):
         return previous
-    new_map = build_map(specs, width, previous=previous)
-    await store.save_placement_map(new_map.epoch, new_map.to_json())
+    new_map = await asyncio.to_thread(build_map, specs, width, previous=previous)
+    await store.save_placement_map(new_map.epoch, await asyncio.to_thread(new_map.to_json))
     log.info("placement epoch %d published: %d pods, width %d", new_map.epoch, len(specs), width)
     return new_map
 
