@@ -32,6 +32,7 @@ from aiohttp import web
 
 from kurastore.gateway.app import build_gateway_app, open_metadata
 from kurastore.gateway.config import GatewayConfig
+from kurastore.process import tune_gc
 
 log = logging.getLogger("kurastore.gateway")
 
@@ -179,6 +180,7 @@ async def run_gateway(opts: GatewayOptions, *, ready: asyncio.Event | None = Non
     try:
         site = web.TCPSite(runner, opts.host, opts.port, backlog=1024)
         await site.start()
+        tune_gc()
         print(f"kurastore gateway on http://{opts.host}:{opts.port} "
               f"(erasure {k}+{m}, metadata on {'SQLite' if path else 'PostgreSQL'})",
               flush=True)

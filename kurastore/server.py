@@ -47,7 +47,7 @@ from kurastore.operator.local_spec import LocalSpec, load_spec, save_spec
 from kurastore.operator.platforms.local import LocalPods, pod_ids
 from kurastore.operator.platforms.local_control import LocalOperator
 from kurastore.operator.spec import SpecError
-from kurastore.process import MALLOC_ENV
+from kurastore.process import MALLOC_ENV, tune_gc
 from kurastore.state import load_or_create, write_secret_file
 
 log = logging.getLogger("kurastore.server")
@@ -222,6 +222,7 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
                                       PodAdmin(app[SERVICE], app.get(MAINTENANCE)), endpoint))
         site = web.TCPSite(runner, opts.host, opts.port, backlog=1024)
         await site.start()
+        tune_gc()
         control = asyncio.create_task(operator[0].run(), name="local-operator")
         _print_banner(opts, data, access_key, secret_key, k, m, epoch, created,
                       len(spec.pods))
