@@ -10,9 +10,10 @@ thread pool -> frame i to shard i. Read: plan_range -> RangePlan.shard_reads() -
 split_frames -> verify_frame -> StripeRead.extract; when a data frame is missing or
 corrupt, read any k shards (shard_offset/shard_length) and decode_stripe.
 
-Rules: pure and synchronous. No I/O, nothing of kurastore imported (zfec, xxhash and the
-standard library only). CPU-heavy calls (encode_stripe, decode_stripe, verify_frame on
-large frames) release the GIL in their C parts and belong in the caller's thread pool.
+Rules: pure and synchronous. No I/O, nothing of kurastore imported (zfec, xxhash, the
+standard library, and Intel ISA-L through ctypes where libisal is installed: _isal).
+CPU-heavy calls (encode_stripe, decode_stripe, verify_frame on large frames) release the
+GIL in their C parts and belong in the caller's thread pool.
 """
 
 from kurastore.erasure._codec import decode_stripe, encode_stripe, encode_stripe_parts

@@ -194,7 +194,8 @@ class _Connection(asyncio.BufferedProtocol):
 
 
 class WirePool:
-    """Keep-alive connections per pod address, and the PUT that uses them."""
+    """Keep-alive connections per pod address, and the requests (shard PUT and GET) that
+    use them."""
 
     def __init__(
         self, *, connect_timeout_s: float, stall_s: float, idle_s: float = 15.0,
