@@ -96,17 +96,6 @@ async def maintenance(request: web.Request) -> web.Response:
     return web.json_response(await request.app[MAINTENANCE].progress())
 
 
-async def scrub_now(request: web.Request) -> web.Response:
-    """Start a scrub pass now (after the running one): on the gateway running the
-    maintenance workers; 503 on another."""
-    await _authenticate(request)
-    workers = request.app.get(MAINTENANCE)
-    if workers is None:
-        raise AdminError(503, "ServiceUnavailable", "maintenance workers are not running here")
-    workers.scrubber.request_pass()
-    return web.json_response({"scrub": "requested"}, status=202)
-
-
 async def placement(request: web.Request) -> web.Response:
     await _authenticate(request)
     pmap = request.app[SERVICE].topology.current
@@ -178,7 +167,6 @@ def add_admin_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(f"{PREFIX}/status", _tag("AdminStatus", status))
     r.add_get(f"{PREFIX}/maintenance", _tag("AdminMaintenance", maintenance))
-    r.add_post(f"{PREFIX}/maintenance/scrub", _tag("AdminScrubNow", scrub_now))
     r.add_get(f"{PREFIX}/placement", _tag("AdminPlacement", placement))
     r.add_get(f"{PREFIX}/users", _tag("AdminListUsers", list_users))
     r.add_post(f"{PREFIX}/users", _tag("AdminCreateUser", create_user))

@@ -209,6 +209,15 @@ async def rebalance(request: web.Request) -> web.Response:
     return web.json_response(progress)
 
 
+async def scrub_now(request: web.Request) -> web.Response:
+    """Start a scrub pass now (after the running one): on the gateway running the
+    maintenance workers; 503 on another."""
+    await _authenticate(request)
+    if not await _pod_admin(request).scrub_now():
+        raise AdminError(503, "ServiceUnavailable", "maintenance workers are not running here")
+    return web.json_response({"scrub": "requested"}, status=202)
+
+
 def _platform(request: web.Request) -> Any:
     platform = request.app.get(LOCAL_PLATFORM)
     if platform is None:
@@ -235,5 +244,6 @@ def add_pod_routes(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/pods/{{pod_id}}/drain", _tag("AdminDrainPod", drain_pod))
     r.add_delete(f"{PREFIX}/pods/{{pod_id}}", _tag("AdminRemovePod", remove_pod))
     r.add_get(f"{PREFIX}/rebalance", _tag("AdminRebalance", rebalance))
+    r.add_post(f"{PREFIX}/maintenance/scrub", _tag("AdminScrubNow", scrub_now))
     r.add_get(f"{PREFIX}/spec", _tag("AdminGetSpec", get_spec))
     r.add_post(f"{PREFIX}/spec", _tag("AdminSetSpec", set_spec))
