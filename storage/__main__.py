@@ -12,15 +12,16 @@ secret is read from a file, never from the command line (it would show in `ps`).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import signal
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiohttp import web
-
+from kurastore.storage._lane import PodListener
 from kurastore.storage.config import PodConfig
 from kurastore.storage.server import build_pod_app
 
@@ -93,15 +94,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     level = _parser().parse_args(argv).log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    web.run_app(
-        build_pod_app(config),
-        host=config.host,
-        port=config.port,
-        access_log=None,  # the pod writes its own structured line per request
-        print=None,
-        shutdown_timeout=config.shutdown_timeout_s,
-    )
+    asyncio.run(_serve(config))
     return 0
+
+
+async def _serve(config: PodConfig) -> None:
+    """Serve until SIGINT or SIGTERM, then finish requests in flight and close the store."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    listener = PodListener(build_pod_app(config), config.host, config.port,
+                           config.shutdown_timeout_s)
+    await listener.start()
+    try:
+        await stop.wait()
+    finally:
+        await listener.stop()
 
 
 if __name__ == "__main__":

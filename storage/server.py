@@ -86,7 +86,7 @@ STATUS_OF: dict[type[PodError], int] = {
 _UNAUTHENTICATED = frozenset({"/healthz", "/readyz"})
 _BYTES_IN = web.RequestKey("bytes_in", int)
 _SHARD_ROUTE = "/v1/shards/{partition}/{name}"
-_INLINE_READ_BYTES = 1 << 20  # GETs up to this are read in one executor call, not sendfile
+INLINE_READ_BYTES = 1 << 20  # GETs up to this are read in one executor call, not sendfile
 
 
 @dataclass
@@ -314,7 +314,7 @@ async def get_shard(request: web.Request) -> web.StreamResponse:
         raise InvalidRange("malformed Range header") from None
     store = request.app[SHARD_STORE]
     found = await _run_io(
-        request, store.read_range, partition, shard, rng.start, rng.stop, _INLINE_READ_BYTES
+        request, store.read_range, partition, shard, rng.start, rng.stop, INLINE_READ_BYTES
     )
     ranged = rng.start is not None
     if found.start >= found.stop and (ranged or found.size):

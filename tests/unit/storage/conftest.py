@@ -1,4 +1,5 @@
-"""Fixtures for the pod tests: a real pod app on a loopback TestServer, a real PodClient.
+"""Fixtures for the pod tests: a real pod app served as `kurastore pod` serves it (the lean
+lane in front of the aiohttp app, on a loopback socket), and a real PodClient.
 
 Helpers are handed out as fixtures (`start_pod`, `raw_request`, `secret`), since a test
 module cannot import this conftest by name.
@@ -14,13 +15,24 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from kurastore.storage import PodClient, PodConfig, ShardId
+from kurastore.storage._lane import PodListener
 from kurastore.storage.auth import sign_request
 from kurastore.storage.server import build_pod_app
 
 SECRET = b"unit-test-cluster-secret-0123456789"
+
+
+class Listening:
+    """What a test needs of the listening pod: its port, and a way to stop it."""
+
+    def __init__(self, listener: PodListener) -> None:
+        self.listener = listener
+        self.port = listener.port
+
+    async def close(self) -> None:
+        await self.listener.stop()
 
 
 @dataclass
@@ -31,14 +43,14 @@ class Pod:
     app: web.Application
     data_dir: Path
     client: PodClient
-    server: TestServer
+    server: Listening
 
 
-async def start_pod(data_dir: Path, client: PodClient, **config: Any) -> Pod:
+async def start_pod(data_dir: Path, client: PodClient, *, port: int = 0, **config: Any) -> Pod:
     app = build_pod_app(PodConfig(data_dir=data_dir, secret=SECRET, **config))
-    server = TestServer(app)
-    await server.start_server()
-    return Pod(str(server.make_url("")).rstrip("/"), app, data_dir, client, server)
+    listener = PodListener(app, "127.0.0.1", port)
+    await listener.start()
+    return Pod(f"http://127.0.0.1:{listener.port}", app, data_dir, client, Listening(listener))
 
 
 @pytest.fixture

@@ -76,17 +76,12 @@ async def test_connection_closed_by_a_restarted_pod_is_not_reused(
     assert _connections(client) == 1
     port = first.server.port
     await first.server.close()  # the pooled connection is closed under the client
-    from aiohttp.test_utils import TestServer
-
-    from kurastore.storage.server import POD_CONFIG, build_pod_app
-
-    again = TestServer(build_pod_app(first.app[POD_CONFIG]), port=port)
-    await again.start_server()
+    again = await start_pod(tmp_path / "pod", client, port=port)
     try:
         other = ShardId("02" * 16, "0", 0)
         assert (await client.put_shard(first.url, 1, other, b"two")).size == 3
     finally:
-        await again.close()
+        await again.server.close()
 
 
 async def test_wrong_secret_is_refused(tmp_path: Any, start_pod: Any) -> None:

@@ -1,0 +1,252 @@
+"""The pod's lean lane (_lane.py) on a real socket: what it serves itself, what it hands
+to the aiohttp app on the same connection, and that both answer alike.
+
+Every other test of this package goes through the lane too (the conftest serves pods with
+PodListener); these look at the connection-level behaviour only the lane has."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+import pytest
+
+from kurastore.storage import ShardId, ShardNotFound
+from kurastore.storage._lane import PodListener
+from kurastore.storage.auth import sign_request
+
+SECRET = b"unit-test-cluster-secret-0123456789"
+
+
+def _sid(n: int) -> ShardId:
+    return ShardId(f"{n:032x}", "p1", 0)
+
+
+class Conn:
+    """One raw keep-alive connection: send requests byte for byte, read answers."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> Conn:
+        host, port = url.removeprefix("http://").split(":")
+        return cls(*await asyncio.open_connection(host, int(port)))
+
+    def request_bytes(self, method: str, target: str, body: bytes | None = None,
+                      headers: dict[str, str] | None = None, auth: bool = True) -> bytes:
+        lines = [f"{method} {target} HTTP/1.1", "Host: pod"]
+        if auth:
+            lines.append(f"X-Kura-Auth: {sign_request(SECRET, method, target)}")
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def answer(self, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 5)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        if head_only:
+            return status, headers, b""
+        body = await self.reader.readexactly(int(headers.get("content-length", "0")))
+        return status, headers, body
+
+    async def call(self, method: str, target: str, body: bytes | None = None,
+                   **kw: Any) -> tuple[int, dict[str, str], bytes]:
+        self.send(self.request_bytes(method, target, body, **kw))
+        return await self.answer(head_only=method == "HEAD")
+
+    async def closed_by_peer(self) -> bool:
+        return await asyncio.wait_for(self.reader.read(1), 5) == b""
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _target(partition: int, sid: ShardId) -> str:
+    return f"/v1/shards/{partition}/{sid.name}"
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 65535, 65536, 262144 + 7, 2 << 20,
+                                  (2 << 20) + 1, 3 << 20])
+async def test_whole_body_puts_store_exact_bytes(pod: Any, size: int) -> None:
+    # Around the staging (64 KiB .. 2 MiB, page-aligned, O_DIRECT) and plain-buffer cut-offs.
+    data = os.urandom(size)
+    info = await pod.client.put_shard(pod.url, 3, _sid(size), data)
+    assert info.size == size
+    path = pod.data_dir / "shards" / "3" / _sid(size).object_id / "p1.0"
+    assert path.read_bytes() == data
+    assert await pod.client.read_shard(pod.url, 3, _sid(size)) == data
+    assert os.listdir(pod.data_dir / "tmp") == []
+    assert (await pod.client.usage(pod.url)).used_bytes == size
+
+
+async def test_range_forms_match_http(pod: Any) -> None:
+    data = os.urandom(3 << 20)  # larger than one inline read: the big ranges use sendfile
+    await pod.client.put_shard(pod.url, 2, _sid(1), data)
+    conn = await Conn.open(pod.url)
+    target = _target(2, _sid(1))
+    cases = {
+        "bytes=10-19": (206, data[10:20], "bytes 10-19/3145728"),
+        "bytes=3145700-": (206, data[3145700:], "bytes 3145700-3145727/3145728"),
+        "bytes=-5": (206, data[-5:], "bytes 3145723-3145727/3145728"),
+        "bytes=0-99999999": (206, data, "bytes 0-3145727/3145728"),
+        "bytes=1048576-3145727": (206, data[1048576:], "bytes 1048576-3145727/3145728"),
+    }
+    try:
+        for rng, (status, body, content_range) in cases.items():
+            got = await conn.call("GET", target, headers={"Range": rng})
+            assert (got[0], got[1].get("content-range"), got[2]) == (status, content_range, body)
+        status, _headers, body = await conn.call("GET", target)
+        assert (status, body) == (200, data)
+        for bad in ("bytes=5-1", "bytes=-", "bytes=3145728-"):
+            assert (await conn.call("GET", target, headers={"Range": bad}))[0] == 416
+    finally:
+        conn.close()
+
+
+async def test_refusals_come_before_the_body_and_close(pod: Any) -> None:
+    target = _target(1, _sid(2))
+    conn = await Conn.open(pod.url)
+    # No auth, and a body announced but never sent: the answer must not wait for it.
+    head = conn.request_bytes("PUT", target, b"x" * 100_000, auth=False)
+    conn.send(head[: head.index(b"\r\n\r\n") + 4])
+    status, headers, body = await conn.answer()
+    assert (status, headers.get("connection")) == (401, "close")
+    assert b"PodAuthError" in body
+    assert await conn.closed_by_peer()
+    conn.close()
+    # A wrong signature, a bad name and a bad partition, the same way.
+    for target_, auth_target, status in (
+        (target, "/elsewhere", 403),
+        ("/v1/shards/1/not-a-shard", "/v1/shards/1/not-a-shard", 400),
+        (f"/v1/shards/007/{_sid(2).name}", f"/v1/shards/007/{_sid(2).name}", 400),
+    ):
+        conn = await Conn.open(pod.url)
+        conn.send(f"PUT {target_} HTTP/1.1\r\nHost: pod\r\nContent-Length: 5000\r\n"
+                  f"X-Kura-Auth: {sign_request(SECRET, 'PUT', auth_target)}\r\n\r\n".encode())
+        got_status, headers, _body = await conn.answer()
+        assert (got_status, headers.get("connection")) == (status, "close")
+        conn.close()
+    with pytest.raises(ShardNotFound):
+        await pod.client.head_shard(pod.url, 1, _sid(2))
+
+
+async def test_other_requests_are_handed_to_aiohttp_on_the_same_connection(pod: Any) -> None:
+    conn = await Conn.open(pod.url)
+    try:
+        assert (await conn.call("PUT", _target(4, _sid(1)), b"first"))[0] == 201
+        # HEAD and DELETE are the aiohttp app's: the connection moves there and stays usable.
+        status, headers, _ = await conn.call("HEAD", _target(4, _sid(1)))
+        assert (status, headers.get("content-length")) == (200, "5")
+        assert (await conn.call("DELETE", _target(4, _sid(1))))[0] == 204
+        assert (await conn.call("PUT", _target(4, _sid(2)), b"second"))[0] == 201
+        status, _, body = await conn.call("GET", _target(4, _sid(2)))
+        assert (status, body) == (200, b"second")
+        status, _, body = await conn.call("GET", "/v1/usage")
+        assert status == 200 and json.loads(body)["shards"] == 1
+    finally:
+        conn.close()
+
+
+async def test_chunked_and_expect_bodies_are_served_by_aiohttp(pod: Any) -> None:
+    conn = await Conn.open(pod.url)
+    try:
+        target = _target(6, _sid(1))
+        conn.send(conn.request_bytes("PUT", target, headers={"Transfer-Encoding": "chunked"})
+                  + b"5\r\nhello\r\n0\r\n\r\n")
+        assert (await conn.answer())[0] == 201
+        target = _target(6, _sid(2))
+        conn.send(conn.request_bytes("PUT", target, b"", headers={"Expect": "100-continue"})
+                  .replace(b"Content-Length: 0", b"Content-Length: 3"))
+        status, _, _ = await conn.answer()
+        assert status == 100
+        conn.send(b"abc")
+        assert (await conn.answer())[0] == 201
+    finally:
+        conn.close()
+    assert await pod.client.read_shard(pod.url, 6, _sid(1)) == b"hello"
+    assert await pod.client.read_shard(pod.url, 6, _sid(2)) == b"abc"
+
+
+async def test_pipelined_requests_are_answered_in_order(pod: Any) -> None:
+    conn = await Conn.open(pod.url)
+    try:
+        bodies = [os.urandom(n) for n in (10, 70_000, 300_000)]
+        burst = b"".join(conn.request_bytes("PUT", _target(7, _sid(i)), body)
+                         for i, body in enumerate(bodies))
+        burst += b"".join(conn.request_bytes("GET", _target(7, _sid(i)))
+                          for i in range(len(bodies)))
+        conn.send(burst)
+        for _ in bodies:
+            assert (await conn.answer())[0] == 201
+        for body in bodies:
+            status, _, got = await conn.answer()
+            assert (status, got) == (200, body)
+    finally:
+        conn.close()
+
+
+async def test_existing_shard_is_a_conflict_and_keeps_the_first(pod: Any) -> None:
+    conn = await Conn.open(pod.url)
+    try:
+        assert (await conn.call("PUT", _target(8, _sid(1)), b"one"))[0] == 201
+        status, _, body = await conn.call("PUT", _target(8, _sid(1)), b"two!")
+        assert status == 409 and b"ShardExists" in body
+        assert (await conn.call("GET", _target(8, _sid(1))))[2] == b"one"  # still usable
+    finally:
+        conn.close()
+    assert (await pod.client.usage(pod.url)).used_bytes == 3
+
+
+async def test_requests_are_counted_and_logged(pod: Any, caplog: Any) -> None:
+    caplog.set_level("INFO", logger="kurastore.storage.access")
+    await pod.client.put_shard(pod.url, 9, _sid(1), b"counted")
+    await pod.client.read_shard(pod.url, 9, _sid(1))
+    conn = await Conn.open(pod.url)
+    try:
+        _, _, metrics = await conn.call("GET", "/metrics")
+    finally:
+        conn.close()
+    text = metrics.decode()
+    assert 'kurastore_pod_requests_total{op="PutShard",status="201"} 1.0' in text
+    assert 'kurastore_pod_requests_total{op="GetShard",status="200"} 1.0' in text
+    assert "kurastore_pod_received_bytes_total 7.0" in text
+    lines = [r.getMessage() for r in caplog.records if r.name == "kurastore.storage.access"]
+    assert any('"op":"PutShard"' in line and '"status":201' in line for line in lines)
+    assert not any("X-Kura-Auth" in line or SECRET.decode() in line for line in lines)
+
+
+async def test_stop_closes_idle_connections_and_finishes_busy_ones(
+    tmp_path: Any, client: Any, start_pod: Any
+) -> None:
+    pod = await start_pod(tmp_path / "pod", client)
+    idle = await Conn.open(pod.url)
+    assert (await idle.call("PUT", _target(1, _sid(1)), b"kept"))[0] == 201
+    listener: PodListener = pod.server.listener
+    await listener.stop()
+    assert await idle.closed_by_peer()
+    idle.close()
+    with pytest.raises(OSError):
+        await Conn.open(pod.url)
+
+
+async def test_keepalive_timeout_closes_a_silent_connection(pod: Any) -> None:
+    lane = pod.server.listener._lane
+    lane.keepalive_s = 0.2
+    conn = await Conn.open(pod.url)
+    try:
+        assert await conn.closed_by_peer()
+    finally:
+        conn.close()
