@@ -42,6 +42,37 @@ async def test_wal_and_reopen(tmp_path: Path) -> None:
     await again.close()
 
 
+async def test_commits_reach_the_database_file_by_background_checkpoints(
+    tmp_path: Path,
+) -> None:
+    # No commit pays for a checkpoint (the writer's autocheckpoint is off), yet committed
+    # rows still reach the main database file soon, without any close: a copy of that
+    # file alone (no -wal) holds them.
+    path = tmp_path / "m.db"
+    store = await SQLiteStore.open(str(path), secret_key=KEY)
+    try:
+        await store.create_bucket(BucketRecord("b", "o", 1.0))
+        await asyncio.gather(*(store.commit_version(version(f"k{i}")) for i in range(300)))
+        assert (tmp_path / "m.db-wal").stat().st_size > 0
+        deadline = time.monotonic() + 10
+        while True:
+            (tmp_path / "copy.db").write_bytes(path.read_bytes())
+            copy = sqlite3.connect(tmp_path / "copy.db")
+            try:
+                found = copy.execute("SELECT count(*) FROM versions").fetchone()[0]
+            except sqlite3.OperationalError:  # not even the schema is in the file yet
+                found = 0
+            finally:
+                copy.close()
+            if found == 300 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert found == 300
+        assert (await store.get_version("b", "k299")).inline == b"x"
+    finally:
+        await store.close()
+
+
 async def test_migration_runner_upgrades_in_place(tmp_path: Path, monkeypatch) -> None:
     path = str(tmp_path / "m.db")
     store = await SQLiteStore.open(path, secret_key=KEY)
