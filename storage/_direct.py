@@ -20,7 +20,6 @@ file's size or block map) and its directory.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import mmap
@@ -28,9 +27,7 @@ import os
 import threading
 from collections.abc import Sequence
 
-__all__ = [
-    "ALIGN", "DirectAppender", "StagingPool", "is_aligned", "open_for_append", "write_new_file",
-]
+__all__ = ["ALIGN", "DirectAppender", "StagingPool", "open_for_append"]
 
 ALIGN = 4096
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
@@ -72,46 +69,7 @@ class StagingPool:
             if len(self._idle) < self._keep:
                 self._idle.append(buf)
                 return
-        try:
-            buf.close()
-        except BufferError:
-            pass  # a view of it is still alive somewhere: the collector frees it later
-
-
-def is_aligned(data: bytes | bytearray | memoryview | mmap.mmap) -> bool:
-    """True if `data` is a writable buffer starting on an ALIGN boundary (a staging buffer
-    or a view at an aligned offset of one); bytes objects never are."""
-    try:
-        address = ctypes.addressof(ctypes.c_char.from_buffer(data))
-    except (TypeError, ValueError):
-        return False
-    return address % ALIGN == 0
-
-
-def write_new_file(fd: int, data: bytes | bytearray | memoryview, direct: bool) -> None:
-    """Write all of `data` to the empty file `fd` (opened by open_for_append).
-
-    With `direct` (and `data` aligned, see is_aligned) the whole-block prefix goes to the
-    device with O_DIRECT, without a copy into the page cache, and the tail after O_DIRECT
-    is switched off. A device that refuses the alignment gets everything through the page
-    cache, from the start.
-    """
-    view = memoryview(data).cast("B")
-    cut = len(view) // ALIGN * ALIGN if direct else 0
-    if cut:
-        try:
-            _write_all(fd, [view[:cut]])
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-            cut = 0
-    if direct:
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~_O_DIRECT)
-    if cut < len(view):
-        _write_all(fd, [view[cut:]])
+        buf.close()
 
 
 class DirectAppender:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import mmap
 import re
 import time
 from collections.abc import Callable
@@ -53,7 +52,6 @@ log = logging.getLogger("kurastore.storage")
 _MAX_HEAD = 16 << 10
 _SCRATCH = 64 << 10
 _KEEPALIVE_S = 75.0
-_STAGED_MIN_BYTES = 64 << 10  # smaller bodies are received into a plain bytearray
 _SHARD_TARGET = re.compile(r"/v1/shards/([0-9]+)/([0-9a-zA-Z._-]+)", re.ASCII)
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.ASCII | re.IGNORECASE)
 _REASONS = {
@@ -170,7 +168,6 @@ class _LaneConnection(asyncio.BufferedProtocol):
         self._scratch = bytearray(_SCRATCH)
         self._pending = bytearray()  # received, not yet taken: a head, pipelined requests
         self._body = memoryview(b"")
-        self._staged: mmap.mmap | None = None  # the staging buffer _body is a view of
         self._got = 0
         self._request: _Request | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -301,7 +298,7 @@ class _LaneConnection(asyncio.BufferedProtocol):
             self._start(self._get(request))
             return
         length = int(request.headers.get("content-length", "0"))
-        self._body = self._body_buffer(length)
+        self._body = memoryview(bytearray(length))
         early = min(length, len(self._pending))
         self._body[:early] = self._pending[:early]
         del self._pending[:early]
@@ -311,21 +308,8 @@ class _LaneConnection(asyncio.BufferedProtocol):
         else:
             self.state = _BODY
 
-    def _body_buffer(self, length: int) -> memoryview:
-        """Where a PUT body of `length` bytes is received: a page-aligned staging buffer
-        when the store can write it around the page cache (see ShardStore.write_whole)."""
-        staging = self.server.store.staging
-        if _STAGED_MIN_BYTES <= length <= staging.size:
-            self._staged = staging.take()
-            return memoryview(self._staged)[:length]
-        return memoryview(bytearray(length))
-
     def _release_body(self) -> None:
-        body, self._body = self._body, memoryview(b"")
-        body.release()
-        if self._staged is not None:
-            self.server.store.staging.give(self._staged)
-            self._staged = None
+        self._body = memoryview(b"")
 
     def _check(self, request: _Request) -> None:
         """Auth, then names: both before any body byte is taken."""

@@ -3,8 +3,6 @@ and chunking."""
 
 from __future__ import annotations
 
-import fcntl
-import mmap
 import os
 import random
 from pathlib import Path
@@ -12,14 +10,7 @@ from pathlib import Path
 import pytest
 
 from kurastore.storage import ShardId
-from kurastore.storage._direct import (
-    ALIGN,
-    DirectAppender,
-    StagingPool,
-    is_aligned,
-    open_for_append,
-    write_new_file,
-)
+from kurastore.storage._direct import ALIGN, DirectAppender, StagingPool, open_for_append
 from kurastore.storage._disk import ShardStore
 
 FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
@@ -111,45 +102,3 @@ def test_a_device_refusing_the_alignment_falls_back_in_order(tmp_path: Path) -> 
     finally:
         os.close(fd)
     assert (tmp_path / "odd").read_bytes() == data
-
-
-def test_only_writable_page_aligned_buffers_count_as_aligned() -> None:
-    staged = mmap.mmap(-1, 4 * ALIGN)
-    assert is_aligned(staged) and is_aligned(memoryview(staged)[ALIGN:])
-    assert not is_aligned(memoryview(staged)[1:])
-    assert not is_aligned(b"x" * ALIGN)  # bytes: read-only, never handed to O_DIRECT
-    assert not is_aligned(memoryview(b"x" * ALIGN))
-
-
-@pytest.mark.parametrize("size", [ALIGN, 3 * ALIGN + 1, 70_001, 256 << 10])
-def test_whole_file_writes_from_a_staging_buffer(tmp_path: Path, size: int) -> None:
-    data = os.urandom(size)
-    staged = mmap.mmap(-1, 1 << 20)
-    staged[:size] = data
-    fd, direct = open_for_append(tmp_path / "whole", FLAGS, 0o600)
-    try:
-        assert direct
-        write_new_file(fd, memoryview(staged)[:size], direct)
-        assert not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT  # the tail went buffered
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    assert (tmp_path / "whole").read_bytes() == data
-
-
-def test_whole_shards_from_staging_buffers_through_the_store(tmp_path: Path) -> None:
-    # The pod's small-shard path: bodies received into staging buffers, written whole.
-    store = ShardStore(tmp_path / "pod")
-    store.open()
-    try:
-        for n, size in enumerate((65_536, 100_003, 262_144 + 45)):
-            data = os.urandom(size)
-            staged = store.staging.take()
-            staged[:size] = data
-            info = store.write_whole(2, ShardId(f"{n:032x}", "0", 0), memoryview(staged)[:size])
-            assert info.size == size
-            assert store.shard_file(2, info.shard).read_bytes() == data
-        assert store.usage().used_bytes == 65_536 + 100_003 + 262_144 + 45
-        assert os.listdir(tmp_path / "pod" / "tmp") == []
-    finally:
-        store.close()

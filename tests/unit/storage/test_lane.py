@@ -81,7 +81,7 @@ def _target(partition: int, sid: ShardId) -> str:
 @pytest.mark.parametrize("size", [0, 1, 4095, 4096, 65535, 65536, 262144 + 7, 2 << 20,
                                   (2 << 20) + 1, 3 << 20])
 async def test_whole_body_puts_store_exact_bytes(pod: Any, size: int) -> None:
-    # Around the staging (64 KiB .. 2 MiB, page-aligned, O_DIRECT) and plain-buffer cut-offs.
+    # Around the small-shard (whole body, page cache) and staged O_DIRECT (2 MiB) cut-offs.
     data = os.urandom(size)
     info = await pod.client.put_shard(pod.url, 3, _sid(size), data)
     assert info.size == size
