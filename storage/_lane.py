@@ -473,7 +473,10 @@ class _LaneConnection(asyncio.BufferedProtocol):
         if len(body) <= 4096:
             self.transport.write(head + body)
         else:
-            self.transport.writelines([head, body])
+            # Two writes, not writelines: on Python 3.11 writelines joins (copies) the body;
+            # a write to an idle socket goes straight to send().
+            self.transport.write(head)
+            self.transport.write(body)
 
     def _observe(self, request: _Request, op: str, status: int, bytes_out: int) -> None:
         self.server.metrics.observe(
