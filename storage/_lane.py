@@ -232,7 +232,9 @@ class _LaneConnection(asyncio.BufferedProtocol):
 
     # -- lifecycle -------------------------------------------------------------------------
     def close_if_idle(self) -> None:
-        if self.state == _HEAD and not self._pending and self.transport is not None:
+        """Close unless a request is being received or handled. A head still incomplete
+        counts as idle: a client that sends part of one and stops is dropped too."""
+        if self.state == _HEAD and self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:

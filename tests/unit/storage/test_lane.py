@@ -242,11 +242,15 @@ async def test_stop_closes_idle_connections_and_finishes_busy_ones(
         await Conn.open(pod.url)
 
 
-async def test_keepalive_timeout_closes_a_silent_connection(pod: Any) -> None:
+async def test_keepalive_timeout_closes_silent_and_stalled_connections(pod: Any) -> None:
     lane = pod.server.listener._lane
     lane.keepalive_s = 0.2
-    conn = await Conn.open(pod.url)
+    silent, stalled, used = [await Conn.open(pod.url) for _ in range(3)]
     try:
-        assert await conn.closed_by_peer()
+        stalled.send(b"GET /v1/shards/1/")  # part of a head, then nothing
+        assert (await used.call("PUT", _target(1, _sid(1)), b"x"))[0] == 201
+        for conn in (silent, stalled, used):
+            assert await conn.closed_by_peer()
     finally:
-        conn.close()
+        for conn in (silent, stalled, used):
+            conn.close()
