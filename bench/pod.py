@@ -9,7 +9,10 @@ loopback, then prints medians of `--runs` runs:
   PUT / GET MiB/s (same client settings, a server that discards / serves from memory);
 - 4 KiB shard PUT ops/s (fsync'd), one at a time and 16 in flight, next to raw fsync'd
   small-file writes/s (write+fsync; and write+fsync+rename+directory fsync, the least an
-  atomic durable create costs), with 1 and 16 threads.
+  atomic durable create costs), with 1 and 16 threads;
+- the pod process's CPU time per 256 KiB shard PUT and GET (the shard of a 1 MiB object
+  at 4+2; 8 in flight, from /proc), next to the CPU time of the raw atomic durable create
+  of the same bytes (8 threads, this process).
 Targets (issue 3): large PUT >= 80% of disk write+fsync; GET >= 80% of loopback GET.
 Reads are served from the page cache on both sides (caches are not dropped).
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -40,6 +44,8 @@ MiB = 1 << 20
 SECRET = b"bench-pod-secret-0123456789abcdef"
 LARGE = {MiB: 96, 64 * MiB: 4}  # shard size -> shards per run
 SMALL, SMALL_OPS = 4096, 400
+CPU_SHARD, CPU_OPS, CPU_IN_FLIGHT = 256 << 10, 600, 8
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -125,6 +131,23 @@ def small_files_per_s(directory: Path, threads: int, atomic: bool) -> float:
     return SMALL_OPS / elapsed
 
 
+def raw_create_cpu_ms(directory: Path, data: bytes, threads: int, count: int) -> float:
+    """CPU ms (this process, user + system) per atomic durable create of `data`."""
+    directory.mkdir(exist_ok=True)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda _: small_file(directory, data, True), range(count)))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    shutil.rmtree(directory)
+    spent = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return spent / count * 1000
+
+
+def process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 # -- over HTTP --------------------------------------------------------------------------------
 
 
@@ -180,8 +203,9 @@ def spawn(workdir: Path, pod_port: int, raw_port: int) -> list[subprocess.Popen[
 
 
 class Bench:
-    def __init__(self, workdir: Path, pod_url: str, raw_url: str) -> None:
+    def __init__(self, workdir: Path, pod_url: str, raw_url: str, pod_pid: int) -> None:
         self.workdir, self.pod_url, self.raw_url = workdir, pod_url, raw_url
+        self.pod_pid = pod_pid
         self.client = PodClient(SECRET)
         self.raw = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=64),
@@ -265,6 +289,28 @@ class Bench:
                     await asyncio.to_thread(small_files_per_s, small_dir, n, True))
         return {k: median(v) for k, v in r.items()}
 
+    async def shard_cpu(self, runs: int) -> dict[str, float]:
+        """Pod CPU ms per shard PUT and GET, and the raw create's CPU ms, medians."""
+        r: dict[str, list[float]] = {"put": [], "get": [], "raw": []}
+        payload = os.urandom(CPU_SHARD)
+        for run in range(runs):
+            partition = 200 + run
+            ids = [ShardId(uuid.uuid4().hex, "c", 0) for _ in range(CPU_OPS)]
+            puts = [self._put_job(partition, sid, payload) for sid in ids]
+            gets = [self._get_job(partition, sid) for sid in ids]
+            for key, jobs in (("put", puts), ("get", gets)):
+                before = process_cpu_s(self.pod_pid)
+                await in_flight(CPU_IN_FLIGHT, jobs)
+                r[key].append((process_cpu_s(self.pod_pid) - before) / CPU_OPS * 1000)
+            for sid in ids:
+                await self.client.delete_shard(self.pod_url, partition, sid)
+            r["raw"].append(await asyncio.to_thread(
+                raw_create_cpu_ms, self.workdir / "cpu", payload, CPU_IN_FLIGHT, CPU_OPS))
+        return {k: median(v) for k, v in r.items()}
+
+    def _get_job(self, partition: int, sid: ShardId) -> Callable[[], Awaitable[object]]:
+        return lambda: self.client.read_shard(self.pod_url, partition, sid)
+
     def _put_job(
         self, partition: int, sid: ShardId, data: bytes
     ) -> Callable[[], Awaitable[object]]:
@@ -274,12 +320,14 @@ class Bench:
 async def bench(workdir: Path, runs: int) -> None:
     pod_port, raw_port = free_port(), free_port()
     procs = await asyncio.to_thread(spawn, workdir, pod_port, raw_port)
-    b = Bench(workdir, f"http://127.0.0.1:{pod_port}", f"http://127.0.0.1:{raw_port}")
+    b = Bench(workdir, f"http://127.0.0.1:{pod_port}", f"http://127.0.0.1:{raw_port}",
+              procs[0].pid)
     try:
         await wait_ready(b.pod_url, "/readyz")
         await wait_ready(b.raw_url, "/blob/1")
         rows = [(size, await b.large(size, count, runs)) for size, count in LARGE.items()]
         report(rows, await b.small(runs), runs)
+        report_cpu(await b.shard_cpu(runs))
     finally:
         await b.close()
         for p in procs:
@@ -306,6 +354,13 @@ def report(rows: list[tuple[int, dict[str, float]]], small: dict[str, float], ru
     print(f"raw write+fsync                | {small['raw1']:>12.0f} | {small['raw16']:>13.0f}")
     print(f"raw write+fsync+rename+dirsync | {small['atomic1']:>12.0f} | "
           f"{small['atomic16']:>13.0f}")
+
+
+def report_cpu(cpu: dict[str, float]) -> None:
+    print(f"\n{CPU_SHARD >> 10} KiB shards, {CPU_IN_FLIGHT} in flight, CPU ms per shard")
+    print(f"pod PUT (whole body, durable create)   | {cpu['put']:>6.3f}")
+    print(f"pod GET (whole shard)                  | {cpu['get']:>6.3f}")
+    print(f"raw write+fsync+rename+dirsync         | {cpu['raw']:>6.3f}")
 
 
 def main() -> None:
