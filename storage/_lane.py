@@ -62,7 +62,8 @@ _REASONS = {
 }
 _OCTETS = "application/octet-stream"
 _JSON = "application/json; charset=utf-8"
-_HEAD, _BODY, _BUSY, _GONE = range(4)
+_HEAD, _BODY, _BUSY, _DRAIN, _GONE = range(5)
+_LINGER_S = 2.0  # how long a refused request's unread body is taken and dropped
 
 
 class _Refused(Exception):
@@ -197,6 +198,8 @@ class _LaneConnection(asyncio.BufferedProtocol):
             if self._got == len(self._body):
                 self._start(self._put())
             return
+        if self.state == _DRAIN:
+            return  # the unread body of a refused request: dropped
         self._pending += memoryview(self._scratch)[:nbytes]
         if self.state == _HEAD:
             self._next_request()
@@ -353,13 +356,26 @@ class _LaneConnection(asyncio.BufferedProtocol):
             protocol.data_received(pending)
 
     def _refuse_now(self, refusal: _Refused, request: _Request | None = None) -> None:
+        """Answer, then close. When a body may still be coming, the close lingers: our
+        side is shut for writing and what arrives is dropped for `_LINGER_S`, since closing
+        with unread bytes makes the kernel send a reset that can destroy the answer
+        before the client reads it."""
         self._write(refusal.status, _error_body(refusal.name, str(refusal)), _JSON, close=True)
         if request is not None:
             self._observe(request, _op_of(request), refusal.status, 0)
-        self.state = _GONE
         self._pending.clear()
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self.state = _GONE
+            return
+        if request is None or request.headers.get("content-length", "0") == "0":
+            self.state = _GONE
+            transport.close()
+            return
+        self.state = _DRAIN
+        transport.write_eof()
+        self._cancel_idle_timer()
+        self._idle_timer = asyncio.get_running_loop().call_later(_LINGER_S, transport.close)
 
     async def _put(self) -> None:
         request = self._request
@@ -367,11 +383,13 @@ class _LaneConnection(asyncio.BufferedProtocol):
         body, request.bytes_in = self._body, len(self._body)
         status, close = 500, False
         loop = asyncio.get_running_loop()
-        written = loop.run_in_executor(self.server.executor, self.server.store.write_whole,
-                                       request.partition, request.shard, body)
         try:
-            # Shielded: if the client goes away, the body buffer must outlive the write.
-            info: ShardInfo = await asyncio.shield(written)
+            # If the client goes away meanwhile, the write still completes in the executor
+            # (it holds its own reference to the body); the shard is then an orphan that
+            # the gateway's collector removes, as with any PUT it did not acknowledge.
+            info: ShardInfo = await loop.run_in_executor(
+                self.server.executor, self.server.store.write_whole,
+                request.partition, request.shard, body)
             answer = {"partition": info.partition, "name": info.shard.name,
                       "size": info.size, "mtime": info.mtime}
             status = 201
@@ -388,11 +406,6 @@ class _LaneConnection(asyncio.BufferedProtocol):
             self._write(500, _error_body("InternalError", "internal error"), _JSON, close=True)
         finally:
             self._observe(request, "PutShard", status, 0)
-            del body
-            if written.done():
-                self._release_body()
-            else:
-                written.add_done_callback(lambda _: self._release_body())
         await self._drain_then_next(close)
 
     async def _get(self, request: _Request) -> None:

@@ -143,6 +143,26 @@ async def test_refusals_come_before_the_body_and_close(pod: Any) -> None:
         await pod.client.head_shard(pod.url, 1, _sid(2))
 
 
+async def test_a_refusal_reaches_a_client_still_sending_its_body(
+    tmp_path: Any, start_pod: Any
+) -> None:
+    # The gateway's own client writes the whole body while the pod refuses it before
+    # reading any: the client must hear the refusal itself (an auth error), not an
+    # unreachable pod, and the pod must keep nothing.
+    from kurastore.storage import PodAuthError, PodClient
+
+    intruder = PodClient(b"not-the-cluster-secret-0123456789")
+    pod = await start_pod(tmp_path / "pod", intruder)
+    try:
+        for size in (3 << 20, 1 << 20, 200_000):
+            with pytest.raises(PodAuthError):
+                await intruder.put_shard(pod.url, 1, _sid(size), os.urandom(size))
+        assert os.listdir(pod.data_dir / "tmp") == []
+    finally:
+        await intruder.close()
+        await pod.server.close()
+
+
 async def test_other_requests_are_handed_to_aiohttp_on_the_same_connection(pod: Any) -> None:
     conn = await Conn.open(pod.url)
     try:
