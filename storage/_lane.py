@@ -32,13 +32,14 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
 
 from kurastore.storage import server
 from kurastore.storage._disk import ShardStore
+from kurastore.storage._flow import WriteFlow
 from kurastore.storage._metrics import PodMetrics
 from kurastore.storage.api import AUTH_HEADER, ShardId, ShardInfo, validate_partition
 from kurastore.storage.auth import AuthMissing, AuthRejected, check_request
@@ -72,6 +73,10 @@ class _Refused(Exception):
     def __init__(self, status: int, name: str, message: str) -> None:
         super().__init__(message)
         self.status, self.name = status, name
+
+
+class _CutOff(Exception):
+    """The client went away in the middle of an answer: close, nothing more to say."""
 
 
 class _Request:
@@ -161,7 +166,7 @@ class PodListener:
         self._server = self._lane = self._runner = None
 
 
-class _LaneConnection(asyncio.BufferedProtocol):
+class _LaneConnection(WriteFlow, asyncio.BufferedProtocol):
     def __init__(self, server: LaneServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
@@ -224,14 +229,6 @@ class _LaneConnection(asyncio.BufferedProtocol):
             self._can_write.exception()
         if self._task is not None and not self._task.done():
             self._task.cancel()  # a write already in the executor still completes there
-
-    def pause_writing(self) -> None:
-        if self._can_write is None or self._can_write.done():
-            self._can_write = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        if self._can_write is not None and not self._can_write.done():
-            self._can_write.set_result(None)
 
     # -- lifecycle -------------------------------------------------------------------------
     def close_if_idle(self) -> None:
@@ -379,56 +376,50 @@ class _LaneConnection(asyncio.BufferedProtocol):
 
     async def _put(self) -> None:
         request = self._request
-        assert request is not None and request.shard is not None
-        body, request.bytes_in = self._body, len(self._body)
-        status, close = 500, False
-        loop = asyncio.get_running_loop()
-        try:
-            # If the client goes away meanwhile, the write still completes in the executor
-            # (it holds its own reference to the body); the shard is then an orphan that
-            # the gateway's collector removes, as with any PUT it did not acknowledge.
-            info: ShardInfo = await loop.run_in_executor(
-                self.server.executor, self.server.store.write_whole,
-                request.partition, request.shard, body)
-            answer = {"partition": info.partition, "name": info.shard.name,
-                      "size": info.size, "mtime": info.mtime}
-            status = 201
-            self._write(201, json.dumps(answer).encode(), _JSON)
-        except PodError as exc:
-            status, name = self._status_of(exc)
-            self._write(status, _error_body(name, str(exc)), _JSON)
-        except asyncio.CancelledError:
-            status = 499
-            raise
-        except Exception:
-            log.exception("internal error on PUT %s", request.target)
-            status, close = 500, True
-            self._write(500, _error_body("InternalError", "internal error"), _JSON, close=True)
-        finally:
-            self._observe(request, "PutShard", status, 0)
-        await self._drain_then_next(close)
+        assert request is not None
+        request.bytes_in = len(self._body)
+        await self._answer(request, "PutShard", self._store_body(request, self._body))
 
     async def _get(self, request: _Request) -> None:
-        assert request.shard is not None
+        await self._answer(request, "GetShard", self._serve_range(request))
+
+    async def _answer(
+        self, request: _Request, op: str, work: Coroutine[Any, Any, tuple[int, int]]
+    ) -> None:
+        """Run `work` (it writes the answer and returns its status and body size), answer
+        its errors the aiohttp app's way, count the request, then go on to the next."""
         status, sent, close = 500, 0, False
         try:
-            status, sent = await self._serve_range(request)
+            status, sent = await work
         except PodError as exc:
             status, name = self._status_of(exc)
             self._write(status, _error_body(name, str(exc)), _JSON)
         except asyncio.CancelledError:
             status = 499
             raise
-        except (ConnectionError, RuntimeError) as exc:  # sendfile on a transport closing
+        except _CutOff as exc:
             status, close = 499, True
-            log.info("GET %s cut off: %s", request.target, exc)
+            log.info("%s %s cut off: %s", request.method, request.target, exc)
         except Exception:
-            log.exception("internal error on GET %s", request.target)
+            log.exception("internal error on %s %s", request.method, request.target)
             status, close = 500, True
             self._write(500, _error_body("InternalError", "internal error"), _JSON, close=True)
         finally:
-            self._observe(request, "GetShard", status, sent)
+            self._observe(request, op, status, sent)
         await self._drain_then_next(close)
+
+    async def _store_body(self, request: _Request, body: memoryview) -> tuple[int, int]:
+        assert request.shard is not None
+        # If the client goes away meanwhile, the write still completes in the executor
+        # (it holds its own reference to the body); the shard is then an orphan that the
+        # gateway's collector removes, as with any PUT it did not acknowledge.
+        info: ShardInfo = await asyncio.get_running_loop().run_in_executor(
+            self.server.executor, self.server.store.write_whole,
+            request.partition, request.shard, body)
+        answer = {"partition": info.partition, "name": info.shard.name,
+                  "size": info.size, "mtime": info.mtime}
+        self._write(201, json.dumps(answer).encode(), _JSON)
+        return 201, 0
 
     async def _serve_range(self, request: _Request) -> tuple[int, int]:
         assert request.shard is not None
@@ -456,7 +447,10 @@ class _LaneConnection(asyncio.BufferedProtocol):
             count = found.stop - found.start
             self._write(status, b"", _OCTETS, extra, length=count)
             assert self.transport is not None
-            await loop.sendfile(self.transport, file, found.start, count)
+            try:
+                await loop.sendfile(self.transport, file, found.start, count)
+            except (ConnectionError, RuntimeError) as exc:  # RuntimeError: transport closing
+                raise _CutOff(str(exc)) from exc
         finally:
             file.close()
         return status, count

@@ -26,6 +26,8 @@ import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 
+from kurastore.storage._flow import WriteFlow
+
 __all__ = ["BodyLengthError", "WireError", "WirePool", "WireResponse"]
 
 _MAX_HEAD = 64 << 10
@@ -50,7 +52,7 @@ class WireResponse:
     body: bytearray  # received in place: the kernel copies straight into it
 
 
-class _Connection(asyncio.BufferedProtocol):
+class _Connection(WriteFlow, asyncio.BufferedProtocol):
     """One socket: collects the response while (or after) the request is written.
 
     A BufferedProtocol, so a response body (k shard ranges per object read) is received
@@ -107,14 +109,6 @@ class _Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(exc or WireError("connection closed by the pod"))
-
-    def pause_writing(self) -> None:
-        if self._can_write is None or self._can_write.done():
-            self._can_write = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        if self._can_write is not None and not self._can_write.done():
-            self._can_write.set_result(None)
 
     # -- used by WirePool ------------------------------------------------------------------
     def _fail(self, exc: BaseException) -> None:
