@@ -17,7 +17,8 @@ already received; the connection then stays with aiohttp.
 
 Rules:
 - Auth and name checks come before the body is read; a refused request is answered with
-  `Connection: close` and the unread body is never taken.
+  `Connection: close`, and whatever body follows is dropped unread during a short
+  lingering close.
 - A PUT is written only once its whole body is here; a client that goes away before that
   leaves nothing on disk.
 - One request at a time per connection: pipelined bytes wait for the answer before them
