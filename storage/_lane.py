@@ -39,6 +39,7 @@ from typing import Any
 from aiohttp import web
 
 from kurastore.storage import server
+from kurastore.storage._buffers import receive_buffer
 from kurastore.storage._disk import ShardStore
 from kurastore.storage._flow import WriteFlow
 from kurastore.storage._metrics import PodMetrics
@@ -301,7 +302,7 @@ class _LaneConnection(WriteFlow, asyncio.BufferedProtocol):
             self._start(self._get(request))
             return
         length = int(request.headers.get("content-length", "0"))
-        self._body = memoryview(bytearray(length))
+        self._body = memoryview(receive_buffer(length))  # filled before it is used
         early = min(length, len(self._pending))
         self._body[:early] = self._pending[:early]
         del self._pending[:early]

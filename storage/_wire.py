@@ -26,6 +26,7 @@ import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 
+from kurastore.storage._buffers import receive_buffer
 from kurastore.storage._flow import WriteFlow
 
 __all__ = ["BodyLengthError", "WireError", "WirePool", "WireResponse"]
@@ -173,7 +174,7 @@ class _Connection(WriteFlow, asyncio.BufferedProtocol):
             early = memoryview(self._head_bytes)[end + 4 :]  # body bytes read with the head
             if len(early) > int(length):
                 raise WireError("more bytes than the response's Content-Length")
-            self._body = bytearray(int(length))
+            self._body = receive_buffer(int(length))  # every byte is received into it
             self._body[: len(early)] = early
             self._received = len(early)
             early.release()
