@@ -40,6 +40,7 @@ from kurastore.metadata.errors import (
     UserExists,
     UserNotFound,
     VersionNotFound,
+    VersionProtected,
 )
 
 __all__ = [
@@ -80,5 +81,6 @@ __all__ = [
     "UserRecord",
     "VersionNotFound",
     "VersionPage",
+    "VersionProtected",
 ]
 # The SQLite backend is exported by its own module once built: kurastore.metadata.sqlite

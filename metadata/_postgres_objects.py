@@ -21,6 +21,7 @@ import dataclasses
 import os
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -54,6 +55,7 @@ from kurastore.metadata.errors import (
     ObjectNotFound,
     PreconditionFailed,
     VersionNotFound,
+    VersionProtected,
 )
 
 Conn = asyncpg.Connection
@@ -366,7 +368,8 @@ def _delete_marker(bucket: str, key: str) -> ObjectVersion:
 
 
 async def delete_object(
-    conn: Conn, bucket: str, key: str, version_id: str | None, if_match: str | None
+    conn: Conn, bucket: str, key: str, version_id: str | None, if_match: str | None,
+    refuse: Callable[[ObjectVersion], bool] | None = None,
 ) -> DeleteResult:
     """Unversioned buckets answer version_id "" (there is no version to name)."""
     bid, versioning = await bucket_ref(conn, bucket)
@@ -389,6 +392,8 @@ async def delete_object(
             raise PreconditionFailed("If-Match: no such version")
         return DeleteResult(version_id, False)
     check_conditions(row, if_match, False)
+    if refuse is not None and refuse(decode_version(bucket, row, False)):
+        raise VersionProtected(f"version {version_id} of {key!r} is protected")
     await _drop_row(conn, bid, row)
     await _refresh_latest(conn, bid, kb)
     return DeleteResult(version_id, bool(row[4]))

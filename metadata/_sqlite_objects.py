@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kurastore.metadata._records import (
@@ -51,6 +52,7 @@ from kurastore.metadata.errors import (
     ObjectNotFound,
     PreconditionFailed,
     VersionNotFound,
+    VersionProtected,
 )
 
 VERSIONING_STATES = ("", "Enabled", "Suspended")
@@ -338,7 +340,8 @@ def _delete_marker(bucket: str, key: str) -> ObjectVersion:
 
 
 def delete_object(
-    tx: WriteTx, bucket: str, key: str, version_id: str | None, if_match: str | None
+    tx: WriteTx, bucket: str, key: str, version_id: str | None, if_match: str | None,
+    refuse: Callable[[ObjectVersion], bool] | None = None,
 ) -> DeleteResult:
     """Unversioned buckets answer version_id "" (there is no version to name)."""
     bid, versioning = bucket_ref(tx.conn, bucket)
@@ -359,6 +362,8 @@ def delete_object(
             raise PreconditionFailed("If-Match: no such version")
         return DeleteResult(version_id, False)
     check_conditions(row, if_match, False)
+    if refuse is not None and refuse(decode_version(bucket, row, False)):
+        raise VersionProtected(f"version {version_id} of {key!r} is protected")
     _drop_row(tx, bucket, bid, row, False)
     _refresh_latest(tx.conn, bid, kb)
     return DeleteResult(version_id, bool(row[4]))

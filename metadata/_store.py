@@ -122,11 +122,15 @@ class Store(Protocol):
         version_id: str | None = None,
         *,
         if_match: str | None = None,
+        refuse: Callable[[ObjectVersion], bool] | None = None,
     ) -> DeleteResult:
         """Without version_id: on a versioned bucket adds a delete marker, otherwise
         removes the "null" version (no error if the key does not exist). With
-        version_id: removes that version for good. Removed versions' shards are
-        queued. Raises BucketNotFound, PreconditionFailed."""
+        version_id: removes that version for good; when `refuse(version)` is true
+        instead, removes nothing and raises VersionProtected (asked in the same
+        transaction as the removal, so no change to the version, such as a legal hold
+        set meanwhile, can slip between the check and the delete). Removed versions'
+        shards are queued. Raises BucketNotFound, PreconditionFailed, VersionProtected."""
 
     async def list_objects(
         self,

@@ -9,6 +9,7 @@
     ├── VersionNotFound
     ├── UploadNotFound
     ├── PreconditionFailed        (If-Match / If-None-Match on commit or delete)
+    ├── VersionProtected          (a delete's guard refused the version: Object Lock)
     ├── ConditionalConflict       (two conditional writes raced; the loser may retry)
     ├── UserNotFound
     ├── UserExists
@@ -57,6 +58,10 @@ class UploadNotFound(MetadataError):
 
 class PreconditionFailed(MetadataError):
     pass
+
+
+class VersionProtected(MetadataError):
+    """The version a delete named is protected (the caller's `refuse` said so)."""
 
 
 class ConditionalConflict(MetadataError):

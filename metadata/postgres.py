@@ -214,11 +214,12 @@ class PostgresStore:
         return await self._db.run(objects.update_version, bucket, key, version_id, tags, headers)
 
     async def delete_object(
-        self, bucket: str, key: str, version_id: str | None = None, *, if_match: str | None = None
+        self, bucket: str, key: str, version_id: str | None = None, *,
+        if_match: str | None = None, refuse: Callable[[ObjectVersion], bool] | None = None,
     ) -> DeleteResult:
         """As Store.delete_object; on a bucket never versioned the result's version_id
         is "" (there is no version id to report)."""
-        return await self._db.run(objects.delete_object, bucket, key, version_id, if_match)
+        return await self._db.run(objects.delete_object, bucket, key, version_id, if_match, refuse)
 
     async def list_objects(
         self, bucket: str, *, prefix: str = "", delimiter: str = "", start_after: str = "",

@@ -37,6 +37,7 @@ from kurastore.metadata import (
     PreconditionFailed,
     UploadNotFound,
     VersionNotFound,
+    VersionProtected,
 )
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAGE = 1000
-_GONE = (ObjectNotFound, VersionNotFound, PreconditionFailed, UploadNotFound)
+# VersionProtected: a retention or legal hold set after this pass looked at the version.
+_GONE = (ObjectNotFound, VersionNotFound, PreconditionFailed, UploadNotFound, VersionProtected)
 
 
 class _Pass:
@@ -109,8 +111,9 @@ class _Pass:
             return
         when = lc.noncurrent_expiry(self.rules, v, successor.last_modified, newer, self.day_s)
         if when is not None and when <= self.now and not protected(v, now=self.now):
-            await self._act(self.service.delete_object(self.bucket, v.key,
-                                                       version_id=v.version_id))
+            await self._act(self.service.delete_object(
+                self.bucket, v.key, version_id=v.version_id,
+                refuse=lambda found: protected(found, now=self.now)))
 
     async def _lone_marker(self, marker: ObjectVersion) -> None:
         if not lc.lone_marker_expired(self.rules, marker, self.now, self.day_s):

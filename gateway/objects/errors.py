@@ -36,6 +36,7 @@ from kurastore.metadata.errors import (  # noqa: F401  (re-exported for adapters
     UserExists,
     UserNotFound,
     VersionNotFound,
+    VersionProtected,
 )
 
 

@@ -160,11 +160,13 @@ class ObjectService:
 
     async def delete_object(
         self, bucket: str, key: str, *, version_id: str | None = None,
-        if_match: str | None = None,
+        if_match: str | None = None, refuse: Callable[[ObjectVersion], bool] | None = None,
     ) -> DeleteResult:
         """Metadata only: the store queues the removed version's shards, the collector
-        deletes them later (a read in flight keeps working meanwhile)."""
-        return await self.store.delete_object(bucket, key, version_id, if_match=if_match)
+        deletes them later (a read in flight keeps working meanwhile). `refuse`: see
+        Store.delete_object (VersionProtected, asked in the removal's transaction)."""
+        return await self.store.delete_object(bucket, key, version_id, if_match=if_match,
+                                              refuse=refuse)
 
     async def copy_object(
         self, src: CopySource, bucket: str, key: str, opts: PutOptions, *,

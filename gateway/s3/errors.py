@@ -34,6 +34,8 @@ def _error(name: str, status: int, message: str) -> type[S3Error]:
 
 
 AccessDenied = _error("AccessDenied", 403, "Access Denied")
+ObjectLocked = _error("AccessDenied", 403,
+                      "Access Denied because object protected by object lock.")
 InvalidBucketAclWithObjectOwnership = _error(
     "InvalidBucketAclWithObjectOwnership", 400,
     "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
@@ -201,6 +203,7 @@ DOMAIN_TO_S3: dict[type[BaseException], type[S3Error]] = {
     dom.VersionNotFound: NoSuchVersion,
     dom.UploadNotFound: NoSuchUpload,
     dom.PreconditionFailed: PreconditionFailed,
+    dom.VersionProtected: ObjectLocked,
     dom.ConditionalConflict: ConditionalRequestConflict,
     dom.AccessKeyNotFound: InvalidAccessKeyId,
     dom.MetadataUnavailable: ServiceUnavailable,

@@ -184,11 +184,11 @@ async def head_object(s3: S3Request) -> web.StreamResponse:
 
 async def delete_object(s3: S3Request) -> web.StreamResponse:
     if_match = s3.headers.get("If-Match")
-    if s3.query.get("versionId"):
-        await lock.check_removal(s3, s3.key, s3.query["versionId"])
+    version_id = s3.query.get("versionId") or None
     result = await s3.service.delete_object(
-        s3.bucket, s3.key, version_id=s3.query.get("versionId") or None,
+        s3.bucket, s3.key, version_id=version_id,
         if_match=if_match.strip().strip('"') if if_match else None,
+        refuse=lock.removal_guard(s3) if version_id else None,
     )  # fmt: skip
     headers = {"x-amz-delete-marker": "true"} if result.delete_marker else {}
     if s3.is_versioned or "versionId" in s3.query:
@@ -206,13 +206,14 @@ async def delete_objects(s3: S3Request) -> web.StreamResponse:
     if not targets or len(targets) > MAX_DELETE_KEYS or any(k is None for k, _ in targets):
         raise s3e.MalformedXML()
     out = []
+    guard = lock.removal_guard(s3)
     for key, version_id in targets:
         try:
             if not access.delete_allowed(s3, key, version_id):
                 raise s3e.AccessDenied()
-            if version_id:
-                await lock.check_removal(s3, key, version_id)
-            result = await s3.service.delete_object(s3.bucket, key, version_id=version_id or None)
+            result = await s3.service.delete_object(
+                s3.bucket, key, version_id=version_id or None,
+                refuse=guard if version_id else None)
         except Exception as exc:  # reported per key, as S3 does
             err = s3e.to_s3_error(exc)
             out.append(el("Error", [el("Key", key), el("VersionId", version_id),

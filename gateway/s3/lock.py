@@ -20,18 +20,18 @@ A new version without lock headers gets the bucket's default retention.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
-from kurastore.gateway.objects import errors as dom
 from kurastore.gateway.objects import retention as ret
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
 from kurastore.gateway.s3.routes import S3Op
 from kurastore.gateway.s3.xml import child_text, document, el, parse
+from kurastore.metadata import ObjectVersion
 
 SETTINGS_KEY = "object_lock"
 BYPASS = "x-amz-bypass-governance-retention"
@@ -99,17 +99,15 @@ def _default_retention(settings: Mapping[str, Any]) -> dict[str, str]:
     return {ret.MODE: config["mode"], ret.UNTIL: ret.format_date(time.time() + days * DAY_S)}
 
 
-async def check_removal(s3: S3Request, key: str, version_id: str) -> None:
-    """AccessDenied when the version is protected (a missing version is the store's
-    business: the delete then answers as it always does)."""
+def removal_guard(s3: S3Request) -> Callable[[ObjectVersion], bool] | None:
+    """What a delete by version id passes as `refuse`: the store asks it about the
+    version in the removal's own transaction (VersionProtected, answered AccessDenied),
+    so a retention or legal hold set meanwhile cannot be slipped past. None when the
+    bucket has no Object Lock."""
     if not enabled(_settings(s3)):
-        return
-    try:
-        version = await s3.service.head_object(s3.bucket, key, version_id=version_id)
-    except (dom.ObjectNotFound, dom.VersionNotFound):  # the delete answers as usual
-        return
-    if ret.protected(version, bypass_governance=bypass(s3)):
-        raise s3e.AccessDenied("Access Denied because object protected by object lock.")
+        return None
+    bypass_governance = bypass(s3)
+    return lambda version: ret.protected(version, bypass_governance=bypass_governance)
 
 
 # --- the bucket configuration ----------------------------------------------------------------

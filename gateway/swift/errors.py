@@ -104,6 +104,7 @@ DOMAIN_TO_SWIFT: dict[type[BaseException], type[SwiftError]] = {
     dom.AccessKeyNotFound: Unauthorized,
     dom.UserExists: Conflict,
     dom.PreconditionFailed: PreconditionFailed,
+    dom.VersionProtected: Forbidden,  # an S3 Object Lock guard (Swift never asks one)
     dom.ConditionalConflict: Conflict,
     dom.MetadataUnavailable: ServiceUnavailable,
     dom.InvalidRange: RangeNotSatisfiable,

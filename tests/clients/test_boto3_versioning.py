@@ -176,6 +176,10 @@ def test_object_lock_retention_and_legal_hold(s3, bucket: str) -> None:
         with pytest.raises(ClientError) as err:  # bypass does not lift a legal hold
             s3.delete_object(Bucket=locked, Key="k", VersionId=vid, BypassGovernanceRetention=True)
         assert error_code(err.value) == "AccessDenied"
+        batch = s3.delete_objects(Bucket=locked, BypassGovernanceRetention=True,
+                                  Delete={"Objects": [{"Key": "k", "VersionId": vid}]})
+        assert [(e["Key"], e["Code"]) for e in batch["Errors"]] == [("k", "AccessDenied")]
+        assert "Deleted" not in batch
         s3.put_object_legal_hold(Bucket=locked, Key="k", LegalHold={"Status": "OFF"})
         s3.delete_object(Bucket=locked, Key="k", VersionId=vid, BypassGovernanceRetention=True)
         assert "Versions" not in s3.list_object_versions(Bucket=locked)

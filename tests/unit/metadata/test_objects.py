@@ -21,6 +21,7 @@ from kurastore.metadata import (
     ShardRef,
     Store,
     VersionNotFound,
+    VersionProtected,
 )
 
 
@@ -241,3 +242,31 @@ async def test_failed_op_does_not_fail_its_batch(store: Store, bucket: str, obj)
     assert isinstance(results[10], PreconditionFailed)
     assert sum(1 for r in results if isinstance(r, Exception)) == 1
     assert (await store.bucket_usage(bucket))[0] == 21
+
+
+async def test_a_delete_guard_judges_the_version_as_it_is_at_removal(
+    store: Store, bucket: str, obj
+) -> None:
+    # Object Lock's race: a caller reads the version (no hold), a legal hold is set, then
+    # the caller deletes. The guard runs in the removal's transaction, so it sees the hold.
+    await store.update_bucket(bucket, versioning="Enabled")
+    version = (await store.commit_version(obj(bucket, "k"))).version
+    seen = await store.get_version(bucket, "k", version.version_id)
+    assert "x-amz-object-lock-legal-hold" not in seen.headers
+    await store.update_version(bucket, "k", version.version_id,
+                               headers={"x-amz-object-lock-legal-hold": "ON"})
+
+    def held(found) -> bool:
+        return found.headers.get("x-amz-object-lock-legal-hold") == "ON"
+
+    with pytest.raises(VersionProtected):
+        await store.delete_object(bucket, "k", version.version_id, refuse=held)
+    kept = await store.get_version(bucket, "k", version.version_id)
+    assert kept.object_id == version.object_id
+    assert await collected(store) == []  # nothing queued for collection either
+    await store.update_version(bucket, "k", version.version_id,
+                               headers={"x-amz-object-lock-legal-hold": "OFF"})
+    result = await store.delete_object(bucket, "k", version.version_id, refuse=held)
+    assert result.version_id == version.version_id
+    with pytest.raises((VersionNotFound, ObjectNotFound)):
+        await store.get_version(bucket, "k", version.version_id)
