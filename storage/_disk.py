@@ -334,7 +334,9 @@ class ShardStore:
             raise ShardExists(f"shard {shard.name} already in partition {partition}")
         return ShardWriter(self, partition, shard, expected_size)
 
-    def write_whole(self, partition: int, shard: ShardId, data: bytes | bytearray) -> ShardInfo:
+    def write_whole(
+        self, partition: int, shard: ShardId, data: bytes | bytearray | memoryview
+    ) -> ShardInfo:
         """Write a shard already in memory in one call (the small-shard path).
 
         The same guarantees as begin_write + commit, in fewer system calls: no existence
@@ -408,6 +410,10 @@ class ShardStore:
                 raise ShardExists(f"shard {shard.name} already in partition {partition}") from None
             except FileNotFoundError:
                 raced = True  # a delete pruned the (empty) directory meanwhile: make it again
+            except OSError as exc:
+                if exc.errno in _DISK_FULL:
+                    raise InsufficientStorage("disk full") from exc
+                raise
         raise OSError(errno.EAGAIN, f"could not place {dest}: directories keep disappearing")
 
     def _rename_no_replace(self, tmp: str, dest: str) -> None:

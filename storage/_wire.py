@@ -3,9 +3,9 @@
 Why not aiohttp here: a gateway sends k+m shard PUTs per object, and aiohttp's client
 spends ~0.5 ms of Python per request (session, tracing, cookie jar, timers re-armed on
 every read) which, for a 1 MiB object, cost more than its MD5; reads fetch k ranges per
-object in the same way. The pod side is unchanged
-(aiohttp's server), so this speaks plain HTTP/1.1: a request line, headers, a body with
-Content-Length (or chunked when the length is unknown), and a response with
+object in the same way. The pod answers these on its own lean lane (_lane.py), and any
+HTTP/1.1 server would do: this speaks plain HTTP/1.1, a request line, headers, a body
+with Content-Length (or chunked when the length is unknown), and a response with
 Content-Length, on pooled keep-alive connections.
 
 Rules:
