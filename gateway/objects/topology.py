@@ -9,8 +9,10 @@ Rules:
 - Other gateways' changes arrive as store notices (Store.on_change: LISTEN/NOTIFY
   on PostgreSQL): a "placement", "pods" or "*" notice marks the cache stale and
   refreshes it at once, so a new epoch is seen within the notice's delivery and one
-  refresh (milliseconds). Polling stays as the fallback: `ensure_fresh` reloads
-  anything older than `max_age_s`, which bounds the delay when notices are lost.
+  refresh (milliseconds). A notice that arrives while a refresh is running gets a
+  refresh of its own after it: the running one may have read the store before the
+  change. Polling stays as the fallback: `ensure_fresh` reloads anything older than
+  `max_age_s`, which bounds the delay when notices are lost.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Topology:
         self._current: PlacementMap | None = None
         self._pods: dict[str, PodRecord] = {}
         self._refreshing: asyncio.Task[None] | None = None
+        self._noticed = 0  # change notices so far: a refresh is current only past them
         store.on_change(self._changed)
 
     @classmethod
@@ -51,16 +54,22 @@ class Topology:
     def _changed(self, topic: str) -> None:
         if topic not in _TOPICS:
             return
+        self._noticed += 1
         self._loaded_at = float("-inf")
         if self._refreshing is None or self._refreshing.done():
             with contextlib.suppress(RuntimeError):  # no running loop: next ensure_fresh
                 self._refreshing = asyncio.get_running_loop().create_task(self._refresh_quietly())
 
     async def _refresh_quietly(self) -> None:
-        try:
-            await self.refresh()
-        except Exception as exc:  # the database may be away; ensure_fresh tries again
-            log.info("topology refresh after a change notice failed: %r", exc)
+        """Refresh until no notice came in during the last refresh."""
+        seen = -1
+        while seen != self._noticed:
+            seen = self._noticed
+            try:
+                await self.refresh()
+            except Exception as exc:  # the database may be away; ensure_fresh tries again
+                log.info("topology refresh after a change notice failed: %r", exc)
+                return
 
     async def ensure_fresh(self) -> None:
         """Refresh when the last load is older than `max_age_s`: a new epoch or a pod
@@ -71,6 +80,7 @@ class Topology:
 
     async def refresh(self) -> None:
         """Reload the latest map and the pod list from the store."""
+        noticed = self._noticed
         latest = await self._store.latest_placement_map()
         pods = await self._store.list_pods()
         if latest is not None:
@@ -79,7 +89,8 @@ class Topology:
             self._maps[epoch] = current
             self._current = current
         self._pods = {pod.pod_id: pod for pod in pods}
-        self._loaded_at = time.monotonic()
+        if noticed == self._noticed:  # else a change came in meanwhile: stay stale
+            self._loaded_at = time.monotonic()
 
     @property
     def current(self) -> PlacementMap:
