@@ -44,6 +44,7 @@ from pathlib import Path
 import aiohttp
 
 from kurastore.gateway.admin.client import AdminClient
+from kurastore.storage import ShardStore
 
 # Run as a script (python bench/rebalance.py): PYTHONSAFEPATH keeps bench/ off sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -91,20 +92,18 @@ class Case:
 # --- shards on disk ------------------------------------------------------------------------
 
 def census(data: Path) -> dict[str, dict[str, int]]:
-    """'partition/object_id/tag.index' -> {pod id: file size} for every shard file."""
+    """'partition/object_id/tag.index' -> {pod id: file size} for every shard file, as
+    each pod's own listing finds them (an old copy deleted meanwhile is skipped)."""
     found: dict[str, dict[str, int]] = {}
     for pod_dir in sorted((data / "pods").glob("pod-*")):
-        root = pod_dir / "shards"
-        for dirpath, _dirs, files in os.walk(root):
-            rel = Path(dirpath).relative_to(root)
-            if len(rel.parts) != 2:  # shard files live in <partition>/<object id>/
-                continue
-            for name in files:
-                try:
-                    size = os.stat(os.path.join(dirpath, name)).st_size
-                except FileNotFoundError:
-                    continue  # an old copy deleted while we walk
-                found.setdefault(f"{rel}/{name}", {})[pod_dir.name] = size
+        store = ShardStore(pod_dir)
+        try:
+            for partition in store.list_partitions() if store.shards_dir.is_dir() else []:
+                for info in store.list_partition(partition):
+                    name = f"{partition}/{info.shard.object_id}/{info.shard.file_name}"
+                    found.setdefault(name, {})[pod_dir.name] = info.size
+        finally:
+            store.close()
     return found
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "ShardId",
     "ShardInfo",
     "ShardNotFound",
+    "ShardStore",
     "ShardTooLarge",
     "VerifyResult",
     "build_pod_app",
@@ -53,4 +54,8 @@ def __getattr__(name: str) -> object:
         from kurastore.storage.__main__ import main
 
         return main
+    if name == "ShardStore":  # a volume's shard files, as the pod lays them out
+        from kurastore.storage._disk import ShardStore
+
+        return ShardStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

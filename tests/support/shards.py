@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sqlite3
 from collections import Counter
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from pathlib import Path
 from kurastore.erasure import ErasureError, ErasureParams, split_frames, verify_frame
 from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.placement import PlacementMap
+from kurastore.storage import ShardStore
 
 
 def pod_dirs(data_dir: Path) -> dict[str, Path]:
@@ -30,17 +30,21 @@ def pod_dirs(data_dir: Path) -> dict[str, Path]:
 
 
 def disk_shards(pods: Mapping[str, Path]) -> dict[str, Path]:
-    """'pod/partition/object_id/tag.index' -> file, for every shard file of the pods."""
+    """'pod/partition/object_id/tag.index' -> file, for every shard file of the pods,
+    as the pod's own listing finds them (it skips what a delete prunes meanwhile)."""
     found: dict[str, Path] = {}
     for pod_id, root in pods.items():
-        shards = root / "shards"
-        # os.walk skips directories the pod prunes while we walk (Path.glob raises).
-        for dirpath, _dirs, files in os.walk(shards):
-            rel = Path(dirpath).relative_to(shards)
-            if len(rel.parts) != 2:  # shard files live in <partition>/<object id>/
+        store = ShardStore(root)
+        try:
+            if not store.shards_dir.is_dir():
                 continue
-            for name in files:
-                found[f"{pod_id}/{rel / name}"] = Path(dirpath, name)
+            for partition in store.list_partitions():
+                for info in store.list_partition(partition):
+                    shard = info.shard
+                    found[f"{pod_id}/{partition}/{shard.object_id}/{shard.file_name}"] = (
+                        store.shard_file(partition, shard))
+        finally:
+            store.close()
     return found
 
 
