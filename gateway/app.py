@@ -38,6 +38,7 @@ from kurastore.gateway.maintenance.lifecycle import run_lifecycle
 from kurastore.gateway.maintenance.workers import Maintenance
 from kurastore.gateway.metrics import GatewayMetrics
 from kurastore.gateway.objects.config import ObjectConfig
+from kurastore.gateway.objects.encryption import Keyring
 from kurastore.gateway.objects.service import ObjectService
 from kurastore.gateway.objects.topology import Topology
 from kurastore.gateway.s3.auth import has_s3_credentials
@@ -89,7 +90,10 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     pods = PodClient(config.cluster_secret)
     try:
         topology = await Topology.load(store)
-        service = ObjectService(store, pods, topology, object_config(config))
+        # The metadata key also seals server-side encryption's data keys (separate KEKs
+        # derived from it): every gateway of a cluster has it, so any can decrypt.
+        service = ObjectService(store, pods, topology, object_config(config),
+                                keyring=Keyring(config.metadata_key))
         app[SERVICE] = service
         app[S3_FRONTEND] = S3Frontend(service, region=config.region, domain=config.domain)
         app[SWIFT_FRONTEND] = SwiftFrontend(

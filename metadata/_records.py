@@ -70,6 +70,9 @@ class ObjectVersion:
     is_delete_marker: bool = False
     is_latest: bool = True  # filled in on read
     expires_at: float | None = None  # Swift X-Delete-At; None = never
+    # Server-side encryption: how the data key is sealed (gateway/objects/encryption.py);
+    # empty when the data is stored in clear.
+    encryption: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class UploadRecord:
     block_size: int = 0
     partition: int = 0
     epoch: int = 0
+    encryption: Mapping[str, str] = field(default_factory=dict)  # as ObjectVersion's
 
 
 @dataclass(frozen=True)

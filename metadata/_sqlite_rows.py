@@ -101,6 +101,7 @@ def version_doc(v: ObjectVersion) -> str:
     _put(doc, "m", v.m, 0)
     _put(doc, "block_size", v.block_size, 0)
     _put(doc, "expires_at", v.expires_at, None)
+    _put(doc, "encryption", v.encryption, {})
     if v.parts:
         doc["parts"] = encode_parts(v.parts)
     return _dumps(doc)
@@ -168,6 +169,7 @@ def upload_doc(u: UploadRecord) -> str:
     _put(doc, "k", u.k, 0)
     _put(doc, "m", u.m, 0)
     _put(doc, "block_size", u.block_size, 0)
+    _put(doc, "encryption", u.encryption, {})
     return _dumps(doc)
 
 

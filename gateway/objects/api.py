@@ -36,6 +36,31 @@ class WriteConditions:
     if_none_match: bool = False  # If-None-Match: * (must not exist)
 
 
+SSE_S3 = "SSE-S3"
+SSE_C = "SSE-C"
+SSE_KMS = "SSE-KMS"
+SSE_MODES = (SSE_S3, SSE_C, SSE_KMS)
+
+
+@dataclass(frozen=True)
+class EncryptionSpec:
+    """What a write asks for. `customer_key` is the raw 32-byte SSE-C key."""
+
+    mode: str
+    customer_key: bytes | None = field(default=None, repr=False)
+    kms_key_id: str = ""
+    kms_context: str = ""  # the client's x-amz-server-side-encryption-context (base64 JSON)
+    bucket_key: bool = False  # echoed only: every object has its own data key anyway
+
+    def __post_init__(self) -> None:
+        if self.mode not in SSE_MODES:
+            raise ValueError(f"unknown encryption mode {self.mode!r}")
+        if (self.mode == SSE_C) != (self.customer_key is not None):
+            raise ValueError("a customer key goes with SSE-C, and only with it")
+        if self.customer_key is not None and len(self.customer_key) != 32:
+            raise ValueError("a customer key is 32 bytes")
+
+
 @dataclass(frozen=True)
 class PutOptions:
     owner: str = ""
@@ -52,6 +77,7 @@ class PutOptions:
     # CreateMultipartUpload's x-amz-checksum-type ("COMPOSITE" or "FULL_OBJECT"); ""
     # = S3's default for the algorithm (FULL_OBJECT for CRC64NVME, else COMPOSITE).
     checksum_type: str = ""
+    encryption: EncryptionSpec | None = None  # None: stored in clear
 
 
 @dataclass(frozen=True)
@@ -99,6 +125,7 @@ class CopySource:
     version_id: str | None = None
     conditions: ReadConditions = ReadConditions()  # x-amz-copy-source-if-*
     byte_range: ByteRange | None = None  # UploadPartCopy only
+    customer_key: bytes | None = field(default=None, repr=False)  # SSE-C key of the source
 
 
 @dataclass(frozen=True)

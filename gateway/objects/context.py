@@ -14,6 +14,7 @@ from typing import Protocol
 from kurastore.erasure import ErasureParams
 from kurastore.gateway.objects.buckets import BucketCache
 from kurastore.gateway.objects.config import ObjectConfig, ServiceStats
+from kurastore.gateway.objects.encryption import Keyring
 from kurastore.gateway.objects.executor import CpuPool
 from kurastore.gateway.objects.health import PodHealth
 from kurastore.gateway.objects.topology import Topology
@@ -53,6 +54,7 @@ class ObjectContext:
     config: ObjectConfig
     cpu: CpuPool
     stats: ServiceStats = field(default_factory=ServiceStats)
+    keyring: Keyring | None = None  # None: server-side encryption is refused
     # Shared by every request: one request's timeout spares the next ones the wait.
     health: PodHealth = field(init=False)
     buckets: BucketCache = field(init=False)

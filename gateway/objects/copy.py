@@ -9,6 +9,8 @@ Rules:
   (`replace_tags`; when None, the metadata one): COPY keeps the source's. Copying an object
   onto itself without REPLACE is the adapter's error to raise, not ours.
 - The copy keeps the source's checksum algorithms (recomputed on the way).
+- The source is read in the clear (its SSE-C key comes with the CopySource) and
+  written encrypted as the destination's request asks, never as the source was.
 - UploadPartCopy's range must lie inside the source: a last byte past its end
   is InvalidRange (S3 does not clip copy ranges as it clips GET ranges).
 """
@@ -22,7 +24,7 @@ from kurastore.gateway.objects.api import CopySource, PutOptions
 from kurastore.gateway.objects.conditions import check_copy_conditions
 from kurastore.gateway.objects.context import ObjectContext
 from kurastore.gateway.objects.errors import InvalidRange
-from kurastore.gateway.objects.get import lookup, reader_for
+from kurastore.gateway.objects.get import decrypted_reader_for, lookup
 from kurastore.gateway.objects.multipart import upload_part
 from kurastore.gateway.objects.put import put_object
 from kurastore.metadata import ObjectVersion, PartRecord
@@ -53,7 +55,7 @@ async def copy_object(
         opts = dataclasses.replace(opts, tags=dict(source.tags))
     algorithms = opts.checksum_algorithms or tuple(source.checksums)
     opts = dataclasses.replace(opts, content_length=source.size, checksum_algorithms=algorithms)
-    reader = reader_for(ctx, source)
+    reader = decrypted_reader_for(ctx, source, src.customer_key)
     try:
         return await put_object(ctx, bucket, key, reader, opts)
     finally:
@@ -67,17 +69,19 @@ async def upload_part_copy(
     upload_id: str,
     part_number: int,
     src: CopySource,
+    opts: PutOptions = PutOptions(),
 ) -> PartRecord:
+    """`opts`: only its `encryption` is used (the upload's SSE-C key)."""
     source = await lookup(ctx, src.bucket, src.key, src.version_id)
     check_copy_conditions(source, src.conditions)
     end = src.byte_range.end if src.byte_range is not None else None
     if end is not None and end >= source.size:
         raise InvalidRange(source.size)
-    reader = reader_for(ctx, source, byte_range=src.byte_range)
+    reader = decrypted_reader_for(ctx, source, src.customer_key, byte_range=src.byte_range)
     try:
         return await upload_part(
             ctx, bucket, key, upload_id, part_number, reader,
-            PutOptions(content_length=reader.length),
+            PutOptions(content_length=reader.length, encryption=opts.encryption),
         )
     finally:
         await reader.aclose()

@@ -11,6 +11,8 @@ metadata errors re-exported here) to their wire errors in one table each.
     ├── EntityTooLarge
     ├── IncompleteBody          (fewer bytes than the stated length)
     ├── InvalidArgument         (a value out of range; message says which)
+    │   └── EncryptionError     (server-side encryption: KeyRequired, KeyMismatch,
+    │                            KeyNotExpected, EncryptionUnavailable)
     ├── QuorumNotReached        (too few pods answered: retry later)
     └── DataLost                (fewer than k good blocks of a stripe exist)
 Metadata errors (BucketNotFound, ObjectNotFound, PreconditionFailed, ...) pass
@@ -90,3 +92,23 @@ class DataLost(ObjectServiceError):
 
 class InvalidPartNumber(InvalidRange):
     """partNumber beyond the object's parts (S3 answers 416 InvalidPartNumber)."""
+
+
+class EncryptionError(InvalidArgument):
+    """Base of the encryption errors adapters map (all are client errors)."""
+
+
+class KeyRequired(EncryptionError):
+    """The object is SSE-C encrypted and the request gave no customer key."""
+
+
+class KeyMismatch(EncryptionError):
+    """The customer key given does not open the object's data key."""
+
+
+class KeyNotExpected(EncryptionError):
+    """A customer key was given for an object that is not SSE-C encrypted."""
+
+
+class EncryptionUnavailable(EncryptionError):
+    """Encryption was asked of a service started without a cluster key."""

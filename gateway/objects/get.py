@@ -16,6 +16,8 @@ Rules:
   rebuilt leads to one re-read of the version record (the rebalancer may have
   re-pinned it) before DataLost.
 - At most `read_prefetch_batches` batches are fetched ahead of the client.
+- An encrypted version is opened (its data key unsealed, the SSE-C key checked)
+  before a reader exists, and read through a DecryptingReader (encryption.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from kurastore.erasure import ErasureParams
 from kurastore.gateway.objects.api import ByteRange, ObjectReader, ReadConditions
 from kurastore.gateway.objects.conditions import check_read_conditions, resolve_range
 from kurastore.gateway.objects.context import ObjectContext
+from kurastore.gateway.objects.encryption import DecryptingReader, data_key_of
 from kurastore.gateway.objects.errors import (
     DataLost,
     InvalidArgument,
@@ -82,8 +85,14 @@ async def head_object(
     version_id: str | None = None,
     part_number: int | None = None,
     conditions: ReadConditions = ReadConditions(),
+    customer_key: bytes | None = None,
+    verify_key: bool = False,
 ) -> ObjectVersion:
+    """The version's record. `verify_key`: answer as a read of its bytes would about
+    its encryption (an SSE-C object needs its key); metadata reads (tags, ACLs) skip it."""
     version = await lookup(ctx, bucket, key, version_id)
+    if verify_key:
+        data_key_of(ctx.keyring, version.encryption, version.object_id, customer_key)
     check_read_conditions(version, conditions)
     if part_number is not None:
         part_span(version, part_number)
@@ -99,10 +108,26 @@ async def open_object(
     byte_range: ByteRange | None = None,
     part_number: int | None = None,
     conditions: ReadConditions = ReadConditions(),
-) -> StripeReader:
+    customer_key: bytes | None = None,
+) -> ObjectReader:
     version = await lookup(ctx, bucket, key, version_id)
+    data_key = data_key_of(ctx.keyring, version.encryption, version.object_id, customer_key)
     check_read_conditions(version, conditions)
-    return reader_for(ctx, version, byte_range=byte_range, part_number=part_number)
+    reader = reader_for(ctx, version, byte_range=byte_range, part_number=part_number)
+    return reader if data_key is None else DecryptingReader(reader, data_key)
+
+
+def decrypted_reader_for(
+    ctx: ObjectContext,
+    version: ObjectVersion,
+    customer_key: bytes | None,
+    *,
+    byte_range: ByteRange | None = None,
+) -> ObjectReader:
+    """A reader of `version`'s bytes in the clear (copies read their source this way)."""
+    data_key = data_key_of(ctx.keyring, version.encryption, version.object_id, customer_key)
+    reader = reader_for(ctx, version, byte_range=byte_range)
+    return reader if data_key is None else DecryptingReader(reader, data_key)
 
 
 def reader_for(
@@ -112,6 +137,7 @@ def reader_for(
     byte_range: ByteRange | None = None,
     part_number: int | None = None,
 ) -> StripeReader:
+    """The stored bytes of `version` (ciphertext when it is encrypted)."""
     if part_number is not None:
         if byte_range is not None:
             raise InvalidArgument("Range and partNumber cannot be used together")

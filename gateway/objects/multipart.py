@@ -28,6 +28,7 @@ from kurastore.gateway.objects.api import CompletedPart, PutOptions, WriteCondit
 from kurastore.gateway.objects.conditions import precheck_write
 from kurastore.gateway.objects.config import MAX_PART_NUMBER, MIN_PART_SIZE
 from kurastore.gateway.objects.context import ObjectContext
+from kurastore.gateway.objects.encryption import data_key_of, new_data_key
 from kurastore.gateway.objects.errors import (
     EntityTooSmall,
     InvalidArgument,
@@ -60,6 +61,7 @@ async def create_upload(
     await ctx.topology.ensure_fresh()
     pmap = current_map(ctx)
     object_id = secrets.token_hex(16)
+    _data_key, sealed = new_data_key(ctx.keyring, opts.encryption, object_id)
     params = ctx.params
     upload = UploadRecord(
         upload_id=secrets.token_hex(24),
@@ -78,6 +80,7 @@ async def create_upload(
         k=params.k,
         m=params.m,
         block_size=params.block_size,
+        encryption=sealed,
         partition=pmap.partition_of(object_id),
         epoch=pmap.epoch,
     )
@@ -126,6 +129,7 @@ async def upload_part(
     whatever opts.check raises."""
     _check_part_number(part_number)
     upload = await get_upload(ctx, bucket, key, upload_id)
+    data_key = _part_key(ctx, upload, opts)
     params = ErasureParams(upload.k, upload.m, upload.block_size)
     await ctx.topology.ensure_fresh()
     pmap = await ctx.topology.get_map(upload.epoch)
@@ -140,7 +144,7 @@ async def upload_part(
         missing = await write_part(
             ctx, params=params, pmap=pmap, partition=upload.partition,
             object_id=upload.object_id, shard_tag=shard_tag, body=body, hasher=hasher,
-            content_length=opts.content_length,
+            content_length=opts.content_length, data_key=data_key,
         )
         digest = hasher.digest()
         if opts.check is not None:
@@ -151,6 +155,15 @@ async def upload_part(
         await guard.commit(ctx.store.put_part(record))
     await queue_missing(ctx, pending, missing)
     return record
+
+
+def _part_key(ctx: ObjectContext, upload: UploadRecord, opts: PutOptions) -> bytes | None:
+    """The upload's data key: an SSE-C upload needs its customer key with every part."""
+    spec = opts.encryption
+    customer_key = spec.customer_key if spec is not None else None
+    if not upload.encryption and spec is not None and customer_key is None:
+        return None  # SSE-S3/KMS headers on a part: the upload's own settings apply
+    return data_key_of(ctx.keyring, upload.encryption, upload.object_id, customer_key)
 
 
 async def all_parts(ctx: ObjectContext, upload_id: str) -> dict[int, PartRecord]:
@@ -214,10 +227,14 @@ async def complete_upload(
     parts: Sequence[CompletedPart],
     conditions: WriteConditions,
     check: Callable[[ObjectVersion], None] | None = None,
+    customer_key: bytes | None = None,
 ) -> ObjectVersion:
     """Assemble and commit the object; `check` may refuse the assembled version
-    (the client's whole-object checksum or size) before anything is committed."""
+    (the client's whole-object checksum or size) before anything is committed. An SSE-C
+    key is not needed (no data is read), but one that is given must be the upload's."""
     upload = await get_upload(ctx, bucket, key, upload_id)
+    if customer_key is not None:
+        data_key_of(ctx.keyring, upload.encryption, upload.object_id, customer_key)
     # If-Match on a missing key is NoSuchKey, as for PutObject; the commit re-checks.
     await precheck_write(ctx.store, ctx.buckets, bucket, key, conditions)
     layouts = _chosen_layouts(await all_parts(ctx, upload_id), parts)
@@ -246,6 +263,7 @@ async def complete_upload(
         partition=upload.partition,
         epoch=upload.epoch,
         parts=tuple(layouts),
+        encryption=dict(upload.encryption),
     )
     if check is not None:
         check(version)

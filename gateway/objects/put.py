@@ -11,6 +11,8 @@ Rules:
 - Bodies up to `inline_threshold_bytes` are kept in the record: no pod I/O.
 - Shards a dropped pod did not store are queued for the healer after commit;
   a pod that is behind costs a bounded grace, not a timeout (fanout.py).
+- An encrypted write (encryption.py) hashes the plaintext, then encrypts each
+  stripe in the executor right before it is encoded: pods see ciphertext only.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from kurastore.erasure import ErasureParams, StripeCutter, encode_stripe_parts
 from kurastore.gateway.objects.api import BodyDigest, PutOptions
 from kurastore.gateway.objects.conditions import precheck_write
 from kurastore.gateway.objects.context import ObjectContext
+from kurastore.gateway.objects.encryption import INLINE_LABEL, PartKey, keystream_xor, new_data_key
 from kurastore.gateway.objects.errors import IncompleteBody, QuorumNotReached
 from kurastore.gateway.objects.executor import shielded
 from kurastore.gateway.objects.fanout import ShardWriter
@@ -103,6 +106,13 @@ async def read_prefix(
     return chunks, size, True
 
 
+def _encrypt_and_encode(
+    params: ErasureParams, stripe_no: int, stripe: bytes | memoryview, key: PartKey
+) -> list[tuple[bytes, memoryview]]:
+    sealed = keystream_xor(key.data_key, key.label, stripe_no * params.stripe_size, stripe)
+    return encode_stripe_parts(params, stripe_no, sealed)
+
+
 async def _pump(
     ctx: ObjectContext,
     params: ErasureParams,
@@ -110,8 +120,9 @@ async def _pump(
     body: Body,
     hasher: BodyHasher,
     content_length: int | None,
+    key: PartKey | None,
 ) -> None:
-    """Cut, hash, encode and send the whole body; checks its length."""
+    """Cut, hash, (encrypt,) encode and send the whole body; checks its length."""
     cutter = StripeCutter(params)
     in_flight: deque[asyncio.Future[list[tuple[bytes, memoryview]]]] = deque()
     stripe_no = 0
@@ -119,7 +130,10 @@ async def _pump(
     async def submit(stripe: bytes | memoryview) -> None:
         nonlocal stripe_no
         await hasher.update(stripe)
-        encode = ctx.cpu.run(encode_stripe_parts, params, stripe_no, stripe)
+        if key is None:
+            encode = ctx.cpu.run(encode_stripe_parts, params, stripe_no, stripe)
+        else:
+            encode = ctx.cpu.run(_encrypt_and_encode, params, stripe_no, stripe, key)
         in_flight.append(asyncio.ensure_future(encode))
         stripe_no += 1
         while len(in_flight) >= ctx.config.stripes_in_flight:
@@ -156,9 +170,11 @@ async def write_part(
     body: Body,
     hasher: BodyHasher,
     content_length: int | None,
+    data_key: bytes | None = None,
 ) -> list[int]:
-    """Stream one part to its pods. Returns the block indices not stored (the write
-    reached the quorum anyway). Raises QuorumNotReached, IncompleteBody."""
+    """Stream one part to its pods, encrypted under `data_key` when given. Returns the
+    block indices not stored (the write reached the quorum anyway). Raises
+    QuorumNotReached, IncompleteBody."""
     urls = [ctx.topology.url_of(pod_id) for pod_id in pmap.pods_for(partition, params.width)]
     writer = ShardWriter(
         ctx.pods,
@@ -173,7 +189,8 @@ async def write_part(
     )
     try:
         writer.start()
-        await _pump(ctx, params, writer, body, hasher, content_length)
+        key = None if data_key is None else PartKey(data_key, shard_tag)
+        await _pump(ctx, params, writer, body, hasher, content_length, key)
         _stored, missing = await writer.finish()
     except QuorumNotReached:
         ctx.stats.quorum_failures += 1
@@ -210,7 +227,8 @@ def current_map(ctx: ObjectContext) -> PlacementMap:
 
 
 def new_version(
-    bucket: str, key: str, object_id: str, opts: PutOptions, digest: BodyDigest, **layout: object
+    bucket: str, key: str, object_id: str, opts: PutOptions, digest: BodyDigest,
+    encryption: dict[str, str], **layout: object,
 ) -> ObjectVersion:
     etag = digest.md5.hex()
     return ObjectVersion(
@@ -230,6 +248,7 @@ def new_version(
         tags=dict(opts.tags),
         storage_class=opts.storage_class,
         expires_at=opts.expires_at,
+        encryption=encryption,
         **layout,  # type: ignore[arg-type]
     )
 
@@ -266,7 +285,11 @@ async def _put_inline(
     digest = hasher.digest()
     if opts.check is not None:
         opts.check(digest)
-    version = new_version(bucket, key, secrets.token_hex(16), opts, digest, inline=data)
+    object_id = secrets.token_hex(16)
+    data_key, sealed = new_data_key(ctx.keyring, opts.encryption, object_id)
+    if data_key is not None:
+        data = keystream_xor(data_key, INLINE_LABEL, 0, data)
+    version = new_version(bucket, key, object_id, opts, digest, sealed, inline=data)
     return await shielded(_commit(ctx, version, opts))
 
 
@@ -277,6 +300,7 @@ async def _put_sharded(
     await ctx.topology.ensure_fresh()
     pmap = current_map(ctx)
     object_id = secrets.token_hex(16)
+    data_key, sealed = new_data_key(ctx.keyring, opts.encryption, object_id)
     partition = pmap.partition_of(object_id)
     pending = PendingWrite(object_id, SINGLE_PART_TAG, bucket, key, partition, pmap.epoch,
                            params.width, time.time())
@@ -284,7 +308,7 @@ async def _put_sharded(
         missing = await write_part(
             ctx, params=params, pmap=pmap, partition=partition, object_id=object_id,
             shard_tag=SINGLE_PART_TAG, body=body, hasher=hasher,
-            content_length=opts.content_length,
+            content_length=opts.content_length, data_key=data_key,
         )
         digest = hasher.digest()
         if opts.check is not None:
@@ -292,7 +316,7 @@ async def _put_sharded(
         layout = PartLayout(1, SINGLE_PART_TAG, digest.size, digest.md5.hex(),
                             dict(digest.checksums))
         version = new_version(
-            bucket, key, object_id, opts, digest, k=params.k, m=params.m,
+            bucket, key, object_id, opts, digest, sealed, k=params.k, m=params.m,
             block_size=params.block_size, partition=partition, epoch=pmap.epoch,
             parts=(layout,),
         )

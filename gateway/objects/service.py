@@ -27,6 +27,7 @@ from kurastore.gateway.objects.api import (
 )
 from kurastore.gateway.objects.config import ObjectConfig, ServiceStats
 from kurastore.gateway.objects.context import ObjectContext, Pods
+from kurastore.gateway.objects.encryption import Keyring
 from kurastore.gateway.objects.executor import CpuPool
 from kurastore.gateway.objects.health import PodHealth
 from kurastore.gateway.objects.identity import Identity
@@ -60,14 +61,18 @@ class PodStatus:
 
 class ObjectService:
     def __init__(
-        self, store: Store, pods: Pods, topology: Topology, config: ObjectConfig | None = None
+        self, store: Store, pods: Pods, topology: Topology, config: ObjectConfig | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
+        """`keyring`: seals the data keys of server-side encrypted objects; without one,
+        requests for encryption are refused."""
         self.store = store
         self.pods = pods
         self.topology = topology
         self.config = config or ObjectConfig()
         self._cpu = CpuPool(self.config.cpu_threads)
-        self._ctx = ObjectContext(store, pods, topology, self.config, self._cpu)
+        self._ctx = ObjectContext(store, pods, topology, self.config, self._cpu,
+                                  keyring=keyring)
         self.identity = Identity(store, self.config.identity_cache_s)
 
     @property
@@ -145,18 +150,20 @@ class ObjectService:
     async def head_object(
         self, bucket: str, key: str, *, version_id: str | None = None,
         part_number: int | None = None, conditions: ReadConditions = ReadConditions(),
+        customer_key: bytes | None = None, verify_key: bool = False,
     ) -> ObjectVersion:
         return await get.head_object(self._ctx, bucket, key, version_id=version_id,
-                                     part_number=part_number, conditions=conditions)
+                                     part_number=part_number, conditions=conditions,
+                                     customer_key=customer_key, verify_key=verify_key)
 
     async def open_object(
         self, bucket: str, key: str, *, version_id: str | None = None,
         byte_range: ByteRange | None = None, part_number: int | None = None,
-        conditions: ReadConditions = ReadConditions(),
+        conditions: ReadConditions = ReadConditions(), customer_key: bytes | None = None,
     ) -> ObjectReader:
         return await get.open_object(self._ctx, bucket, key, version_id=version_id,
                                      byte_range=byte_range, part_number=part_number,
-                                     conditions=conditions)
+                                     conditions=conditions, customer_key=customer_key)
 
     async def delete_object(
         self, bucket: str, key: str, *, version_id: str | None = None,
@@ -201,17 +208,24 @@ class ObjectService:
                                            body, opts)
 
     async def upload_part_copy(
-        self, bucket: str, key: str, upload_id: str, part_number: int, src: CopySource
+        self, bucket: str, key: str, upload_id: str, part_number: int, src: CopySource,
+        opts: PutOptions = PutOptions(),
     ) -> PartRecord:
-        return await copy.upload_part_copy(self._ctx, bucket, key, upload_id, part_number, src)
+        return await copy.upload_part_copy(self._ctx, bucket, key, upload_id, part_number, src,
+                                           opts)
 
     async def complete_upload(
         self, bucket: str, key: str, upload_id: str, parts: Sequence[CompletedPart],
         conditions: WriteConditions = WriteConditions(),
         check: Callable[[ObjectVersion], None] | None = None,
+        customer_key: bytes | None = None,
     ) -> ObjectVersion:
         return await multipart.complete_upload(self._ctx, bucket, key, upload_id, parts,
-                                               conditions, check)
+                                               conditions, check, customer_key)
+
+    async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadRecord:
+        """The upload's record; UploadNotFound unless it is `upload_id` of bucket/key."""
+        return await multipart.get_upload(self._ctx, bucket, key, upload_id)
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await multipart.abort_upload(self._ctx, bucket, key, upload_id)

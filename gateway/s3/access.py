@@ -79,6 +79,9 @@ _ACTIONS = {
     S3Op.DELETE_BUCKET_LIFECYCLE: "s3:PutLifecycleConfiguration",
     S3Op.GET_OBJECT_LOCK_CONFIG: "s3:GetBucketObjectLockConfiguration",
     S3Op.PUT_OBJECT_LOCK_CONFIG: "s3:PutBucketObjectLockConfiguration",
+    S3Op.GET_BUCKET_ENCRYPTION: "s3:GetEncryptionConfiguration",
+    S3Op.PUT_BUCKET_ENCRYPTION: "s3:PutEncryptionConfiguration",
+    S3Op.DELETE_BUCKET_ENCRYPTION: "s3:PutEncryptionConfiguration",
 }
 _VERSIONED_ACTIONS = {"s3:GetObject": "s3:GetObjectVersion", "s3:DeleteObject":
                       "s3:DeleteObjectVersion", "s3:GetObjectAcl": "s3:GetObjectVersionAcl",
@@ -98,6 +101,8 @@ _TAGGED_OPS = frozenset({S3Op.GET_OBJECT, S3Op.HEAD_OBJECT, S3Op.GET_OBJECT_ACL,
                          S3Op.GET_OBJECT_LEGAL_HOLD, S3Op.PUT_OBJECT_LEGAL_HOLD})
 _CONTEXT_HEADERS = ("x-amz-acl", "x-amz-copy-source", "x-amz-metadata-directive",
                     "x-amz-server-side-encryption", "x-amz-storage-class",
+                    "x-amz-server-side-encryption-customer-algorithm",
+                    "x-amz-server-side-encryption-aws-kms-key-id",
                     "x-amz-content-sha256", *acl.GRANT_HEADERS)  # fmt: skip
 
 

@@ -177,6 +177,10 @@ RequestTimeTooSkewed = _error(
 RequestTimeout = _error(
     "RequestTimeout", 400, "Your socket connection to the server was not read from or written to within the timeout period."
 )
+ServerSideEncryptionConfigurationNotFoundError = _error(
+    "ServerSideEncryptionConfigurationNotFoundError", 404,
+    "The server side encryption configuration was not found",
+)
 ServiceUnavailable = _error("ServiceUnavailable", 503, "Please reduce your request rate.")
 SignatureDoesNotMatch = _error(
     "SignatureDoesNotMatch",
@@ -216,6 +220,7 @@ DOMAIN_TO_S3: dict[type[BaseException], type[S3Error]] = {
     dom.EntityTooLarge: EntityTooLarge,
     dom.IncompleteBody: IncompleteBody,
     dom.InvalidArgument: InvalidArgument,
+    dom.KeyRequired: InvalidRequest,
     dom.QuorumNotReached: ServiceUnavailable,
     dom.DataLost: InternalError,
 }
@@ -229,5 +234,5 @@ def to_s3_error(exc: BaseException) -> S3Error:
         s3_cls = DOMAIN_TO_S3.get(cls)
         if s3_cls is not None:
             text = str(exc)
-            return s3_cls(text if text and s3_cls is InvalidArgument else None)
+            return s3_cls(text if text and s3_cls in (InvalidArgument, InvalidRequest) else None)
     return InternalError()

@@ -79,7 +79,6 @@ async def _answer(s3: S3Request, owner_id: str, grants: acl.Acl,
 
 async def _new_acl(s3: S3Request, owner_id: str, bucket_owner: str) -> acl.Acl:
     """The ACL a Put*Acl request sets: headers, else the AccessControlPolicy body."""
-    hdr.check_unsupported(s3.headers)
     if s3.bucket_record is not None and access.acls_disabled(s3.bucket_record):
         raise s3e.AccessControlListNotSupported()
     from_headers = await request_acl(s3, owner_id, bucket_owner)

@@ -79,7 +79,6 @@ async def list_buckets(s3: S3Request) -> web.StreamResponse:
 async def create_bucket(s3: S3Request) -> web.StreamResponse:
     if not is_valid_bucket_name(s3.bucket):
         raise s3e.InvalidBucketName(BucketName=s3.bucket)
-    hdr.check_unsupported(s3.headers)
     body = await s3.read_xml_body()
     if body.strip():
         config = parse(body, "CreateBucketConfiguration")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from kurastore.gateway.objects import checksums
-from kurastore.gateway.s3 import access, lock
+from kurastore.gateway.s3 import access, lock, sse
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
@@ -142,7 +142,10 @@ async def get_object_attributes(s3: S3Request) -> web.StreamResponse:
     wanted.discard("")
     if not wanted or not wanted <= _ATTRIBUTES:
         raise s3e.InvalidArgument("Invalid attribute name specified.")
-    version = await s3.service.head_object(s3.bucket, s3.key, version_id=_version_id(s3))
+    # It tells about the data (ETag, checksums, parts): an SSE-C object needs its key.
+    version = await s3.service.head_object(s3.bucket, s3.key, version_id=_version_id(s3),
+                                           customer_key=sse.read_key(s3.headers),
+                                           verify_key=True)
     access.check_loaded(s3, version)
     out = []
     if "ETag" in wanted:

@@ -17,9 +17,10 @@ from dataclasses import replace
 from aiohttp import web
 
 from kurastore.gateway.objects import checksums
-from kurastore.gateway.objects.api import CompletedPart
+from kurastore.gateway.objects.api import SSE_C, CompletedPart, PutOptions
+from kurastore.gateway.objects.encryption import key_md5
 from kurastore.gateway.objects.errors import NotModified
-from kurastore.gateway.s3 import access, mpu_checksums
+from kurastore.gateway.s3 import access, mpu_checksums, sse
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
@@ -53,7 +54,7 @@ async def create_upload(s3: S3Request) -> web.StreamResponse:
     upload = await s3.service.create_upload(
         s3.bucket, s3.key, replace(opts, checksum_type=checksum_type)
     )
-    headers = {}
+    headers = sse.response_headers(upload.encryption)
     if upload.checksum_algorithm:
         headers["x-amz-checksum-algorithm"] = upload.checksum_algorithm
         headers["x-amz-checksum-type"] = upload.checksum_type or "COMPOSITE"
@@ -70,20 +71,36 @@ async def upload_part(s3: S3Request) -> web.StreamResponse:
         s3.bucket, s3.key, _upload_id(s3), number, s3.body(), put_options(s3, spec)
     )
     headers = {"ETag": quoted(part.part.etag), **echo_checksum(part.part.checksums, spec)}
+    headers.update(await _part_encryption(s3))
     return empty_response(headers=headers)
+
+
+async def _part_encryption(s3: S3Request) -> dict[str, str]:
+    """UploadPart and UploadPartCopy answer with their upload's encryption (an SSE-C
+    key is echoed as given: the part was stored under it, or refused)."""
+    key = sse.customer_key(s3.headers)
+    if key is not None:
+        return sse.response_headers({"mode": SSE_C, "key_md5": key_md5(key)})
+    upload = await s3.service.get_upload(s3.bucket, s3.key, _upload_id(s3))
+    return sse.response_headers(upload.encryption)
 
 
 async def upload_part_copy(s3: S3Request) -> web.StreamResponse:
     number = _part_number(s3)
-    src = hdr.copy_source(s3.headers, with_range=True)
+    src = replace(hdr.copy_source(s3.headers, with_range=True),
+                  customer_key=sse.customer_key(s3.headers, sse.COPY_SOURCE))
     if src.version_id is not None:
         hdr.check_version_id(src.version_id)
     await access.check_copy_source(s3, src.bucket, src.key, src.version_id)
     try:
-        part = await s3.service.upload_part_copy(s3.bucket, s3.key, _upload_id(s3), number, src)
+        part = await s3.service.upload_part_copy(
+            s3.bucket, s3.key, _upload_id(s3), number, src,
+            PutOptions(encryption=sse.write_request(s3.headers)),
+        )
     except NotModified as exc:  # copy-source conditions answer 412, never 304
         raise s3e.PreconditionFailed() from exc
     headers = {"x-amz-copy-source-version-id": src.version_id} if src.version_id else {}
+    headers.update(await _part_encryption(s3))
     sums = [el(f"Checksum{a}", v) for a, v in part.part.checksums.items()]
     return xml_response(document("CopyPartResult", [
         el("LastModified", iso8601(part.last_modified)), el("ETag", quoted(part.part.etag)),
@@ -132,11 +149,12 @@ async def complete_upload(s3: S3Request) -> web.StreamResponse:
     try:
         version = await s3.service.complete_upload(
             s3.bucket, s3.key, _upload_id(s3), parts, hdr.write_conditions(s3.headers),
-            mpu_checksums.complete_check(s3.headers),
+            mpu_checksums.complete_check(s3.headers), sse.customer_key(s3.headers),
         )
     except UploadNotFound as gone:
         version = await _completed_before(s3, parts, gone)
     headers = hdr.version_headers(version.version_id, s3.versioning_enabled)
+    headers.update(sse.response_headers(version.encryption))
     if version.checksums and version.checksum_type:
         headers["x-amz-checksum-type"] = version.checksum_type
     location = f"{s3.request.scheme}://{s3.request.host}/{s3.bucket}/{s3.key}"

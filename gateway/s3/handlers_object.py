@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -19,7 +20,7 @@ from kurastore.gateway.objects.api import PutOptions
 from kurastore.gateway.objects.conditions import resolve_range
 from kurastore.gateway.objects.errors import NotModified
 from kurastore.gateway.objects.lifecycle import rules_of
-from kurastore.gateway.s3 import access, acl, lifecycle, lock
+from kurastore.gateway.s3 import access, acl, lifecycle, lock, sse
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
@@ -49,7 +50,6 @@ def require_length(s3: S3Request) -> None:
 def put_options(s3: S3Request, spec: hdr.IntegritySpec, *, with_body: bool = True) -> PutOptions:
     """PutOptions from the request headers (shared by PutObject, multipart)."""
     h = s3.headers
-    hdr.check_unsupported(h)
     body = s3.body() if with_body else None
     return PutOptions(
         owner=s3.object_owner or s3.writer,
@@ -62,7 +62,13 @@ def put_options(s3: S3Request, spec: hdr.IntegritySpec, *, with_body: bool = Tru
         check=hdr.body_check(spec, lambda: body.trailers if body is not None else {}),
         conditions=hdr.write_conditions(h),
         storage_class=hdr.storage_class(h),
+        encryption=sse.write_request(h, _bucket_encryption(s3)),
     )
+
+
+def _bucket_encryption(s3: S3Request) -> dict | None:
+    """The bucket's default encryption (PutBucketEncryption), if any."""
+    return s3.bucket_record.settings.get("encryption") if s3.bucket_record else None
 
 
 def _lock_headers(s3: S3Request) -> dict[str, str]:
@@ -83,6 +89,7 @@ async def put_object(s3: S3Request) -> web.StreamResponse:
     version = await s3.service.put_object(s3.bucket, s3.key, s3.body(), opts)
     headers = {"ETag": quoted(version.etag), **hdr.version_headers(version.version_id,
                                                                    s3.versioning_enabled)}
+    headers.update(sse.response_headers(version.encryption))
     headers.update(echo_checksum(version.checksums, spec))
     headers.update(expiration(s3, version))
     return empty_response(headers=headers)
@@ -104,6 +111,7 @@ def _read_args(s3: S3Request) -> dict:
         "part_number": part,
         "conditions": hdr.read_conditions(s3.headers),
         "byte_range": byte_range,
+        "customer_key": sse.read_key(s3.headers),
     }
 
 
@@ -170,7 +178,7 @@ def _part_span(version: ObjectVersion, number: int) -> tuple[int, int]:
 async def head_object(s3: S3Request) -> web.StreamResponse:
     args = _read_args(s3)
     byte_range = args.pop("byte_range")
-    version = await s3.service.head_object(s3.bucket, s3.key, **args)
+    version = await s3.service.head_object(s3.bucket, s3.key, verify_key=True, **args)
     access.check_loaded(s3, version)
     if args["part_number"] is not None:
         first, last = _part_span(version, args["part_number"])
@@ -233,7 +241,7 @@ async def delete_objects(s3: S3Request) -> web.StreamResponse:
 
 async def copy_object(s3: S3Request) -> web.StreamResponse:
     h = s3.headers
-    src = hdr.copy_source(h)
+    src = replace(hdr.copy_source(h), customer_key=sse.customer_key(h, sse.COPY_SOURCE))
     if src.version_id is not None:
         hdr.check_version_id(src.version_id)
     await access.check_copy_source(s3, src.bucket, src.key, src.version_id)
@@ -244,9 +252,10 @@ async def copy_object(s3: S3Request) -> web.StreamResponse:
     if tag_directive not in ("COPY", "REPLACE"):
         raise s3e.InvalidArgument("Unknown tagging directive.")
     same = (src.bucket, src.key) == (s3.bucket, s3.key) and src.version_id is None
-    if same and directive == "COPY" and "x-amz-storage-class" not in h:
-        raise s3e.InvalidRequest(SELF_COPY_MESSAGE)
     opts = put_options(s3, hdr.IntegritySpec(), with_body=False)
+    explicit_sse = sse.SSE in h or sse.CUSTOMER_ALGORITHM in h
+    if same and directive == "COPY" and "x-amz-storage-class" not in h and not explicit_sse:
+        raise s3e.InvalidRequest(SELF_COPY_MESSAGE)
     try:
         version = await s3.service.copy_object(
             src, s3.bucket, s3.key, opts, replace_metadata=directive == "REPLACE",
@@ -256,6 +265,7 @@ async def copy_object(s3: S3Request) -> web.StreamResponse:
         raise s3e.PreconditionFailed() from exc
     version = await _copy_acl(s3, version)
     headers = hdr.version_headers(version.version_id, s3.versioning_enabled)
+    headers.update(sse.response_headers(version.encryption))
     if src.version_id:
         headers["x-amz-copy-source-version-id"] = src.version_id
     sums = [el(f"Checksum{algo}", value) for algo, value in version.checksums.items()]

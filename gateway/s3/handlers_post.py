@@ -30,7 +30,7 @@ from multidict import CIMultiDict
 
 from kurastore.gateway.objects import checksums
 from kurastore.gateway.objects.api import BodyDigest, PutOptions
-from kurastore.gateway.s3 import _sigv2, _sigv4, access, acl, handlers_access, post_policy
+from kurastore.gateway.s3 import _sigv2, _sigv4, access, acl, handlers_access, post_policy, sse
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.auth import AuthResult, Principal
@@ -92,7 +92,7 @@ async def post_object(
     else:
         policy = post_policy.decode(fields.get("policy", ""))
         post_policy.evaluate(policy, {**fields, "key": key}, bucket, now)
-    opts = _put_options(fields, writer, policy)
+    opts = _put_options(fields, writer, policy, record.settings.get("encryption"))
     opts = dataclasses.replace(opts, headers={**opts.headers,
                                               **acl.object_headers(grants, writer)})
     version = await service.put_object(bucket, key, _file_body(file_part, policy.length), opts)
@@ -200,11 +200,13 @@ async def _file_body(
         yield chunk
 
 
-def _put_options(fields: dict[str, str], user_id: str, policy: post_policy.Policy) -> PutOptions:
+def _put_options(
+    fields: dict[str, str], user_id: str, policy: post_policy.Policy,
+    bucket_encryption: dict | None,
+) -> PutOptions:
     form = CIMultiDict(fields)
     if "acl" in fields:  # the form's canned ACL is the header's x-amz-acl
         form["x-amz-acl"] = fields["acl"]
-    hdr.check_unsupported(form)
     # Content-MD5 and x-amz-checksum-<algo> fields vouch for the file, as headers do.
     spec = hdr.integrity_spec(CIMultiDict(
         (n, v) for n, v in fields.items()
@@ -225,6 +227,7 @@ def _put_options(fields: dict[str, str], user_id: str, policy: post_policy.Polic
         storage_class=hdr.storage_class(form),
         checksum_algorithms=spec.algorithms,
         check=check,
+        encryption=sse.write_request(form, bucket_encryption),
     )
 
 

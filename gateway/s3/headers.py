@@ -33,6 +33,7 @@ from kurastore.gateway.objects.api import (
     WriteConditions,
 )
 from kurastore.gateway.s3 import errors as s3e
+from kurastore.gateway.s3 import sse
 from kurastore.metadata import ObjectVersion
 
 META_PREFIX = "x-amz-meta-"
@@ -138,15 +139,6 @@ def storage_class(headers: Headers) -> str:
     if value not in STORAGE_CLASSES:
         raise s3e.InvalidStorageClass()
     return value
-
-
-def check_unsupported(headers: Headers) -> None:
-    """Refuses what we would otherwise silently not do: server-side encryption.
-    (ACL headers are applied: acl.py.)"""
-    if "x-amz-server-side-encryption" in headers or (
-        "x-amz-server-side-encryption-customer-algorithm" in headers
-    ):
-        raise s3e.NotImplemented_("Server-side encryption is not implemented.")
 
 
 def validate_tags(tags: Mapping[str, str], limit: int = MAX_OBJECT_TAGS) -> dict[str, str]:
@@ -415,6 +407,7 @@ def object_headers(
         out["x-amz-storage-class"] = version.storage_class
     if with_checksums:
         out.update(checksum_headers(version.checksums, version.checksum_type))
+    out.update(sse.response_headers(version.encryption))
     return out
 
 

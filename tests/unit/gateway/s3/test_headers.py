@@ -192,11 +192,3 @@ def test_object_headers():
     assert out["x-amz-version-id"] == "null"
     assert out["x-amz-checksum-crc32"] == "AAAAAA=="
     assert out["x-amz-checksum-type"] == "FULL_OBJECT"
-
-
-def test_unsupported_features_are_refused_not_ignored():
-    with pytest.raises(s3e.NotImplemented_):
-        hdr.check_unsupported(H(x_amz_server_side_encryption="AES256"))
-    # ACL headers are applied (acl.py), not refused.
-    hdr.check_unsupported(H(x_amz_acl="public-read"))
-    hdr.check_unsupported(H(x_amz_grant_read="id=x"))
