@@ -14,12 +14,14 @@ from support.fakes import InMemoryPods, body_of
 
 from kurastore.gateway.objects.api import PutOptions
 from kurastore.gateway.objects.config import ObjectConfig
+from kurastore.gateway.objects.encryption import Keyring
 from kurastore.gateway.objects.service import ObjectService
 from kurastore.gateway.objects.topology import Topology
 from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.placement import PodSpec, build_map
 
 KiB = 1 << 10
+CLUSTER_KEY = bytes(range(32))  # seals server-side encryption's data keys
 MiB = 1 << 20
 
 
@@ -59,7 +61,7 @@ async def make_cluster(tmp_path) -> AsyncIterator[Callable]:
         pmap = build_map(specs, cfg.width, partition_bits=6)
         await store.save_placement_map(pmap.epoch, pmap.to_json())
         topology = await Topology.load(store)
-        service = ObjectService(store, pods, topology, cfg)
+        service = ObjectService(store, pods, topology, cfg, keyring=Keyring(CLUSTER_KEY))
         await service.create_bucket("b", owner="owner-1")
         cluster = Cluster(service, store, pods, topology)
         made.append(cluster)
