@@ -95,6 +95,16 @@ def limit_md5(buf: bytes) -> float:
     return len(buf) / MiB / (time.perf_counter() - t)
 
 
+def limit_aes_ctr(buf: bytes) -> float:
+    """MiB/s of AES-256-CTR over `buf` in 4 MiB stripes, as the gateway encrypts."""
+    from kurastore.gateway.objects.encryption import keystream_xor
+
+    key, t = os.urandom(32), time.perf_counter()
+    for offset in range(0, len(buf), 4 * MiB):
+        keystream_xor(key, "0", offset, memoryview(buf)[offset:offset + 4 * MiB])
+    return len(buf) / MiB / (time.perf_counter() - t)
+
+
 def limit_xxh3(buf: bytes) -> float:
     t = time.perf_counter()
     xxhash.xxh3_64_intdigest(buf)
@@ -216,14 +226,16 @@ class Signer:
         return dict(req.headers.items())
 
 
-async def timed_ops(session, signer, method, paths, body: bytes | None, concurrency: int):
+async def timed_ops(session, signer, method, paths, body: bytes | None, concurrency: int,
+                    put_headers: dict[str, str] | None = None):
     latencies: list[float] = []
     queue = list(paths)
 
     async def worker() -> None:
         while queue:
             path = queue.pop()
-            extra = {"Content-Length": str(len(body))} if body is not None else None
+            extra = ({"Content-Length": str(len(body)), **(put_headers or {})}
+                     if body is not None else None)
             headers = signer.headers(method, path, extra)
             t = time.perf_counter()
             data = _chunks(body) if body is not None and len(body) > MiB else body
@@ -243,7 +255,8 @@ async def timed_ops(session, signer, method, paths, body: bytes | None, concurre
 
 
 async def run_case(endpoint: str, server_pid: int, label: str, size: int, count: int,
-                   concurrency: int) -> dict[str, float]:
+                   concurrency: int, put_headers: dict[str, str] | None = None
+                   ) -> dict[str, float]:
     signer = Signer(endpoint)
     body = os.urandom(size)
     conn = aiohttp.TCPConnector(limit=concurrency)
@@ -254,7 +267,7 @@ async def run_case(endpoint: str, server_pid: int, label: str, size: int, count:
             pids = tree_pids(server_pid)
             c0, t0 = cpu_seconds(pids), time.perf_counter()
             lat = await timed_ops(session, signer, method, list(paths),
-                                  body if method == "PUT" else None, concurrency)
+                                  body if method == "PUT" else None, concurrency, put_headers)
             wall = time.perf_counter() - t0
             cpu = cpu_seconds(tree_pids(server_pid)) - c0
             lat.sort()
@@ -299,6 +312,8 @@ async def main_async(args: argparse.Namespace) -> None:
         "zfec 4+2 encode MiB/s": statistics.median(limit_zfec(buf) for _ in range(3)),
         "ISA-L 4+2 encode MiB/s": statistics.median(limit_isal(buf) for _ in range(3)),
     }
+    if args.sse:
+        limits["AES-256-CTR MiB/s"] = statistics.median(limit_aes_ctr(buf) for _ in range(3))
     scratch = Path(tempfile.gettempdir())
     for direct in (False, True):
         runs = [limit_disk(scratch, direct) for _ in range(3)]
@@ -319,6 +334,8 @@ async def main_async(args: argparse.Namespace) -> None:
     cases = [("64MiB", 64 * MiB, 8, 2), ("1MiB", MiB, 200, 8), ("4KiB", 4096, 2000, 32)]
     if args.quick:
         cases = [("64MiB", 64 * MiB, 3, 2), ("1MiB", MiB, 50, 8), ("4KiB", 4096, 400, 32)]
+    # --sse: every PUT asks for SSE-S3, so GETs decrypt too.
+    put_headers = {"x-amz-server-side-encryption": "AES256"} if args.sse else None
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         proc = start_server(Path(tmp) / "data", port)
@@ -333,9 +350,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 rows = []
                 for run in range(args.runs):
                     rows.append(await run_case(endpoint, proc.pid, f"{label}-{run}", size,
-                                               count, conc))
-                print(f"\n{label} objects: {count} per run, {conc} concurrent, "
-                      f"median of {args.runs} runs")
+                                               count, conc, put_headers))
+                print(f"\n{label} objects{' (SSE-S3)' if args.sse else ''}: {count} per run, "
+                      f"{conc} concurrent, median of {args.runs} runs")
                 for key in rows[0]:
                     print(f"  {key:18s} {med(rows, key):10.2f}")
             if args.big_uploads:
@@ -381,6 +398,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="fewer objects per run")
+    parser.add_argument("--sse", action="store_true",
+                        help="PUT every object with SSE-S3 (and print raw AES-256-CTR)")
     parser.add_argument("--big-uploads", action="store_true",
                         help="also measure gateway RSS during 8 concurrent 1 GiB uploads")
     asyncio.run(main_async(parser.parse_args()))
