@@ -1,8 +1,9 @@
-"""S3 bucket configuration handlers: CORS (Put/Get/DeleteBucketCors) and lifecycle
-(Put/Get/DeleteBucketLifecycleConfiguration).
+"""S3 bucket configuration handlers: CORS (Put/Get/DeleteBucketCors), lifecycle
+(Put/Get/DeleteBucketLifecycleConfiguration) and default encryption
+(Put/Get/DeleteBucketEncryption).
 
 Each configuration is parsed and validated by its own module (cors.py,
-lifecycle.py) and kept as a whole in the bucket's settings under its key; a
+lifecycle.py, bucket_encryption.py) and kept as a whole in the bucket's settings under its key; a
 Put replaces it, a Delete removes it (204 even when none was set), a Get of
 none answers the configuration's own 404 error.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from kurastore.gateway.objects import lifecycle as rules
-from kurastore.gateway.s3 import cors, lifecycle
+from kurastore.gateway.s3 import bucket_encryption, cors, lifecycle
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
@@ -79,6 +80,27 @@ async def delete_bucket_lifecycle(s3: S3Request) -> web.StreamResponse:
     return empty_response(204)
 
 
+# --- default encryption -------------------------------------------------------------------
+
+
+async def put_bucket_encryption(s3: S3Request) -> web.StreamResponse:
+    config = bucket_encryption.parse_config(await _body(s3))
+    await _store(s3, bucket_encryption.SETTINGS_KEY, config)
+    return empty_response()
+
+
+async def get_bucket_encryption(s3: S3Request) -> web.StreamResponse:
+    found = bucket_encryption.default_encryption(_settings(s3))
+    if found is None:
+        raise s3e.ServerSideEncryptionConfigurationNotFoundError(BucketName=s3.bucket)
+    return xml_response(bucket_encryption.render_config(found))
+
+
+async def delete_bucket_encryption(s3: S3Request) -> web.StreamResponse:
+    await _store(s3, bucket_encryption.SETTINGS_KEY, None)
+    return empty_response(204)
+
+
 HANDLERS: dict[S3Op, Handler] = {
     S3Op.PUT_BUCKET_CORS: put_bucket_cors,
     S3Op.GET_BUCKET_CORS: get_bucket_cors,
@@ -86,4 +108,7 @@ HANDLERS: dict[S3Op, Handler] = {
     S3Op.PUT_BUCKET_LIFECYCLE: put_bucket_lifecycle,
     S3Op.GET_BUCKET_LIFECYCLE: get_bucket_lifecycle,
     S3Op.DELETE_BUCKET_LIFECYCLE: delete_bucket_lifecycle,
+    S3Op.PUT_BUCKET_ENCRYPTION: put_bucket_encryption,
+    S3Op.GET_BUCKET_ENCRYPTION: get_bucket_encryption,
+    S3Op.DELETE_BUCKET_ENCRYPTION: delete_bucket_encryption,
 }

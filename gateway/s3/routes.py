@@ -56,6 +56,9 @@ class S3Op(enum.Enum):
     GET_BUCKET_LIFECYCLE = "GetBucketLifecycleConfiguration"
     PUT_BUCKET_LIFECYCLE = "PutBucketLifecycleConfiguration"
     DELETE_BUCKET_LIFECYCLE = "DeleteBucketLifecycle"
+    GET_BUCKET_ENCRYPTION = "GetBucketEncryption"
+    PUT_BUCKET_ENCRYPTION = "PutBucketEncryption"
+    DELETE_BUCKET_ENCRYPTION = "DeleteBucketEncryption"
     GET_OBJECT_LOCK_CONFIG = "GetObjectLockConfiguration"
     PUT_OBJECT_LOCK_CONFIG = "PutObjectLockConfiguration"
     GET_OBJECT_RETENTION = "GetObjectRetention"
@@ -106,6 +109,7 @@ _BUCKET_GET = {
     "ownershipControls": S3Op.GET_BUCKET_OWNERSHIP_CONTROLS,
     "cors": S3Op.GET_BUCKET_CORS,
     "lifecycle": S3Op.GET_BUCKET_LIFECYCLE,
+    "encryption": S3Op.GET_BUCKET_ENCRYPTION,
     "object-lock": S3Op.GET_OBJECT_LOCK_CONFIG,
     "requestPayment": S3Op.GET_BUCKET_REQUEST_PAYMENT,
 }
@@ -118,12 +122,14 @@ _BUCKET_PUT = {
     "tagging": S3Op.PUT_BUCKET_TAGGING,
     "cors": S3Op.PUT_BUCKET_CORS,
     "lifecycle": S3Op.PUT_BUCKET_LIFECYCLE,
+    "encryption": S3Op.PUT_BUCKET_ENCRYPTION,
     "object-lock": S3Op.PUT_OBJECT_LOCK_CONFIG,
 }
 _BUCKET_DELETE = {
     "tagging": S3Op.DELETE_BUCKET_TAGGING,
     "cors": S3Op.DELETE_BUCKET_CORS,
     "lifecycle": S3Op.DELETE_BUCKET_LIFECYCLE,
+    "encryption": S3Op.DELETE_BUCKET_ENCRYPTION,
     "policy": S3Op.DELETE_BUCKET_POLICY,
     "publicAccessBlock": S3Op.DELETE_PUBLIC_ACCESS_BLOCK,
     "ownershipControls": S3Op.DELETE_BUCKET_OWNERSHIP_CONTROLS,
