@@ -34,6 +34,7 @@ from kurastore.gateway.s3 import _sigv2, _sigv4, access, acl, handlers_access, p
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.auth import AuthResult, Principal
+from kurastore.gateway.s3.bucket_encryption import default_encryption
 from kurastore.gateway.s3.context import S3Request
 from kurastore.gateway.s3.routes import S3Op
 from kurastore.gateway.s3.xml import child_text, el, parse, quoted
@@ -92,7 +93,7 @@ async def post_object(
     else:
         policy = post_policy.decode(fields.get("policy", ""))
         post_policy.evaluate(policy, {**fields, "key": key}, bucket, now)
-    opts = _put_options(fields, writer, policy, record.settings.get("encryption"))
+    opts = _put_options(fields, writer, policy, default_encryption(record.settings))
     opts = dataclasses.replace(opts, headers={**opts.headers,
                                               **acl.object_headers(grants, writer)})
     version = await service.put_object(bucket, key, _file_body(file_part, policy.length), opts)
