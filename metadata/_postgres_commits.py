@@ -180,12 +180,46 @@ BEGIN
 END
 $$"""
 
-_COMMIT_MANY_SQL = "SELECT * FROM ks_commit_many($1, $2)"
+
+def revise(sql: str, *changes: tuple[str, str]) -> str:
+    """A released statement with each (old, new) change made: the next version of a
+    server function, built from the released text so the two differ only there.
+    Each `old` must occur exactly once."""
+    for old, new in changes:
+        if sql.count(old) != 1:
+            raise ValueError(f"revise: {old!r} occurs {sql.count(old)} times")
+        sql = sql.replace(old, new)
+    return sql
+
+
+# Schema 6: If-None-Match may name an etag, so the row's if_none_match is text: NULL
+# none, '*' no current version may exist, an etag: the current version (if any) must
+# not have it. New names rather than altered ones: a gateway still running the schema-5
+# code keeps calling ks_commit_many with its bool rows while the others are upgraded.
+COMMIT_ROW_V6 = revise(
+    ROW_TYPES[0],
+    ("CREATE TYPE ks_commit_row AS", "CREATE TYPE ks_commit_row_v6 AS"),
+    ("if_none_match bool,", "if_none_match text,"),
+)
+COMMIT_MANY_FN_V6 = revise(
+    COMMIT_MANY_FN,
+    ("FUNCTION ks_commit_many(p_rows ks_commit_row[],",
+     "FUNCTION ks_commit_many_v6(p_rows ks_commit_row_v6[],"),
+    ("            WHEN a.if_none_match AND c.live THEN 'KSP01'\n",
+     "            WHEN c.live AND (a.if_none_match = '*' OR c.etag = a.if_none_match)\n"
+     "                THEN 'KSP01'\n"),
+    ("WHERE (a.if_match IS NOT NULL OR a.if_none_match)",
+     "WHERE (a.if_match IS NOT NULL OR a.if_none_match IS NOT NULL)"),
+    ("WHEN 'KSP01' THEN CASE WHEN c.if_none_match\n",
+     "WHEN 'KSP01' THEN CASE WHEN c.if_none_match IS NOT NULL\n"),
+)
+
+_COMMIT_MANY_SQL = "SELECT * FROM ks_commit_many_v6($1, $2)"
 _BEGIN_WRITE_MANY_SQL = "SELECT ks_begin_write_many($1)"
 
 
 # A commit as the batcher carries it: (version, if_match, if_none_match).
-CommitItem = tuple[ObjectVersion, "str | None", bool]
+CommitItem = tuple[ObjectVersion, "str | None", "str | None"]
 
 
 async def commit_many(conn: Conn, items: list[CommitItem]) -> list[Any]:
@@ -199,9 +233,10 @@ async def commit_many(conn: Conn, items: list[CommitItem]) -> list[Any]:
                 if has_shards(version) else None)
         rows.append((
             version.bucket, kb, key_hash(kb), None if if_match is None else if_match.strip('"'),
-            if_none_match, os.urandom(8).hex(), version.object_id, version.is_delete_marker,
-            version.size, version.etag, version.last_modified, version.partition,
-            version.epoch, version.k + version.m, version_doc(version), version.inline, tags,
+            None if if_none_match is None else if_none_match.strip('"'), os.urandom(8).hex(),
+            version.object_id, version.is_delete_marker, version.size, version.etag,
+            version.last_modified, version.partition, version.epoch, version.k + version.m,
+            version_doc(version), version.inline, tags,
         ))
     found = await conn.fetch(_COMMIT_MANY_SQL, rows, time.time() + REMOVED_VERSION_GRACE_S)
     replaced: list[list[ObjectVersion]] = [[] for _ in items]
@@ -242,5 +277,5 @@ async def begin_write_many(conn: Conn, items: list[PendingWrite]) -> list[Any]:
     return outcomes
 
 
-__all__ = ["BEGIN_WRITE_MANY_FN", "COMMIT_MANY_FN", "ROW_TYPES", "begin_write_many",
-           "commit_many"]
+__all__ = ["BEGIN_WRITE_MANY_FN", "COMMIT_MANY_FN", "COMMIT_MANY_FN_V6", "COMMIT_ROW_V6",
+           "ROW_TYPES", "begin_write_many", "commit_many", "revise"]

@@ -127,7 +127,7 @@ async def _remove(conn: Conn, upload_id: str) -> None:
 
 async def complete_upload(
     conn: Conn, upload_id: str, version: ObjectVersion, if_match: str | None,
-    if_none_match: bool,
+    if_none_match: str | None,
 ) -> CommitResult:
     upload, width = await _upload(conn, upload_id, lock=True)
     result = await commit(conn, version, if_match, if_none_match)

@@ -64,7 +64,7 @@ VERSIONING_STATES = ("", "Enabled", "Suspended")
 _BUCKET_COLS = "name, owner, created, region, versioning, settings"
 _ROW_COLS = f"{VERSION_COLS}, has_shards, width"  # decode_version's columns, then ours
 _COMMIT_SQL = (
-    "SELECT * FROM ks_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+    "SELECT * FROM ks_commit_v6($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
     "$15, $16, $17, $18, $19)"
 )
 
@@ -184,14 +184,15 @@ def _pending_tags(version: ObjectVersion) -> list[str]:
 
 
 async def commit(
-    conn: Conn, version: ObjectVersion, if_match: str | None, if_none_match: bool,
+    conn: Conn, version: ObjectVersion, if_match: str | None, if_none_match: str | None,
     clear_pending: bool = True,
 ) -> CommitResult:
     """ks_commit in one round trip; returns the stored version and those it replaced."""
     kb = key_bytes(version.key)
     rows = await conn.fetch(
         _COMMIT_SQL, version.bucket, kb, key_hash(kb),
-        None if if_match is None else if_match.strip('"'), if_none_match,
+        None if if_match is None else if_match.strip('"'),
+        None if if_none_match is None else if_none_match.strip('"'),
         os.urandom(8).hex(), version.object_id, version.is_delete_marker, version.size,
         version.etag, version.last_modified, version.partition, version.epoch,
         has_shards(version), version.k + version.m, version_doc(version), version.inline,
@@ -209,7 +210,7 @@ async def commit(
 
 
 async def commit_version(
-    conn: Conn, version: ObjectVersion, if_match: str | None, if_none_match: bool
+    conn: Conn, version: ObjectVersion, if_match: str | None, if_none_match: str | None
 ) -> CommitResult:
     return await commit(conn, version, if_match, if_none_match)
 
@@ -350,10 +351,16 @@ async def _drop_row(conn: Conn, bid: int, row: Row) -> None:
         )
 
 
-def check_conditions(current: Row | None, if_match: str | None, if_none_match: bool) -> None:
+def check_conditions(
+    current: Row | None, if_match: str | None, if_none_match: str | None
+) -> None:
+    """As ks_commit checks them (and the SQLite backend): If-None-Match "*" fails on
+    any current version, an etag only on a current version with that etag."""
     live = current is not None and not current[4]
-    if if_none_match and live:
-        raise PreconditionFailed("If-None-Match: the object exists")
+    if if_none_match is not None and live:
+        refused = if_none_match.strip('"')
+        if refused == "*" or current[6] == refused:
+            raise PreconditionFailed("If-None-Match: the object exists")
     if if_match is not None:
         wanted = if_match.strip('"')
         if not live or (wanted != "*" and current[6] != wanted):
@@ -375,12 +382,12 @@ async def delete_object(
     bid, versioning = await bucket_ref(conn, bucket)
     kb = key_bytes(key)
     if version_id is None and versioning:
-        result = await commit(conn, _delete_marker(bucket, key), if_match, False, False)
+        result = await commit(conn, _delete_marker(bucket, key), if_match, None, False)
         return DeleteResult(result.version.version_id, True)
     await lock_key(conn, bid, kb)
     if version_id is None:
         if if_match is not None:
-            check_conditions(await newest_row(conn, bid, kb), if_match, False)
+            check_conditions(await newest_row(conn, bid, kb), if_match, None)
         old = await _find_row(conn, bid, kb, NULL_VERSION)
         if old is not None:
             await _drop_row(conn, bid, old)
@@ -391,7 +398,7 @@ async def delete_object(
         if if_match is not None:
             raise PreconditionFailed("If-Match: no such version")
         return DeleteResult(version_id, False)
-    check_conditions(row, if_match, False)
+    check_conditions(row, if_match, None)
     if refuse is not None and refuse(decode_version(bucket, row, False)):
         raise VersionProtected(f"version {version_id} of {key!r} is protected")
     await _drop_row(conn, bid, row)

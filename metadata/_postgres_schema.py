@@ -30,13 +30,23 @@ Rules:
 - Group commit (schema 4): ks_commit_many and ks_begin_write_many do the work of
   ks_commit and ks_begin_write for many rows in one statement, with the same locks
   and checks and an outcome per row (_postgres_commits.py).
+- If-None-Match with an etag (schema 6): ks_commit_v6 and ks_commit_many_v6 (rows of
+  ks_commit_row_v6) take if_none_match as text, NULL, '*' or an etag; they are
+  `revise`d from the released text, beside the schema-5 ones that older gateways call.
 """
 
 from __future__ import annotations
 
 import asyncpg
 
-from kurastore.metadata._postgres_commits import BEGIN_WRITE_MANY_FN, COMMIT_MANY_FN, ROW_TYPES
+from kurastore.metadata._postgres_commits import (
+    BEGIN_WRITE_MANY_FN,
+    COMMIT_MANY_FN,
+    COMMIT_MANY_FN_V6,
+    COMMIT_ROW_V6,
+    ROW_TYPES,
+    revise,
+)
 from kurastore.metadata.errors import MetadataError
 
 # The session advisory lock every migrating process takes (a bigint key; the per-key
@@ -378,9 +388,30 @@ _COMMIT_FN_V5 = _COMMIT_FN_V2.replace(
 )
 _V5 = (_COMMIT_FN_V5, COMMIT_MANY_FN)
 
+# If-None-Match with an etag: p_if_none_match (and ks_commit_row.if_none_match) turn
+# from bool into text: NULL none, '*' no current version may exist, an etag: the
+# current version, if any, must not have it. Under new names (ks_commit_v6,
+# ks_commit_row_v6, ks_commit_many_v6): the schema-5 functions stay, so gateways still
+# running the older code go on committing during a rolling upgrade. A later migration
+# may drop them.
+_COMMIT_FN_V6 = revise(
+    _COMMIT_FN_V5,
+    ("FUNCTION ks_commit(", "FUNCTION ks_commit_v6("),
+    ("p_if_match text, p_if_none_match bool,", "p_if_match text, p_if_none_match text,"),
+    ("IF p_if_match IS NOT NULL OR p_if_none_match THEN",
+     "IF p_if_match IS NOT NULL OR p_if_none_match IS NOT NULL THEN"),
+    ("IF p_if_none_match AND live THEN",
+     "IF live AND (p_if_none_match = '*' OR cur.etag = p_if_none_match) THEN"),
+)
+_V6 = (
+    _COMMIT_FN_V6,
+    COMMIT_ROW_V6,
+    COMMIT_MANY_FN_V6,
+)
+
 # (schema version reached, statements). Append only.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5),
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -125,11 +125,11 @@ def _remove(tx: WriteTx, upload_id: str) -> None:
 
 def complete_upload(
     tx: WriteTx, upload_id: str, version: ObjectVersion, if_match: str | None,
-    if_none_match: bool,
+    if_none_match: str | None,
 ) -> CommitResult:
     upload, width = _upload(tx.conn, upload_id)
     bid, versioning = bucket_ref(tx.conn, version.bucket)
-    if if_match is not None or if_none_match:
+    if if_match is not None or if_none_match is not None:
         check_conditions(newest_row(tx.conn, bid, key_bytes(version.key)), if_match, if_none_match)
     used = {p.shard_tag for p in version.parts}
     unused = [

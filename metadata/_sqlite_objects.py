@@ -191,10 +191,17 @@ def _drop_row(tx: WriteTx, bucket: str, bid: int, row: Row, is_latest: bool) -> 
     return gone
 
 
-def check_conditions(current: Row | None, if_match: str | None, if_none_match: bool) -> None:
+def check_conditions(
+    current: Row | None, if_match: str | None, if_none_match: str | None
+) -> None:
+    """If-None-Match "*" fails on any current (non-delete-marker) version, an etag
+    only on a current version with that etag; If-Match needs a current version
+    with its etag (any, for "*"). Etags compare without quotes."""
     live = current is not None and not current[4]
-    if if_none_match and live:
-        raise PreconditionFailed("If-None-Match: the object exists")
+    if if_none_match is not None and live:
+        refused = if_none_match.strip('"')
+        if refused == "*" or current[6] == refused:  # type: ignore[index]
+            raise PreconditionFailed("If-None-Match: the object exists")
     if if_match is not None:
         wanted = if_match.strip('"')
         if not live or (wanted != "*" and current[6] != wanted):  # type: ignore[index]
@@ -242,10 +249,10 @@ def clear_pending(tx: WriteTx, version: ObjectVersion) -> None:
 
 
 def commit_version(
-    tx: WriteTx, version: ObjectVersion, if_match: str | None, if_none_match: bool
+    tx: WriteTx, version: ObjectVersion, if_match: str | None, if_none_match: str | None
 ) -> CommitResult:
     bid, versioning = bucket_ref(tx.conn, version.bucket)
-    if if_match is not None or if_none_match:
+    if if_match is not None or if_none_match is not None:
         check_conditions(newest_row(tx.conn, bid, key_bytes(version.key)), if_match, if_none_match)
     result = install(tx, bid, versioning, version)
     clear_pending(tx, version)
@@ -347,7 +354,7 @@ def delete_object(
     bid, versioning = bucket_ref(tx.conn, bucket)
     kb = key_bytes(key)
     if version_id is None:
-        check_conditions(newest_row(tx.conn, bid, kb), if_match, False)
+        check_conditions(newest_row(tx.conn, bid, kb), if_match, None)
         if versioning:
             marker = install(tx, bid, versioning, _delete_marker(bucket, key)).version
             return DeleteResult(marker.version_id, True)
@@ -361,7 +368,7 @@ def delete_object(
         if if_match is not None:
             raise PreconditionFailed("If-Match: no such version")
         return DeleteResult(version_id, False)
-    check_conditions(row, if_match, False)
+    check_conditions(row, if_match, None)
     if refuse is not None and refuse(decode_version(bucket, row, False)):
         raise VersionProtected(f"version {version_id} of {key!r} is protected")
     _drop_row(tx, bucket, bid, row, False)

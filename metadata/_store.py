@@ -82,12 +82,14 @@ class Store(Protocol):
         version: ObjectVersion,
         *,
         if_match: str | None = None,
-        if_none_match: bool = False,
+        if_none_match: str | None = None,
     ) -> CommitResult:
         """Makes `version` the latest of its key and clears its pending write.
         Assigns version_id ("null" unless the bucket's versioning is Enabled).
-        if_match: the current latest version's etag must equal it (no quotes);
-        if_none_match: no current (non-delete-marker) version may exist.
+        if_match: a current (non-delete-marker) version must exist and, unless "*",
+        have this etag (quotes ignored);
+        if_none_match: "*": no current version may exist; an etag: the current
+        version, if any, must not have it.
         Raises BucketNotFound, PreconditionFailed (nothing changes then)."""
 
     async def abort_write(self, pending: PendingWrite) -> None:
@@ -186,7 +188,7 @@ class Store(Protocol):
         version: ObjectVersion,
         *,
         if_match: str | None = None,
-        if_none_match: bool = False,
+        if_none_match: str | None = None,
     ) -> CommitResult:
         """Commits `version` (whose parts are a subset of the upload's parts) as in
         commit_version, removes the upload, and queues the shards of parts not

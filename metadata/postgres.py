@@ -179,7 +179,8 @@ class PostgresStore:
         await self._begins.submit(pending)
 
     async def commit_version(
-        self, version: ObjectVersion, *, if_match: str | None = None, if_none_match: bool = False
+        self, version: ObjectVersion, *, if_match: str | None = None,
+        if_none_match: str | None = None,
     ) -> CommitResult:
         return await self._commits.submit((version, if_match, if_none_match))
 
@@ -273,7 +274,7 @@ class PostgresStore:
 
     async def complete_upload(
         self, upload_id: str, version: ObjectVersion, *, if_match: str | None = None,
-        if_none_match: bool = False,
+        if_none_match: str | None = None,
     ) -> CommitResult:
         return await self._db.run(
             multipart.complete_upload, upload_id, version, if_match, if_none_match

@@ -119,7 +119,8 @@ class SQLiteStore:
         await self._ex.write(objects.begin_write, pending)
 
     async def commit_version(
-        self, version: ObjectVersion, *, if_match: str | None = None, if_none_match: bool = False
+        self, version: ObjectVersion, *, if_match: str | None = None,
+        if_none_match: str | None = None,
     ) -> CommitResult:
         return await self._ex.write(objects.commit_version, version, if_match, if_none_match)
 
@@ -201,7 +202,7 @@ class SQLiteStore:
 
     async def complete_upload(
         self, upload_id: str, version: ObjectVersion, *, if_match: str | None = None,
-        if_none_match: bool = False,
+        if_none_match: str | None = None,
     ) -> CommitResult:
         return await self._ex.write(
             multipart.complete_upload, upload_id, version, if_match, if_none_match

@@ -33,7 +33,7 @@ BodyCheck = Callable[[BodyDigest], None]
 @dataclass(frozen=True)
 class WriteConditions:
     if_match: str | None = None  # etag without quotes; "*" = must exist
-    if_none_match: bool = False  # If-None-Match: * (must not exist)
+    if_none_match: str | None = None  # "*" = must not exist; an etag = must not be current
 
 
 SSE_S3 = "SSE-S3"

@@ -85,15 +85,17 @@ async def precheck_write(
 ) -> None:
     """Fail fast, before a body is read, on a bucket that does not exist or a write
     condition that already fails (If-Match with no object: ObjectNotFound). The
-    commit checks again atomically (there a vanished object is PreconditionFailed)."""
+    commit checks again atomically (there a vanished object is PreconditionFailed).
+    If-None-Match "*" fails on any current version, an etag on one that has it."""
     await buckets.get(bucket)
-    if cond.if_match is None and not cond.if_none_match:
+    if cond.if_match is None and cond.if_none_match is None:
         return
     try:
         current: ObjectVersion | None = await store.get_version(bucket, key)
     except ObjectNotFound:
         current = None
-    if cond.if_none_match and current is not None:
+    refused = None if cond.if_none_match is None else cond.if_none_match.strip('"')
+    if current is not None and refused is not None and refused in ("*", current.etag):
         raise PreconditionFailed("If-None-Match: the object exists")
     if cond.if_match is not None:
         if current is None:  # S3: If-Match on a missing key is NoSuchKey, not 412

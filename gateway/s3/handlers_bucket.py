@@ -3,7 +3,8 @@ GetBucketLocation, ListObjects (v1 and v2) and ListObjectVersions.
 
 Each handler turns the wire into object-service calls and renders the answer;
 listing order, markers and grouping by delimiter are the service's. Rules kept
-here: bucket-name validation on create, the v2 continuation token is opaque
+here: bucket-name validation on create, an owner's re-create never changes the
+bucket (another ACL than its own: 409 BucketAlreadyExists), the v2 continuation token is opaque
 (base64 of the marker), encoding-type=url encodes exactly the fields botocore
 decodes, max-keys is capped by the frontend's limit.
 """
@@ -33,7 +34,7 @@ from kurastore.gateway.s3.xml import (
     parse,
     quoted,
 )
-from kurastore.metadata import ObjectVersion
+from kurastore.metadata import BucketRecord, ObjectVersion
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
@@ -90,11 +91,14 @@ async def create_bucket(s3: S3Request) -> web.StreamResponse:
     try:
         await s3.service.create_bucket(s3.bucket, s3.user_id, s3.region)
     except dom.BucketAlreadyOwnedByYou:
-        # us-east-1 keeps Amazon's legacy answer: creating a bucket you already own
-        # succeeds and resets its ACL to the request's. Every other region answers 409.
+        # Re-creating a bucket you own changes nothing. Asking for another ACL than
+        # the bucket's is a conflict (409 BucketAlreadyExists, as Ceph RGW answers);
+        # with the same ACL us-east-1 keeps Amazon's legacy 200, other regions 409.
+        record = await s3.service.get_bucket(s3.bucket, fresh=True)
+        if _acl_differs(record, grants, s3.user_id):
+            raise s3e.BucketAlreadyExists(BucketName=s3.bucket) from None
         if s3.region != "us-east-1":
             raise
-        await _reset_acl(s3, grants)
     else:
         settings: dict = {"ownership": object_ownership} if object_ownership else {}
         if grants is not None and grants != acl.default(s3.user_id):
@@ -109,20 +113,15 @@ async def create_bucket(s3: S3Request) -> web.StreamResponse:
     return empty_response(headers={"Location": "/" + s3.bucket})
 
 
-async def _reset_acl(s3: S3Request, grants: acl.Acl | None) -> None:
-    """A re-created bucket's ACL becomes the one the request asks for (default:
-    private), unless ACLs are disabled (BucketOwnerEnforced) for the bucket."""
-    record = await s3.service.get_bucket(s3.bucket, fresh=True)
+def _acl_differs(record: BucketRecord, grants: acl.Acl | None, owner_id: str) -> bool:
+    """Does a CreateBucket's ACL (none asked: private) differ from the bucket's? With
+    ACLs disabled (BucketOwnerEnforced) the bucket's is the owner's full control."""
+    wanted = acl.default(owner_id) if grants is None else grants
     if access.acls_disabled(record):
-        return
-    if grants is not None and access.public_access_block(record).get("BlockPublicAcls") and (
-        acl.is_public(grants)
-    ):
-        raise s3e.AccessDenied()
-    wanted = None if grants is None or grants == acl.default(s3.user_id) else acl.encode(grants)
-    if record.settings.get("acl") != wanted:
-        await s3.service.update_bucket(s3.bucket,
-                                       settings=access.stored_settings(record, acl=wanted))
+        current = acl.default(owner_id)
+    else:
+        current = acl.bucket_acl(record.settings, owner_id)
+    return set(wanted) != set(current)
 
 
 async def head_bucket(s3: S3Request) -> web.StreamResponse:

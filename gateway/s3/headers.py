@@ -192,15 +192,17 @@ def read_conditions(headers: Headers, prefix: str = "") -> ReadConditions:
 
 
 def write_conditions(headers: Headers) -> WriteConditions:
-    """Conditional writes: If-None-Match must be "*"; If-Match names one etag."""
-    none_match = headers.get("If-None-Match")
-    if none_match is not None and none_match.strip() != "*":
-        raise s3e.NotImplemented_("If-None-Match only supports the value *.")
-    if_match = headers.get("If-Match")
-    if if_match is not None:
-        if_match = if_match.strip()
-        if_match = if_match if if_match == "*" else if_match.strip('"')
-    return WriteConditions(if_match=if_match, if_none_match=none_match is not None)
+    """Conditional writes: If-Match and If-None-Match each name "*" or one etag
+    (quotes dropped)."""
+    return WriteConditions(if_match=_write_condition(headers.get("If-Match")),
+                           if_none_match=_write_condition(headers.get("If-None-Match")))
+
+
+def _write_condition(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value if value == "*" else value.strip('"')
 
 
 def parse_range(value: str | None) -> ByteRange | None:

@@ -87,7 +87,7 @@ async def put_options(sw: SwiftRequest, record: BucketRecord) -> PutOptions:
         headers=hdr.stored_headers(h),
         user_meta=meta,
         expires_at=expires_at,
-        conditions=WriteConditions(if_none_match=none_match is not None),
+        conditions=WriteConditions(if_none_match=None if none_match is None else "*"),
     )
 
 

@@ -1,7 +1,8 @@
 """Conditional writes and version ids against a real `kurastore server`, as boto3
-users see them: If-None-Match: * and If-Match on PutObject and
-CompleteMultipartUpload (412, NoSuchKey on a missing key, one winner among racing
-creators), and the 400 / 404 split between a malformed and an unknown versionId."""
+users see them: If-None-Match (* or an etag) and If-Match on PutObject and
+CompleteMultipartUpload, on unversioned and versioned buckets (412, NoSuchKey on a
+missing key, one winner among racing creators, a refused write changes nothing), and
+the 400 / 404 split between a malformed and an unknown versionId."""
 
 from __future__ import annotations
 
@@ -31,15 +32,45 @@ def test_put_if_none_match_and_if_match(s3, bucket: str) -> None:
     second = s3.put_object(Bucket=bucket, Key="k", Body=b"two", IfMatch=first)["ETag"]
     assert s3.put_object(Bucket=bucket, Key="k", Body=b"three", IfMatch="*")["ETag"] != second
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"three"
-    # AWS only knows If-None-Match: * on writes; an etag there is NotImplemented.
-    assert status_and_code(s3.put_object, Bucket=bucket, Key="k", Body=b"x",
-                           IfNoneMatch=second) == (501, "NotImplemented")
 
     s3.delete_object(Bucket=bucket, Key="k")
     for if_match in ("*", first):  # no current object: NoSuchKey, not 412
         assert status_and_code(s3.put_object, Bucket=bucket, Key="k", Body=b"x",
                                IfMatch=if_match) == (404, "NoSuchKey")
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def _versions(s3, bucket: str) -> list[tuple[str, str, bool]]:
+    """(key, etag or "", is latest) of every version and delete marker, newest first."""
+    listed = s3.list_object_versions(Bucket=bucket)
+    return [(v["Key"], v.get("ETag", ""), v["IsLatest"])
+            for v in listed.get("Versions", []) + listed.get("DeleteMarkers", [])]
+
+
+@pytest.mark.parametrize("versioning", ["Unversioned", "Enabled"])
+def test_put_if_none_match_etag(s3, bucket: str, versioning: str) -> None:
+    if versioning == "Enabled":
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": versioning})
+    # No object yet: any etag holds.
+    first = s3.put_object(Bucket=bucket, Key="k", Body=b"one", IfNoneMatch='"deadbeef"')["ETag"]
+    second = s3.put_object(Bucket=bucket, Key="k", Body=b"two")["ETag"]
+    before = _versions(s3, bucket)
+    for refused in (second, second.strip('"'), "*"):
+        assert status_and_code(s3.put_object, Bucket=bucket, Key="k", Body=b"x",
+                               IfNoneMatch=refused) == (412, "PreconditionFailed")
+    assert _versions(s3, bucket) == before  # the refused writes changed nothing
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"two"
+    # Only the current version counts: an older version's etag does not refuse.
+    third = s3.put_object(Bucket=bucket, Key="k", Body=b"three", IfNoneMatch=first)["ETag"]
+    assert s3.get_object(Bucket=bucket, Key="k")["ETag"] == third
+    # After a delete there is no current object: If-None-Match holds, If-Match is 404.
+    s3.delete_object(Bucket=bucket, Key="k")
+    assert status_and_code(s3.put_object, Bucket=bucket, Key="k", Body=b"x",
+                           IfMatch=third) == (404, "NoSuchKey")
+    s3.put_object(Bucket=bucket, Key="k", Body=b"four", IfNoneMatch=third)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"four"
+    kept = [k for k, etag, _ in _versions(s3, bucket) if etag]
+    assert len(kept) == (4 if versioning == "Enabled" else 1)
 
 
 def _upload(s3, bucket: str, key: str, body: bytes) -> tuple[str, list[dict]]:
@@ -65,6 +96,37 @@ def test_complete_multipart_upload_conditions(s3, bucket: str) -> None:
     s3.complete_multipart_upload(Bucket=bucket, Key="m", UploadId=upload_id,
                                  MultipartUpload={"Parts": parts}, IfMatch=done["ETag"])
     assert s3.get_object(Bucket=bucket, Key="m")["Body"].read() == b"second"
+
+
+@pytest.mark.parametrize("versioning", ["Unversioned", "Enabled"])
+def test_complete_multipart_upload_if_none_match_etag(s3, bucket: str, versioning: str) -> None:
+    if versioning == "Enabled":
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": versioning})
+    upload_id, parts = _upload(s3, bucket, "m", b"first")
+    first = s3.complete_multipart_upload(Bucket=bucket, Key="m", UploadId=upload_id,
+                                         MultipartUpload={"Parts": parts},
+                                         IfNoneMatch='"deadbeef"')["ETag"]
+    upload_id, parts = _upload(s3, bucket, "m", b"second")
+    before = _versions(s3, bucket)
+    assert status_and_code(s3.complete_multipart_upload, Bucket=bucket, Key="m",
+                           UploadId=upload_id, MultipartUpload={"Parts": parts},
+                           IfNoneMatch=first) == (412, "PreconditionFailed")
+    # Nothing changed, and the upload stays open: it completes once the condition holds.
+    assert _versions(s3, bucket) == before
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket)["Uploads"]] == [
+        upload_id]
+    second = s3.complete_multipart_upload(Bucket=bucket, Key="m", UploadId=upload_id,
+                                          MultipartUpload={"Parts": parts},
+                                          IfNoneMatch='"0123"')["ETag"]
+    assert s3.get_object(Bucket=bucket, Key="m")["Body"].read() == b"second"
+    upload_id, parts = _upload(s3, bucket, "m", b"third")
+    assert status_and_code(s3.complete_multipart_upload, Bucket=bucket, Key="m",
+                           UploadId=upload_id, MultipartUpload={"Parts": parts},
+                           IfMatch=first) == (412, "PreconditionFailed")
+    s3.complete_multipart_upload(Bucket=bucket, Key="m", UploadId=upload_id,
+                                 MultipartUpload={"Parts": parts}, IfNoneMatch=first)
+    assert s3.get_object(Bucket=bucket, Key="m")["Body"].read() == b"third"
+    assert second != first
 
 
 def test_racing_creators_exactly_one_wins(s3, bucket: str) -> None:

@@ -32,7 +32,7 @@ async def test_each_caller_gets_its_own_outcome(store: Store, bucket: str, obj) 
     matched = obj(bucket, "match")
     ops = {
         "overwrite": store.commit_version(overwrite),
-        "if_none_match": store.commit_version(obj(bucket, "taken"), if_none_match=True),
+        "if_none_match": store.commit_version(obj(bucket, "taken"), if_none_match="*"),
         "if_match_wrong": store.commit_version(obj(bucket, "taken"), if_match='"nope"'),
         "if_match_right": store.commit_version(matched, if_match=f'"{match.etag}"'),
         "no_bucket": store.commit_version(obj("no-such-bucket", "k")),
@@ -98,7 +98,7 @@ async def test_a_refused_commit_keeps_its_pending_write(store: Store, bucket: st
         v.object_id, "p1", bucket, v.key, 7, 1, 6, 100.0)) for v in versions))
     assert len(await store.stale_writes(200.0)) == 13
     results = await asyncio.gather(
-        *(store.commit_version(v, if_none_match=True) for v in versions),
+        *(store.commit_version(v, if_none_match="*") for v in versions),
         return_exceptions=True)
     assert isinstance(results[-1], PreconditionFailed)
     assert all(isinstance(r, CommitResult) for r in results[:-1])
@@ -122,3 +122,25 @@ async def test_versioned_bucket_keeps_every_concurrent_version(
     assert sorted(v.version_id for v in listed) == sorted(ids)
     assert sum(v.is_latest for v in listed) == 2
     assert await collected_ids(store) == []
+
+
+async def test_if_none_match_etags_in_one_batch(store: Store, bucket: str, obj) -> None:
+    """If-None-Match: <etag> in a batch refuses exactly the keys whose current etag it
+    names; a key without a current version (none, or a delete marker) takes any etag."""
+    await store.update_bucket(bucket, versioning="Enabled")
+    current = {f"k{i}": (await store.commit_version(obj(bucket, f"k{i}"))).version
+               for i in range(8)}
+    await store.delete_object(bucket, "k7")  # a delete marker: no current version
+    named = {key: v.etag if i % 2 else "f" * 32 for i, (key, v) in enumerate(current.items())}
+    attempts = {key: obj(bucket, key) for key in current} | {"new": obj(bucket, "new")}
+    named["new"] = named["k1"]
+    results = dict(zip(attempts, await asyncio.gather(
+        *(store.commit_version(v, if_none_match=f'"{named[k]}"') for k, v in attempts.items()),
+        return_exceptions=True), strict=True))
+    refused = sorted(k for k, r in results.items() if isinstance(r, PreconditionFailed))
+    assert refused == ["k1", "k3", "k5"]
+    assert all(isinstance(results[k], CommitResult) for k in attempts if k not in refused)
+    for key in attempts:
+        latest = await store.get_version(bucket, key)
+        wanted = current[key] if key in refused else attempts[key]
+        assert latest.object_id == wanted.object_id

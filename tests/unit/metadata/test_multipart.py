@@ -80,6 +80,24 @@ async def test_lifecycle_and_queued_shards(store: Store, bucket: str, obj) -> No
     assert [p.shard_tag for p in got.parts] == ["t1", "t2b"]
 
 
+
+async def test_complete_with_if_none_match_etag(store: Store, bucket: str, obj) -> None:
+    up = upload(bucket, "m", "u1")
+    await store.create_upload(up)
+    await store.put_part(part("u1", 1, "t1"))
+    final = dataclasses.replace(obj(bucket, "m"), object_id=up.object_id, partition=9,
+                                epoch=3, parts=(part("u1", 1, "t1").part,))
+    current = (await store.commit_version(obj(bucket, "m", etag="e" * 32))).version
+    for refused in ("e" * 32, '"' + "e" * 32 + '"'):
+        with pytest.raises(PreconditionFailed):
+            await store.complete_upload("u1", final, if_none_match=refused)
+    assert (await store.get_upload("u1")).upload_id == "u1"  # untouched
+    assert (await store.get_version(bucket, "m")).object_id == current.object_id
+    assert await collected(store) == []
+    res = await store.complete_upload("u1", final, if_none_match="f" * 32)
+    assert res.version.object_id == up.object_id
+    assert [v.object_id for v in res.replaced] == [current.object_id]
+
 async def test_abort_and_bucket_delete(store: Store, bucket: str) -> None:
     await store.create_upload(upload(bucket, "a", "u1"))
     await store.put_part(part("u1", 1, "t1"))

@@ -163,7 +163,7 @@ async def test_versioning_suspended_replaces_only_null(store: Store, bucket: str
 async def test_conditional_commits(store: Store, bucket: str, obj) -> None:
     first = (await store.commit_version(obj(bucket, "k", etag="a" * 32))).version
     with pytest.raises(PreconditionFailed):
-        await store.commit_version(obj(bucket, "k"), if_none_match=True)
+        await store.commit_version(obj(bucket, "k"), if_none_match="*")
     with pytest.raises(PreconditionFailed):
         await store.commit_version(obj(bucket, "k"), if_match="b" * 32)
     with pytest.raises(PreconditionFailed):
@@ -173,20 +173,45 @@ async def test_conditional_commits(store: Store, bucket: str, obj) -> None:
     assert await collected(store) == []
     ok = await store.commit_version(obj(bucket, "k"), if_match='"' + "a" * 32 + '"')
     assert ok.replaced[0].object_id == first.object_id
-    await store.commit_version(obj(bucket, "fresh"), if_none_match=True)
+    await store.commit_version(obj(bucket, "fresh"), if_none_match="*")
     with pytest.raises(PreconditionFailed):
         await store.delete_object(bucket, "k", if_match="c" * 32)
     assert (await store.get_version(bucket, "k")).object_id == ok.version.object_id
     # A delete marker is "no current version" for If-None-Match.
     await store.update_bucket(bucket, versioning="Enabled")
     await store.delete_object(bucket, "fresh")
-    await store.commit_version(obj(bucket, "fresh"), if_none_match=True)
+    await store.commit_version(obj(bucket, "fresh"), if_none_match="*")
+
+
+async def test_if_none_match_with_an_etag(store: Store, bucket: str, obj) -> None:
+    """If-None-Match: <etag> refuses only a current version with that etag."""
+    a, b = "a" * 32, "b" * 32
+    fresh = await store.commit_version(obj(bucket, "k", etag=a), if_none_match=f'"{b}"')
+    assert fresh.version.etag == a  # no object yet: any etag holds
+    for refused in (a, f'"{a}"', "*"):
+        with pytest.raises(PreconditionFailed):
+            await store.commit_version(obj(bucket, "k", etag=b), if_none_match=refused)
+    assert (await store.get_version(bucket, "k")).object_id == fresh.version.object_id
+    assert await collected(store) == []  # a refused commit changed and queued nothing
+    second = await store.commit_version(obj(bucket, "k", etag=b), if_none_match="c" * 32)
+    assert second.replaced[0].object_id == fresh.version.object_id
+    # Versioned: only the current version counts, and a delete marker is none.
+    await store.update_bucket(bucket, versioning="Enabled")
+    third = await store.commit_version(obj(bucket, "k", etag=a), if_none_match=a)
+    with pytest.raises(PreconditionFailed):
+        await store.commit_version(obj(bucket, "k", etag=b), if_none_match=a, if_match="*")
+    await store.delete_object(bucket, "k")
+    fourth = await store.commit_version(obj(bucket, "k", etag=a), if_none_match=b)
+    kept = [v.object_id for v in (await store.list_versions(bucket)).entries
+            if not v.is_delete_marker]
+    assert kept == [fourth.version.object_id, third.version.object_id,
+                    second.version.object_id]
 
 
 async def test_if_none_match_race_has_one_winner(store: Store, bucket: str, obj) -> None:
     async def attempt(i: int) -> str | None:
         try:
-            res = await store.commit_version(obj(bucket, "lock"), if_none_match=True)
+            res = await store.commit_version(obj(bucket, "lock"), if_none_match="*")
             return res.version.object_id
         except PreconditionFailed:
             return None
@@ -237,7 +262,7 @@ async def test_tags_and_unicode_keys(store: Store, bucket: str, obj) -> None:
 async def test_failed_op_does_not_fail_its_batch(store: Store, bucket: str, obj) -> None:
     await store.commit_version(obj(bucket, "taken"))
     ops = [store.commit_version(obj(bucket, f"k{i}")) for i in range(20)]
-    ops.insert(10, store.commit_version(obj(bucket, "taken"), if_none_match=True))
+    ops.insert(10, store.commit_version(obj(bucket, "taken"), if_none_match="*"))
     results = await asyncio.gather(*ops, return_exceptions=True)
     assert isinstance(results[10], PreconditionFailed)
     assert sum(1 for r in results if isinstance(r, Exception)) == 1

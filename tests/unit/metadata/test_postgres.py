@@ -25,6 +25,7 @@ from kurastore.metadata import (
     PreconditionFailed,
     UserRecord,
 )
+from kurastore.metadata import _postgres_objects as pg_objects
 from kurastore.metadata import _postgres_schema as schema
 from kurastore.metadata._postgres_objects import key_hash
 from kurastore.metadata.postgres import PostgresStore
@@ -86,13 +87,46 @@ async def test_upgrade_in_place_and_newer_schema_refused(dsn: str, monkeypatch) 
         await _open(dsn)
 
 
+
+async def test_schema_5_upgrades_to_if_none_match_etags(dsn: str, monkeypatch) -> None:
+    """A database made before schema 6 (If-None-Match: * only) keeps its data and then
+    refuses an etag named by If-None-Match, alone (ks_commit_v6) and in a batch; a
+    gateway still on the schema-5 code (ks_commit) goes on committing meanwhile."""
+    released, v6_sql = schema.MIGRATIONS, pg_objects._COMMIT_SQL
+    schema5_sql = v6_sql.replace("ks_commit_v6(", "ks_commit(")
+    monkeypatch.setattr(schema, "MIGRATIONS", released[:5])
+    monkeypatch.setattr(schema, "LATEST_VERSION", 5)
+    monkeypatch.setattr(pg_objects, "_COMMIT_SQL", schema5_sql)
+    old = await _open(dsn)
+    await old.create_bucket(BucketRecord("b", "o", 1.0))
+    await old.commit_version(version("k", etag="e1"))
+    monkeypatch.setattr(schema, "MIGRATIONS", released)
+    monkeypatch.setattr(schema, "LATEST_VERSION", released[-1][0])
+    monkeypatch.setattr(pg_objects, "_COMMIT_SQL", v6_sql)
+    store = await _open(dsn)  # upgrades to schema 6
+    monkeypatch.setattr(pg_objects, "_COMMIT_SQL", schema5_sql)
+    await old.commit_version(version("old-gateway", etag="e0"))
+    monkeypatch.setattr(pg_objects, "_COMMIT_SQL", v6_sql)
+    await old.close()
+    assert (await store.get_version("b", "old-gateway")).etag == "e0"
+    with pytest.raises(PreconditionFailed):
+        await store.commit_version(version("k", etag="e2"), if_none_match='"e1"')
+    await store.commit_version(version("k", etag="e2"), if_none_match="e3")
+    results = await asyncio.gather(
+        *(store.commit_version(version(key, etag="e9"), if_none_match="e2")
+          for key in ("k", "j", "i")), return_exceptions=True)
+    assert isinstance(results[0], PreconditionFailed)
+    assert [(await store.get_version("b", key)).etag for key in ("k", "j", "i")] == [
+        "e2", "e9", "e9"]
+    await store.close()
+
 async def test_conditional_race_across_two_gateways(dsn: str) -> None:
     one, two = await _open(dsn), await _open(dsn)
     await one.create_bucket(BucketRecord("b", "o", 1.0))
 
     async def attempt(i: int) -> str | None:
         try:
-            res = await (one if i % 2 else two).commit_version(version("lock"), if_none_match=True)
+            res = await (one if i % 2 else two).commit_version(version("lock"), if_none_match="*")
             return res.version.object_id
         except PreconditionFailed:
             return None

@@ -59,14 +59,20 @@ async def test_read_conditions(cluster):
 
 async def test_conditional_writes(cluster):
     svc = cluster.service
-    first = await cluster.put("k", b"one", conditions=WriteConditions(if_none_match=True))
+    first = await cluster.put("k", b"one", conditions=WriteConditions(if_none_match="*"))
     with pytest.raises(PreconditionFailed):
-        await cluster.put("k", b"two", conditions=WriteConditions(if_none_match=True))
+        await cluster.put("k", b"two", conditions=WriteConditions(if_none_match="*"))
     with pytest.raises(PreconditionFailed):
         await cluster.put("k", random_bytes(MiB), conditions=WriteConditions(if_match="0" * 32))
     second = await cluster.put("k", random_bytes(MiB),
                                conditions=WriteConditions(if_match=first.etag))
     assert (await svc.head_object("b", "k")).etag == second.etag
+    # If-None-Match with an etag refuses only the current version's etag.
+    for refused in (second.etag, f'"{second.etag}"'):
+        with pytest.raises(PreconditionFailed):
+            await cluster.put("k", b"x", conditions=WriteConditions(if_none_match=refused))
+    third = await cluster.put("k", b"three", conditions=WriteConditions(if_none_match=first.etag))
+    assert (await svc.head_object("b", "k")).etag == third.etag
     # Nothing half-written remains from the refused writes.
     assert await cluster.store.stale_writes(float("inf")) == []
 

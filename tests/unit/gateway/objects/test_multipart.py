@@ -121,7 +121,7 @@ async def test_complete_honours_write_conditions(cluster):
     with pytest.raises(PreconditionFailed):
         await svc.complete_upload("b", "big", up.upload_id,
                                   [CompletedPart(1, part.part.etag)],
-                                  WriteConditions(if_none_match=True))
+                                  WriteConditions(if_none_match="*"))
     assert await cluster.read("big") == b"existing"
 
 

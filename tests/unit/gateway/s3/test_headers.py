@@ -80,10 +80,12 @@ def test_read_conditions_parse_dates_and_ignore_bad_ones():
 
 
 def test_write_conditions():
-    assert hdr.write_conditions(H(If_None_Match="*")).if_none_match is True
+    assert hdr.write_conditions(H(If_None_Match=" * ")).if_none_match == "*"
+    assert hdr.write_conditions(H(If_None_Match='"e1"')).if_none_match == "e1"
     assert hdr.write_conditions(H(If_Match='"e1"')).if_match == "e1"
-    with pytest.raises(s3e.NotImplemented_):
-        hdr.write_conditions(H(If_None_Match='"e1"'))
+    assert hdr.write_conditions(H(If_Match="*")).if_match == "*"
+    none = hdr.write_conditions(H())
+    assert (none.if_match, none.if_none_match) == (None, None)
 
 
 def test_copy_source_decodes_once_and_reads_version():
