@@ -51,6 +51,7 @@ class EncryptionSpec:
     kms_key_id: str = ""
     kms_context: str = ""  # the client's x-amz-server-side-encryption-context (base64 JSON)
     bucket_key: bool = False  # echoed only: every object has its own data key anyway
+    dsse: bool = False  # aws:kms:dsse asked (echoed; one layer of encryption here too)
 
     def __post_init__(self) -> None:
         if self.mode not in SSE_MODES:

@@ -106,6 +106,8 @@ class Keyring:
                 record["kms_context"] = spec.kms_context
             if spec.bucket_key:
                 record["bucket_key"] = "true"
+            if spec.dsse:
+                record["dsse"] = "true"
         if spec.customer_key is not None:
             record["key_md5"] = key_md5(spec.customer_key)
         return data_key, record

@@ -98,7 +98,8 @@ async def post_object(
                                               **acl.object_headers(grants, writer)})
     version = await service.put_object(bucket, key, _file_body(file_part, policy.length), opts)
     return _answer(request, fields, bucket, key, version.etag,
-                   version.version_id if record.versioning else "")
+                   version.version_id if record.versioning else "",
+                   sse.response_headers(version.encryption))
 
 
 async def _read_fields(reader: MultipartReader) -> tuple[dict[str, str], BodyPartReader | None]:
@@ -249,10 +250,10 @@ def _form_tags(text: str | None) -> dict[str, str]:
 
 def _answer(
     request: web.Request, fields: dict[str, str], bucket: str, key: str, etag: str,
-    version_id: str,
+    version_id: str, encryption: dict[str, str],
 ) -> web.StreamResponse:
     location = f"{request.scheme}://{request.host}/{quote(bucket)}/{quote(key)}"
-    headers = {"ETag": quoted(etag), "Location": location}
+    headers = {"ETag": quoted(etag), "Location": location, **encryption}
     if version_id:
         headers["x-amz-version-id"] = version_id
     redirect = fields.get("success_action_redirect") or fields.get("redirect")

@@ -122,7 +122,7 @@ def write_request(
             raise s3e.InvalidArgument("Invalid KMS key id: it must not be empty.")
         return EncryptionSpec(
             SSE_KMS, kms_key_id=kms_key or DEFAULT_KMS_KEY, kms_context=_kms_context(context),
-            bucket_key=headers.get(BUCKET_KEY, "").lower() == "true",
+            bucket_key=headers.get(BUCKET_KEY, "").lower() == "true", dsse=sse == "aws:kms:dsse",
         )
     raise s3e.InvalidArgument("The encryption method specified is not supported")
 
@@ -133,7 +133,8 @@ def _default(config: Mapping[str, Any] | None) -> EncryptionSpec | None:
         return None
     if config.get("algorithm") in KMS_ALGORITHMS:
         return EncryptionSpec(SSE_KMS, kms_key_id=config.get("kms_key_id") or DEFAULT_KMS_KEY,
-                              bucket_key=bool(config.get("bucket_key_enabled")))
+                              bucket_key=bool(config.get("bucket_key_enabled")),
+                              dsse=config.get("algorithm") == "aws:kms:dsse")
     return EncryptionSpec(SSE_S3)
 
 
@@ -151,7 +152,8 @@ def response_headers(record: Mapping[str, str]) -> dict[str, str]:
     if mode == SSE_S3:
         return {SSE: "AES256"}
     if mode == SSE_KMS:
-        out = {SSE: "aws:kms", KMS_KEY_ID: record.get("kms_key_id", DEFAULT_KMS_KEY)}
+        algorithm = "aws:kms:dsse" if record.get("dsse") == "true" else "aws:kms"
+        out = {SSE: algorithm, KMS_KEY_ID: record.get("kms_key_id", DEFAULT_KMS_KEY)}
         if record.get("bucket_key") == "true":
             out[BUCKET_KEY] = "true"
         return out

@@ -243,3 +243,14 @@ def test_acl_field(s3, v4, bucket: str) -> None:
     assert {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"},
             "Permission": "READ"} in grants
     assert s3.get_object(Bucket=bucket, Key="acl.txt")["Body"].read() == b"b"
+
+
+def test_a_form_asking_for_sse_s3_is_stored_encrypted_and_says_so(s3, v4, bucket: str) -> None:
+    sse = {"x-amz-server-side-encryption": "AES256"}
+    post = v4.generate_presigned_post(bucket, "enc.txt", Fields=sse, Conditions=[sse],
+                                      ExpiresIn=600)
+    status, headers, _ = post_form(post["url"], post["fields"], "enc.txt", b"secret")
+    assert status == 204
+    assert headers["x-amz-server-side-encryption"] == "AES256"
+    got = s3.get_object(Bucket=bucket, Key="enc.txt")
+    assert got["ServerSideEncryption"] == "AES256" and got["Body"].read() == b"secret"
