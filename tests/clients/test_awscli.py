@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.cluster import ACCESS_KEY, REGION, SECRET_KEY
+from support.cli_env import aws_env
 
 pytestmark = pytest.mark.clients
 
@@ -19,15 +19,7 @@ AWS = shutil.which("aws")
 
 def aws(server, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     assert AWS, "aws-cli is installed by the project's test dependencies"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(server.data_dir.parent),
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-    }
+    env = aws_env(server.data_dir.parent)
     return subprocess.run(
         [AWS, "--endpoint-url", server.endpoint, *args],
         capture_output=True, text=True, env=env, check=check, timeout=300,

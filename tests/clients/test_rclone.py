@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.cluster import ACCESS_KEY, REGION, SECRET_KEY
+from support.cli_env import rclone_env
 
 pytestmark = pytest.mark.clients
 
@@ -32,18 +32,7 @@ def rclone(server, home: Path, *args: str, check: bool = True, binary: bool = Fa
            stdin: bytes | None = None) -> subprocess.CompletedProcess:
     """Runs rclone with remote `ks:` pointing at `server`; `binary` keeps stdout as bytes."""
     assert RCLONE, "rclone is installed by scripts/system-deps.sh"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "RCLONE_CONFIG": str(home / "no-rclone.conf"),
-        "RCLONE_CONFIG_KS_TYPE": "s3",
-        "RCLONE_CONFIG_KS_PROVIDER": "Other",
-        "RCLONE_CONFIG_KS_ENDPOINT": server.endpoint,
-        "RCLONE_CONFIG_KS_ACCESS_KEY_ID": ACCESS_KEY,
-        "RCLONE_CONFIG_KS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "RCLONE_CONFIG_KS_REGION": REGION,
-        "RCLONE_CONFIG_KS_FORCE_PATH_STYLE": "true",
-    }
+    env = rclone_env(home, server.endpoint)
     out = subprocess.run([RCLONE, *args], capture_output=True, env=env, timeout=300,
                          input=stdin)
     out.stderr = out.stderr.decode(errors="replace")

@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from support.cluster import ACCESS_KEY, REGION, SECRET_KEY
+from support.cli_env import aws_env, rclone_env
 from support.s3client import error_code, make_client
 
 pytestmark = pytest.mark.clients
@@ -385,15 +385,7 @@ def test_pods_hold_only_ciphertext(server, s3, bucket: str) -> None:
 def aws(server, *args: str) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("aws")
     assert exe, "aws-cli is installed by the project's test dependencies"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(server.data_dir.parent),
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-    }
+    env = aws_env(server.data_dir.parent)
     out = subprocess.run([exe, "--endpoint-url", server.endpoint, *args],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, f"aws {' '.join(args)} failed:\n{out.stderr}"
@@ -428,18 +420,7 @@ def test_awscli_sse_s3_and_sse_c_multipart(server, s3, bucket: str, workdir: Pat
 def rclone(server, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("rclone")
     assert exe, "rclone is installed by scripts/system-deps.sh"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "RCLONE_CONFIG": str(home / "no-rclone.conf"),
-        "RCLONE_CONFIG_KS_TYPE": "s3",
-        "RCLONE_CONFIG_KS_PROVIDER": "Other",
-        "RCLONE_CONFIG_KS_ENDPOINT": server.endpoint,
-        "RCLONE_CONFIG_KS_ACCESS_KEY_ID": ACCESS_KEY,
-        "RCLONE_CONFIG_KS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "RCLONE_CONFIG_KS_REGION": REGION,
-        "RCLONE_CONFIG_KS_FORCE_PATH_STYLE": "true",
-    }
+    env = rclone_env(home, server.endpoint)
     out = subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, f"rclone {' '.join(args)} failed:\n{out.stderr}"
     return out
