@@ -3,12 +3,15 @@ clients configured for it the way a user would configure them."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.cluster import ServerProcess
+from support.cluster import ACCESS_KEY, SECRET_KEY, ServerProcess
 from support.s3client import make_client
 
 
@@ -45,6 +48,21 @@ def bucket(s3) -> Iterator[str]:
             s3.delete_objects(Bucket=name, Delete={"Objects": items[start:start + 1000],
                                                    "Quiet": True})
     s3.delete_bucket(Bucket=name)
+
+
+@pytest.fixture(scope="module")
+def other(server: ServerProcess) -> dict:
+    """A second user (its id, name and a client), created with `kurastore admin`."""
+    out = subprocess.run(
+        [sys.executable, "-P", "-m", "kurastore", "admin", "--endpoint", server.endpoint,
+         "user", "create", f"other-{uuid.uuid4().hex[:8]}"],
+        capture_output=True, text=True, check=True,
+        env={"KURASTORE_ACCESS_KEY": ACCESS_KEY, "KURASTORE_SECRET_KEY": SECRET_KEY,
+             "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    created = json.loads(out.stdout)
+    client = make_client(server.endpoint, created["access_key"], created["secret_key"])
+    return {"id": created["user_id"], "name": created["user"], "client": client}
 
 
 @pytest.fixture

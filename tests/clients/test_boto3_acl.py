@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -23,25 +21,10 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from support.cluster import ACCESS_KEY, REGION, SECRET_KEY
-from support.s3client import error_code, make_client
+from support.s3client import error_code
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
-
-
-@pytest.fixture(scope="module")
-def other(server) -> dict:
-    """A second user (its id, name and a client), created with `kurastore admin`."""
-    out = subprocess.run(
-        [sys.executable, "-P", "-m", "kurastore", "admin", "--endpoint", server.endpoint,
-         "user", "create", f"acl-{uuid.uuid4().hex[:8]}"],
-        capture_output=True, text=True, check=True,
-        env={"KURASTORE_ACCESS_KEY": ACCESS_KEY, "KURASTORE_SECRET_KEY": SECRET_KEY,
-             "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    created = json.loads(out.stdout)
-    client = make_client(server.endpoint, created["access_key"], created["secret_key"])
-    return {"id": created["user_id"], "name": created["user"], "client": client}
 
 
 @pytest.fixture(scope="module")

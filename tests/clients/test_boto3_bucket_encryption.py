@@ -7,11 +7,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-import uuid
 
 import pytest
 from botocore.auth import S3SigV4Auth
@@ -19,7 +16,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from support.cluster import ACCESS_KEY, REGION, SECRET_KEY
-from support.s3client import error_code, make_client
+from support.s3client import error_code
 
 pytestmark = pytest.mark.clients
 
@@ -42,21 +39,6 @@ def _error(call, *args, **kwargs) -> tuple[int, str, str]:
     resp = err.value.response
     return resp["ResponseMetadata"]["HTTPStatusCode"], error_code(err.value), resp["Error"][
         "Message"]
-
-
-@pytest.fixture(scope="module")
-def other(server) -> dict:
-    """A second user (its id and a client), created with `kurastore admin`."""
-    out = subprocess.run(
-        [sys.executable, "-P", "-m", "kurastore", "admin", "--endpoint", server.endpoint,
-         "user", "create", f"enc-{uuid.uuid4().hex[:8]}"],
-        capture_output=True, text=True, check=True,
-        env={"KURASTORE_ACCESS_KEY": ACCESS_KEY, "KURASTORE_SECRET_KEY": SECRET_KEY,
-             "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    created = json.loads(out.stdout)
-    client = make_client(server.endpoint, created["access_key"], created["secret_key"])
-    return {"id": created["user_id"], "client": client}
 
 
 def test_aes256_put_get_delete_round_trip(s3, bucket: str) -> None:

@@ -11,8 +11,6 @@ import hashlib
 import hmac
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -23,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 from botocore.exceptions import ClientError
 from support.cluster import ACCESS_KEY, REGION, SECRET_KEY
-from support.s3client import error_code, make_client
+from support.s3client import error_code
 
 pytestmark = pytest.mark.clients
 
@@ -115,20 +113,6 @@ def test_iso_8859_1_metadata_bytes_are_signed_and_stored(server, s3, bucket: str
     assert str(make_header(decode_header(note))) == "café"
 
 
-@pytest.fixture(scope="module")
-def other(server):
-    """A second user's client, created with `kurastore admin`, as an operator would."""
-    out = subprocess.run(
-        [sys.executable, "-P", "-m", "kurastore", "admin", "--endpoint", server.endpoint,
-         "user", "create", f"tags-{uuid.uuid4().hex[:8]}"],
-        capture_output=True, text=True, check=True,
-        env={"KURASTORE_ACCESS_KEY": ACCESS_KEY, "KURASTORE_SECRET_KEY": SECRET_KEY,
-             "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    created = json.loads(out.stdout)
-    return make_client(server.endpoint, created["access_key"], created["secret_key"])
-
-
 def test_policy_on_existing_object_tags(s3, bucket: str, other) -> None:
     for key, tags in (("public", {"security": "public", "x": "y"}),
                       ("private", {"security": "private"}), ("untagged", {})):
@@ -145,10 +129,10 @@ def test_policy_on_existing_object_tags(s3, bucket: str, other) -> None:
             "Condition": {"StringEquals": {"s3:ExistingObjectTag/security": "public"}},
         }],
     }))  # fmt: skip
-    assert other.get_object(Bucket=bucket, Key="public")["Body"].read() == b"public"
-    assert len(other.get_object_tagging(Bucket=bucket, Key="public")["TagSet"]) == 2
+    assert other["client"].get_object(Bucket=bucket, Key="public")["Body"].read() == b"public"
+    assert len(other["client"].get_object_tagging(Bucket=bucket, Key="public")["TagSet"]) == 2
     for key in ("private", "untagged"):
-        for call in (other.get_object, other.get_object_tagging):
+        for call in (other["client"].get_object, other["client"].get_object_tagging):
             with pytest.raises(ClientError) as err:
                 call(Bucket=bucket, Key=key)
             assert error_code(err.value) == "AccessDenied"
