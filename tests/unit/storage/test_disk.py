@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kurastore.storage import InsufficientStorage, ShardExists, ShardId, ShardNotFound
+from kurastore.storage import _disk as disk
 from kurastore.storage._direct import DirectAppender
 from kurastore.storage._disk import ShardStore
 
@@ -187,3 +189,52 @@ def test_read_range_resolves_http_ranges(store: ShardStore) -> None:
     assert rr(sid(2), None, None) == (0, 0, 0, b"")
     with pytest.raises(ShardNotFound):
         store.read_range(1, sid(3), None, None, 100)
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["o_tmpfile", "named-tmp"])
+def test_whole_writes_are_atomic_and_never_overwrite(store: ShardStore, unnamed: bool,
+                                                     monkeypatch) -> None:
+    """write_whole (the small-shard path) through an unnamed O_TMPFILE file linked into
+    place, or through a named file in tmp/ where unnamed files do not work: the same
+    guarantees either way."""
+    if unnamed:
+        assert store._unnamed_files, "O_TMPFILE works on the test machine's filesystem"
+    store._unnamed_files = unnamed
+    info = store.write_whole(3, sid(7, "0", 2), b"q" * 5000)
+    assert (info.size, store.read(3, sid(7, "0", 2))) == (5000, b"q" * 5000)
+    with pytest.raises(ShardExists):
+        store.write_whole(3, sid(7, "0", 2), b"other")
+    assert store.read(3, sid(7, "0", 2)) == b"q" * 5000
+    # The disk filling up mid-write: InsufficientStorage, and the first write into a new
+    # object leaves neither a file nor the directories it made.
+    def full(fd: int, data: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(disk, "_write_all", full)
+    with pytest.raises(InsufficientStorage):
+        store.write_whole(4, sid(8, "0", 0), b"lost")
+    assert store.list_partitions() == [3]
+    assert os.listdir(store.tmp_dir) == []
+    assert store.usage().shards == 1 and store.usage().used_bytes == 5000
+
+
+def test_whole_writes_race_deletes_of_their_object(store: ShardStore) -> None:
+    """A delete prunes the object's (empty) directory while unnamed files are written
+    into it: every write still lands, or says ShardExists, never a stray error."""
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            for round_ in range(40):
+                store.write_whole(1, sid(1, f"w{i}", round_ % 256), b"z" * 100)
+                store.delete(1, sid(1, f"w{i}", round_ % 256))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.list_partitions() == [] and store.usage().used_bytes == 0
