@@ -41,6 +41,7 @@ from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.encryption import Keyring
 from kurastore.gateway.objects.service import ObjectService
 from kurastore.gateway.objects.topology import Topology
+from kurastore.gateway.s3 import sse
 from kurastore.gateway.s3.auth import has_s3_credentials
 from kurastore.gateway.s3.frontend import (
     S3Frontend,
@@ -93,7 +94,8 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         # The metadata key also seals server-side encryption's data keys (separate KEKs
         # derived from it): every gateway of a cluster has it, so any can decrypt.
         service = ObjectService(store, pods, topology, object_config(config),
-                                keyring=Keyring(config.metadata_key))
+                                keyring=Keyring(config.metadata_key),
+                                bucket_encryption=sse.bucket_default)
         app[SERVICE] = service
         app[S3_FRONTEND] = S3Frontend(service, region=config.region, domain=config.domain)
         app[SWIFT_FRONTEND] = SwiftFrontend(

@@ -7,11 +7,12 @@ it outlives requests on purpose); nothing per request.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from kurastore.erasure import ErasureParams
+from kurastore.gateway.objects.api import EncryptionSpec
 from kurastore.gateway.objects.buckets import BucketCache
 from kurastore.gateway.objects.config import ObjectConfig, ServiceStats
 from kurastore.gateway.objects.encryption import Keyring
@@ -55,6 +56,9 @@ class ObjectContext:
     cpu: CpuPool
     stats: ServiceStats = field(default_factory=ServiceStats)
     keyring: Keyring | None = None  # None: server-side encryption is refused
+    # A bucket's default encryption, read from its settings by the protocol that stores
+    # it (S3's PutBucketEncryption); applied to every write that asks for none.
+    bucket_encryption: Callable[[Mapping[str, Any]], EncryptionSpec | None] | None = None
     # Shared by every request: one request's timeout spares the next ones the wait.
     health: PodHealth = field(init=False)
     buckets: BucketCache = field(init=False)

@@ -36,7 +36,13 @@ from kurastore.gateway.objects.errors import (
     InvalidPartOrder,
 )
 from kurastore.gateway.objects.hashing import BodyHasher
-from kurastore.gateway.objects.put import WriteGuard, current_map, queue_missing, write_part
+from kurastore.gateway.objects.put import (
+    WriteGuard,
+    current_map,
+    queue_missing,
+    with_bucket_default,
+    write_part,
+)
 from kurastore.metadata import (
     ObjectVersion,
     PartLayout,
@@ -55,6 +61,7 @@ async def create_upload(
     ctx: ObjectContext, bucket: str, key: str, opts: PutOptions
 ) -> UploadRecord:
     await ctx.buckets.get(bucket)
+    opts = await with_bucket_default(ctx, bucket, opts)
     algorithms = [checksums.normalize(a) for a in opts.checksum_algorithms]
     if len(algorithms) > 1:
         raise InvalidArgument("one checksum algorithm per multipart upload")

@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -253,10 +254,20 @@ def new_version(
     )
 
 
+async def with_bucket_default(ctx: ObjectContext, bucket: str, opts: PutOptions) -> PutOptions:
+    """A write that asks for no encryption gets its bucket's default, if any, whichever
+    protocol it came by (a Swift PUT into a bucket S3 set default encryption on too)."""
+    if opts.encryption is not None or ctx.bucket_encryption is None:
+        return opts
+    spec = ctx.bucket_encryption((await ctx.buckets.get(bucket)).settings)
+    return opts if spec is None else dataclasses.replace(opts, encryption=spec)
+
+
 async def put_object(
     ctx: ObjectContext, bucket: str, key: str, body: Body, opts: PutOptions
 ) -> ObjectVersion:
     await precheck_write(ctx.store, ctx.buckets, bucket, key, opts.conditions)
+    opts = await with_bucket_default(ctx, bucket, opts)
     hasher = BodyHasher(opts.checksum_algorithms, ctx.cpu, ctx.config.offload_bytes)
     chunks = aiter(body)
     threshold = ctx.config.inline_threshold_bytes

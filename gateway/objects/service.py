@@ -20,6 +20,7 @@ from kurastore.gateway.objects.api import (
     ByteRange,
     CompletedPart,
     CopySource,
+    EncryptionSpec,
     ObjectReader,
     PutOptions,
     ReadConditions,
@@ -63,16 +64,18 @@ class ObjectService:
     def __init__(
         self, store: Store, pods: Pods, topology: Topology, config: ObjectConfig | None = None,
         keyring: Keyring | None = None,
+        bucket_encryption: Callable[[Mapping[str, Any]], EncryptionSpec | None] | None = None,
     ) -> None:
         """`keyring`: seals the data keys of server-side encrypted objects; without one,
-        requests for encryption are refused."""
+        requests for encryption are refused. `bucket_encryption`: a bucket's default
+        encryption from its settings, for writes (of any protocol) that ask for none."""
         self.store = store
         self.pods = pods
         self.topology = topology
         self.config = config or ObjectConfig()
         self._cpu = CpuPool(self.config.cpu_threads)
         self._ctx = ObjectContext(store, pods, topology, self.config, self._cpu,
-                                  keyring=keyring)
+                                  keyring=keyring, bucket_encryption=bucket_encryption)
         self.identity = Identity(store, self.config.identity_cache_s)
 
     @property

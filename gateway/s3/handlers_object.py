@@ -23,7 +23,6 @@ from kurastore.gateway.objects.lifecycle import rules_of
 from kurastore.gateway.s3 import access, acl, lifecycle, lock, sse
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
-from kurastore.gateway.s3.bucket_encryption import default_encryption
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
 from kurastore.gateway.s3.routes import S3Op
 from kurastore.gateway.s3.xml import child_text, document, el, iso8601, parse, parse_bool, quoted
@@ -63,13 +62,8 @@ def put_options(s3: S3Request, spec: hdr.IntegritySpec, *, with_body: bool = Tru
         check=hdr.body_check(spec, lambda: body.trailers if body is not None else {}),
         conditions=hdr.write_conditions(h),
         storage_class=hdr.storage_class(h),
-        encryption=sse.write_request(h, _bucket_encryption(s3)),
+        encryption=sse.write_request(h),
     )
-
-
-def _bucket_encryption(s3: S3Request) -> dict | None:
-    """The bucket's default encryption (PutBucketEncryption), if any."""
-    return default_encryption(s3.bucket_record.settings) if s3.bucket_record else None
 
 
 def _lock_headers(s3: S3Request) -> dict[str, str]:

@@ -34,7 +34,6 @@ from kurastore.gateway.s3 import _sigv2, _sigv4, access, acl, handlers_access, p
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.auth import AuthResult, Principal
-from kurastore.gateway.s3.bucket_encryption import default_encryption
 from kurastore.gateway.s3.context import S3Request
 from kurastore.gateway.s3.routes import S3Op
 from kurastore.gateway.s3.xml import child_text, el, parse, quoted
@@ -93,7 +92,7 @@ async def post_object(
     else:
         policy = post_policy.decode(fields.get("policy", ""))
         post_policy.evaluate(policy, {**fields, "key": key}, bucket, now)
-    opts = _put_options(fields, writer, policy, default_encryption(record.settings))
+    opts = _put_options(fields, writer, policy)
     opts = dataclasses.replace(opts, headers={**opts.headers,
                                               **acl.object_headers(grants, writer)})
     version = await service.put_object(bucket, key, _file_body(file_part, policy.length), opts)
@@ -202,10 +201,7 @@ async def _file_body(
         yield chunk
 
 
-def _put_options(
-    fields: dict[str, str], user_id: str, policy: post_policy.Policy,
-    bucket_encryption: dict | None,
-) -> PutOptions:
+def _put_options(fields: dict[str, str], user_id: str, policy: post_policy.Policy) -> PutOptions:
     form = CIMultiDict(fields)
     if "acl" in fields:  # the form's canned ACL is the header's x-amz-acl
         form["x-amz-acl"] = fields["acl"]
@@ -229,7 +225,7 @@ def _put_options(
         storage_class=hdr.storage_class(form),
         checksum_algorithms=spec.algorithms,
         check=check,
-        encryption=sse.write_request(form, bucket_encryption),
+        encryption=sse.write_request(form),
     )
 
 

@@ -5,7 +5,8 @@ Rules (Amazon S3 API reference, "Protecting data with server-side encryption"):
   (`aws:kms` or `aws:kms:dsse`, with an optional key id, encryption context and
   bucket-key flag) or SSE-C (the three `...-customer-*` headers). SSE-C together with
   `x-amz-server-side-encryption`, or KMS headers without `aws:kms`, are refused.
-- A write that asks for nothing gets the bucket's default encryption, if it has one.
+- A write that asks for nothing gets the bucket's default encryption, if it has one:
+  the object service applies `bucket_default` to writes of every protocol.
 - Reads (GET, HEAD, and a copy's source through the `x-amz-copy-source-` variants)
   carry only an SSE-C key; `x-amz-server-side-encryption` on a read is refused.
 - Every error is 400 InvalidArgument (or InvalidEncryptionAlgorithmError for an SSE-C
@@ -25,6 +26,7 @@ from typing import Any
 from kurastore.gateway.objects.api import SSE_C, SSE_KMS, SSE_S3, EncryptionSpec
 from kurastore.gateway.objects.encryption import key_md5
 from kurastore.gateway.s3 import errors as s3e
+from kurastore.gateway.s3.bucket_encryption import default_encryption
 
 SSE = "x-amz-server-side-encryption"
 CUSTOMER_ALGORITHM = "x-amz-server-side-encryption-customer-algorithm"
@@ -91,10 +93,8 @@ def _kms_context(value: str | None) -> str:
     return value
 
 
-def write_request(
-    headers: Mapping[str, str], bucket_default: Mapping[str, Any] | None = None
-) -> EncryptionSpec | None:
-    """The encryption a write asks for (or its bucket's default); None: in clear."""
+def write_request(headers: Mapping[str, str]) -> EncryptionSpec | None:
+    """The encryption a write asks for; None: none (the bucket's default may apply)."""
     sse = headers.get(SSE)
     key = customer_key(headers)
     kms_key = headers.get(KMS_KEY_ID)
@@ -110,7 +110,7 @@ def write_request(
             raise s3e.InvalidArgument(
                 "Server Side Encryption with AWS KMS managed key requires HTTP header "
                 "x-amz-server-side-encryption : aws:kms")
-        return _default(bucket_default)
+        return None
     if sse == "AES256":
         if kms_key is not None or context is not None:
             raise s3e.InvalidArgument(
@@ -127,9 +127,10 @@ def write_request(
     raise s3e.InvalidArgument("The encryption method specified is not supported")
 
 
-def _default(config: Mapping[str, Any] | None) -> EncryptionSpec | None:
-    """The bucket's default encryption (PutBucketEncryption) as a spec."""
-    if not config:
+def bucket_default(settings: Mapping[str, Any]) -> EncryptionSpec | None:
+    """A bucket's default encryption (PutBucketEncryption), from its settings, as a spec."""
+    config = default_encryption(settings)
+    if config is None:
         return None
     if config.get("algorithm") in KMS_ALGORITHMS:
         return EncryptionSpec(SSE_KMS, kms_key_id=config.get("kms_key_id") or DEFAULT_KMS_KEY,

@@ -31,7 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from support.cli_env import aws_env, rclone_env
+from support.cluster import ACCESS_KEY, SECRET_KEY
 from support.s3client import error_code, make_client
+from swiftclient import client as swift_client
 
 pytestmark = pytest.mark.clients
 
@@ -504,3 +506,25 @@ def test_rclone_round_trip(server, s3, bucket: str, workdir: Path, tls_endpoint:
     back = workdir / "down.bin"
     rclone(server, workdir, "copyto", *flags, f"ks:{bucket}/up.bin", str(back))
     assert back.read_bytes() == src.read_bytes()
+
+
+# -- Bucket default encryption, whichever protocol writes ------------------------------
+
+
+def test_bucket_default_encryption_covers_swift_writes_and_copies(server, s3, bucket: str) -> None:
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    conn = swift_client.Connection(authurl=f"{server.endpoint}/auth/v1.0", user=ACCESS_KEY,
+                                   key=SECRET_KEY)
+    body = os.urandom(300 * KiB + 5)
+    conn.put_object(bucket, "via-swift", contents=body)
+    assert s3.head_object(Bucket=bucket, Key="via-swift")["ServerSideEncryption"] == "AES256"
+    assert conn.get_object(bucket, "via-swift")[1] == body
+    # A copy that asks for nothing is encrypted as the bucket says, like a PUT.
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms",
+                                                "KMSMasterKeyID": "bucket-key"}}]})
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "via-swift"})
+    head = s3.head_object(Bucket=bucket, Key="copy")
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", "bucket-key")
+    assert read(s3, bucket, "copy") == body

@@ -69,13 +69,14 @@ def test_bad_requests_are_400s(headers, error):
     assert caught.value.status == 400
 
 
-def test_bucket_default_applies_when_the_request_asks_nothing():
-    assert sse.write_request(CIMultiDict(), {"algorithm": "AES256"}).mode == SSE_S3
-    spec = sse.write_request(CIMultiDict(), {"algorithm": "aws:kms", "kms_key_id": "k9",
-                                             "bucket_key_enabled": True})
-    assert (spec.mode, spec.kms_key_id, spec.bucket_key) == (SSE_KMS, "k9", True)
-    # An explicit request wins over the default.
-    assert sse.write_request(CIMultiDict(SSE_C_HEADERS), {"algorithm": "AES256"}).mode == SSE_C
+def test_a_bucket_default_becomes_a_spec():
+    assert sse.bucket_default({}) is None
+    assert sse.bucket_default({"encryption": {"algorithm": "AES256"}}).mode == SSE_S3
+    spec = sse.bucket_default({"encryption": {"algorithm": "aws:kms:dsse", "kms_key_id": "k9",
+                                              "bucket_key_enabled": True}})
+    assert (spec.mode, spec.kms_key_id, spec.bucket_key, spec.dsse) == (SSE_KMS, "k9", True, True)
+    spec = sse.bucket_default({"encryption": {"algorithm": "aws:kms", "kms_key_id": ""}})
+    assert spec.kms_key_id == sse.DEFAULT_KMS_KEY
 
 
 def test_reads_take_only_a_customer_key():
