@@ -49,6 +49,7 @@ KEY_BYTES = 32
 INLINE_LABEL = "inline"
 _NONCE_BYTES = 12
 _FORMAT = "1"
+_KMS_KEKS_CACHED = 1024  # derived KMS key-encryption keys kept, at most
 
 
 def key_md5(customer_key: bytes) -> str:
@@ -81,6 +82,8 @@ class Keyring:
         if mode == SSE_KMS:
             kek = self._kms_keks.get(kms_key_id)
             if kek is None:
+                if len(self._kms_keks) >= _KMS_KEKS_CACHED:  # clients choose key ids
+                    self._kms_keks.clear()
                 info = b"kurastore kms kek v1:" + kms_key_id.encode("utf-8")
                 kek = self._kms_keks[kms_key_id] = AESGCM(_hkdf(self._cluster_key, info))
             return kek
