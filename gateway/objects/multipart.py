@@ -165,11 +165,9 @@ async def upload_part(
 
 
 def _part_key(ctx: ObjectContext, upload: UploadRecord, opts: PutOptions) -> bytes | None:
-    """The upload's data key: an SSE-C upload needs its customer key with every part."""
-    spec = opts.encryption
-    customer_key = spec.customer_key if spec is not None else None
-    if not upload.encryption and spec is not None and customer_key is None:
-        return None  # SSE-S3/KMS headers on a part: the upload's own settings apply
+    """The upload's data key: an SSE-C upload needs its customer key with every part;
+    the upload's own settings apply whatever else a part's request says."""
+    customer_key = opts.encryption.customer_key if opts.encryption is not None else None
     return data_key_of(ctx.keyring, upload.encryption, upload.object_id, customer_key)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from kurastore.gateway.objects.api import SSE_C, SSE_KMS, SSE_S3, EncryptionSpec
 from kurastore.gateway.objects.encryption import key_md5
 from kurastore.gateway.s3 import errors as s3e
-from kurastore.gateway.s3.bucket_encryption import default_encryption
+from kurastore.gateway.s3.bucket_encryption import KMS_ALGORITHMS, default_encryption
 
 SSE = "x-amz-server-side-encryption"
 CUSTOMER_ALGORITHM = "x-amz-server-side-encryption-customer-algorithm"
@@ -39,7 +39,6 @@ COPY_SOURCE = "x-amz-copy-source-"  # replaces "x-amz-" in the SSE-C names of a 
 # The key an SSE-KMS request without a key id is encrypted under (AWS: the account's
 # AWS managed key for S3, named by this alias).
 DEFAULT_KMS_KEY = "aws/s3"
-KMS_ALGORITHMS = ("aws:kms", "aws:kms:dsse")
 
 
 def customer_key(headers: Mapping[str, str], prefix: str = "") -> bytes | None:
