@@ -148,15 +148,21 @@ def test_stray_files_are_ignored(store: ShardStore) -> None:
     assert (store.root / "shards" / "2" / f"{1:032x}" / "junk.txt").exists()
 
 
-def test_concurrent_writes_and_deletes_in_one_object(store: ShardStore) -> None:
-    # Deletes prune the object's directory while other writers place shards into it.
+@pytest.mark.parametrize("whole", [False, True], ids=["streamed", "whole"])
+def test_concurrent_writes_and_deletes_in_one_object(store: ShardStore, whole: bool) -> None:
+    """Deletes prune the object's directory while other writers place shards into it
+    (for whole writes, while their unnamed O_TMPFILE file is in it): every write lands."""
     errors: list[BaseException] = []
 
     def writer(i: int) -> None:
         try:
-            for round_ in range(30):
-                put(store, 1, sid(1, f"t{i}", round_ % 256), b"z" * 10)
-                store.delete(1, sid(1, f"t{i}", round_ % 256))
+            for round_ in range(40):
+                shard = sid(1, f"t{i}", round_ % 256)
+                if whole:
+                    store.write_whole(1, shard, b"z" * 100)
+                else:
+                    put(store, 1, shard, b"z" * 10)
+                store.delete(1, shard)
         except BaseException as exc:
             errors.append(exc)
 
@@ -216,25 +222,3 @@ def test_whole_writes_are_atomic_and_never_overwrite(store: ShardStore, unnamed:
     assert store.list_partitions() == [3]
     assert os.listdir(store.tmp_dir) == []
     assert store.usage().shards == 1 and store.usage().used_bytes == 5000
-
-
-def test_whole_writes_race_deletes_of_their_object(store: ShardStore) -> None:
-    """A delete prunes the object's (empty) directory while unnamed files are written
-    into it: every write still lands, or says ShardExists, never a stray error."""
-    errors: list[BaseException] = []
-
-    def writer(i: int) -> None:
-        try:
-            for round_ in range(40):
-                store.write_whole(1, sid(1, f"w{i}", round_ % 256), b"z" * 100)
-                store.delete(1, sid(1, f"w{i}", round_ % 256))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert store.list_partitions() == [] and store.usage().used_bytes == 0
