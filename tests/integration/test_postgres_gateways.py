@@ -78,6 +78,22 @@ def test_three_gateways_share_objects_uploads_and_conditions(gateways) -> None:
     )
     assert clients[1].get_object(Bucket="shared", Key="big")["Body"].read() == p1 + p2
 
+    # Encrypted objects: any gateway of the cluster opens a data key another one sealed
+    # (they share the metadata key), for uploads too.
+    up = clients[0].create_multipart_upload(Bucket="shared", Key="sealed",
+                                            ServerSideEncryption="AES256")["UploadId"]
+    e1 = clients[1].upload_part(Bucket="shared", Key="sealed", UploadId=up, PartNumber=1,
+                                Body=p1)
+    clients[2].complete_multipart_upload(
+        Bucket="shared", Key="sealed", UploadId=up,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1["ETag"]}]})
+    clients[2].put_object(Bucket="shared", Key="kms", Body=p2, ServerSideEncryption="aws:kms",
+                          SSEKMSKeyId="team-a")
+    sealed = clients[1].get_object(Bucket="shared", Key="sealed", Range="bytes=17-100016")
+    assert sealed["ServerSideEncryption"] == "AES256"
+    assert sealed["Body"].read() == p1[17:100017]
+    assert clients[0].get_object(Bucket="shared", Key="kms")["Body"].read() == p2
+
     # If-None-Match: * from two gateways at once: exactly one wins, every round.
     for round_ in range(8):
         barrier = threading.Barrier(2)
