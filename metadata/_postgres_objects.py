@@ -38,6 +38,7 @@ from kurastore.metadata._records import (
 )
 from kurastore.metadata._sqlite_rows import (
     VERSION_COLS,
+    check_conditions,
     decode_version,
     dumps,
     has_shards,
@@ -349,22 +350,6 @@ async def _drop_row(conn: Conn, bid: int, row: Row) -> None:
             conn, [ShardRef(row[3], row[8], row[9], row[13])],
             not_before=time.time() + REMOVED_VERSION_GRACE_S,
         )
-
-
-def check_conditions(
-    current: Row | None, if_match: str | None, if_none_match: str | None
-) -> None:
-    """As ks_commit checks them (and the SQLite backend): If-None-Match "*" fails on
-    any current version, an etag only on a current version with that etag."""
-    live = current is not None and not current[4]
-    if if_none_match is not None and live:
-        refused = if_none_match.strip('"')
-        if refused == "*" or current[6] == refused:
-            raise PreconditionFailed("If-None-Match: the object exists")
-    if if_match is not None:
-        wanted = if_match.strip('"')
-        if not live or (wanted != "*" and current[6] != wanted):
-            raise PreconditionFailed("If-Match: the ETag does not match")
 
 
 def _delete_marker(bucket: str, key: str) -> ObjectVersion:

@@ -27,7 +27,6 @@ from kurastore.metadata._sqlite import WriteTx
 from kurastore.metadata._sqlite_admin import check_epoch
 from kurastore.metadata._sqlite_objects import (
     bucket_ref,
-    check_conditions,
     clear_pending,
     install,
     newest_row,
@@ -35,6 +34,7 @@ from kurastore.metadata._sqlite_objects import (
 from kurastore.metadata._sqlite_queues import queue_refs
 from kurastore.metadata._sqlite_rows import (
     UPLOAD_COLS,
+    check_conditions,
     decode_upload,
     dumps,
     key_bytes,

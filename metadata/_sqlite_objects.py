@@ -33,6 +33,7 @@ from kurastore.metadata._sqlite_queues import queue_refs
 from kurastore.metadata._sqlite_rows import (
     INSERT_VERSION,
     VERSION_COLS,
+    check_conditions,
     decode_version,
     dumps,
     has_shards,
@@ -189,23 +190,6 @@ def _drop_row(tx: WriteTx, bucket: str, bid: int, row: Row, is_latest: bool) -> 
             not_before=time.time() + REMOVED_VERSION_GRACE_S,
         )
     return gone
-
-
-def check_conditions(
-    current: Row | None, if_match: str | None, if_none_match: str | None
-) -> None:
-    """If-None-Match "*" fails on any current (non-delete-marker) version, an etag
-    only on a current version with that etag; If-Match needs a current version
-    with its etag (any, for "*"). Etags compare without quotes."""
-    live = current is not None and not current[4]
-    if if_none_match is not None and live:
-        refused = if_none_match.strip('"')
-        if refused == "*" or current[6] == refused:  # type: ignore[index]
-            raise PreconditionFailed("If-None-Match: the object exists")
-    if if_match is not None:
-        wanted = if_match.strip('"')
-        if not live or (wanted != "*" and current[6] != wanted):  # type: ignore[index]
-            raise PreconditionFailed("If-Match: the ETag does not match")
 
 
 def install(

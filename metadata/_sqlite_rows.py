@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kurastore.metadata._records import (
@@ -24,6 +24,7 @@ from kurastore.metadata._records import (
     PartLayout,
     UploadRecord,
 )
+from kurastore.metadata.errors import PreconditionFailed
 
 _SEQ_SPACE = (1 << 64) - 1
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -200,3 +201,22 @@ def loads(text: str) -> Any:
 
 def is_null(version_id: str) -> bool:
     return version_id == NULL_VERSION
+
+
+def check_conditions(
+    current: Sequence[Any] | None, if_match: str | None, if_none_match: str | None
+) -> None:
+    """Both backends' write conditions, on the key's newest row (VERSION_COLS order, or
+    at least its first seven columns): If-None-Match "*" fails on any current
+    (non-delete-marker) version, an etag only on a current version with that etag;
+    If-Match needs a current version with its etag (any, for "*"). Etags compare
+    without quotes. (PostgreSQL's ks_commit_v6 checks the same in SQL.)"""
+    live = current is not None and not current[4]
+    if if_none_match is not None and live:
+        refused = if_none_match.strip('"')
+        if refused == "*" or current[6] == refused:
+            raise PreconditionFailed("If-None-Match: the object exists")
+    if if_match is not None:
+        wanted = if_match.strip('"')
+        if not live or (wanted != "*" and current[6] != wanted):
+            raise PreconditionFailed("If-Match: the ETag does not match")

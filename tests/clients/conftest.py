@@ -3,15 +3,12 @@ clients configured for it the way a user would configure them."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.cluster import ACCESS_KEY, SECRET_KEY, ServerProcess
+from support.cluster import ServerProcess, create_user
 from support.s3client import make_client
 
 
@@ -53,14 +50,7 @@ def bucket(s3) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def other(server: ServerProcess) -> dict:
     """A second user (its id, name and a client), created with `kurastore admin`."""
-    out = subprocess.run(
-        [sys.executable, "-P", "-m", "kurastore", "admin", "--endpoint", server.endpoint,
-         "user", "create", f"other-{uuid.uuid4().hex[:8]}"],
-        capture_output=True, text=True, check=True,
-        env={"KURASTORE_ACCESS_KEY": ACCESS_KEY, "KURASTORE_SECRET_KEY": SECRET_KEY,
-             "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    created = json.loads(out.stdout)
+    created = create_user(server, f"other-{uuid.uuid4().hex[:8]}")
     client = make_client(server.endpoint, created["access_key"], created["secret_key"])
     return {"id": created["user_id"], "name": created["user"], "client": client}
 

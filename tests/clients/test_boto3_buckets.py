@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import concurrent.futures
-import json
-import subprocess
-import sys
 import uuid
 
 import pytest
 from botocore.exceptions import ClientError
-from support.cluster import ACCESS_KEY, SECRET_KEY
+from support.cluster import ACCESS_KEY, SECRET_KEY, create_user
 from support.s3client import error_code, make_client
 
 pytestmark = pytest.mark.clients
@@ -100,14 +97,7 @@ def test_max_keys_zero_and_url_encoding(s3, bucket: str) -> None:
 
 
 def test_another_users_bucket_is_access_denied(server, s3, bucket: str) -> None:
-    out = subprocess.run(
-        [sys.executable, "-P", "-m", "kurastore", "admin", "--endpoint", server.endpoint,
-         "user", "create", f"u{uuid.uuid4().hex[:8]}"],
-        capture_output=True, text=True, check=True,
-        env={"KURASTORE_ACCESS_KEY": ACCESS_KEY, "KURASTORE_SECRET_KEY": SECRET_KEY,
-             "PATH": "/usr/bin:/bin"},
-    )
-    created = json.loads(out.stdout)
+    created = create_user(server, f"u{uuid.uuid4().hex[:8]}")
     assert set(created) >= {"user", "access_key", "secret_key"}
     other = make_client(server.endpoint, created["access_key"], created["secret_key"])
     assert other.list_buckets()["Buckets"] == []

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import hashlib
-import ipaddress
 import json
 import os
 import shutil
@@ -26,10 +24,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from support.certs import CertificateAuthority
 from support.cli_env import aws_env, rclone_env
 from support.cluster import ACCESS_KEY, SECRET_KEY
 from support.s3client import error_code, make_client
@@ -431,23 +426,10 @@ def rclone(server, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 RCLONE_KEY = "0123456789abcdefghijklmnopqrstuv"  # 32 characters: the raw AES-256 key
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
+def _server_certificate(directory: Path) -> tuple[Path, Path]:
     """A throwaway certificate for 127.0.0.1 (rclone runs with --no-check-certificate)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    CertificateAuthority.create().issue(cert_path, key_path, "127.0.0.1", server=True)
     return cert_path, key_path
 
 
@@ -466,7 +448,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 def tls_endpoint(server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """HTTPS in front of the server: rclone's AWS SDK refuses to send SSE-C keys over
     plain HTTP ("cannot send SSE keys over HTTP"); a user would have a TLS frontend too."""
-    cert, key = _self_signed(tmp_path_factory.mktemp("tls"))
+    cert, key = _server_certificate(tmp_path_factory.mktemp("tls"))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     loop = asyncio.new_event_loop()

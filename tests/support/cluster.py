@@ -7,6 +7,7 @@ pods the way a fault would.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -139,3 +140,16 @@ def _wait_gone(pid: int, timeout_s: float = 10.0) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.05)
+
+
+def create_user(server: ServerProcess, name: str) -> dict:
+    """A new user made as an operator would, with `kurastore admin user create NAME`
+    as root: its JSON answer (user, user_id, access_key, secret_key)."""
+    out = subprocess.run(
+        [sys.executable, "-P", "-m", "kurastore", "admin", "--endpoint", server.endpoint,
+         "user", "create", name],
+        capture_output=True, text=True, check=True,
+        env={"KURASTORE_ACCESS_KEY": ACCESS_KEY, "KURASTORE_SECRET_KEY": SECRET_KEY,
+             "PATH": "/usr/bin:/bin"},
+    )
+    return json.loads(out.stdout)

@@ -16,8 +16,6 @@ Rules:
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import shutil
@@ -35,11 +33,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 from lightkube import AsyncClient, Client, KubeConfig
+
+from support.certs import CertificateAuthority, new_key, write_key
 
 __all__ = ["ADMIN_USER", "CONTROLLERS", "ControlPlane", "ensure_binaries", "free_port",
            "wait_until"]
@@ -105,64 +102,6 @@ def ensure_binaries() -> Path:
     return path
 
 
-# -- certificates ---------------------------------------------------------------------------
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
-
-
-@dataclass
-class _CA:
-    key: ec.EllipticCurvePrivateKey
-    cert: x509.Certificate
-
-    @classmethod
-    def create(cls) -> _CA:
-        key = _key()
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kurastore-test-ca")])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(hours=1))
-                .not_valid_after(now + datetime.timedelta(days=2))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
-                                             False, False), critical=True)
-                .sign(key, hashes.SHA256()))
-        return cls(key, cert)
-
-    def issue(self, cert_path: Path, key_path: Path, common_name: str,
-              organizations: Sequence[str] = (), server: bool = False) -> None:
-        key = _key()
-        attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
-        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-        now = datetime.datetime.now(datetime.UTC)
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = (x509.CertificateBuilder().subject_name(x509.Name(attrs))
-                   .issuer_name(self.cert.subject).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(hours=1))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
-        if server:
-            builder = builder.add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.DNSName("kubernetes.default.svc"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-            ]), critical=False)
-        cert = builder.sign(self.key, hashes.SHA256())
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(key, key_path)
-
-
 # -- the control plane ----------------------------------------------------------------------
 
 
@@ -184,7 +123,7 @@ class ControlPlane:
     etcd_peer_port: int = field(default_factory=free_port)
     components: list[_Component] = field(default_factory=list)
     started_s: float = 0.0  # how long start() took
-    _ca: _CA | None = None
+    _ca: CertificateAuthority | None = None
     _shm: Path | None = None
     _certs: dict[tuple[str, tuple[str, ...]], tuple[Path, Path]] = field(default_factory=dict)
 
@@ -257,12 +196,12 @@ class ControlPlane:
         self._wait("kube-controller-manager", deadline, lambda: _http_ok(url, ctx))
 
     def _write_certs(self) -> None:
-        self._ca = _CA.create()
+        self._ca = CertificateAuthority.create()
         self.ca_path.write_bytes(self._ca.cert.public_bytes(serialization.Encoding.PEM))
         self._ca.issue(self.workdir / "serving.crt", self.workdir / "serving.key",
                        "kube-apiserver", server=True)
-        sa = _key()
-        _write_key(sa, self.workdir / "sa.key")
+        sa = new_key()
+        write_key(sa, self.workdir / "sa.key")
         (self.workdir / "sa.pub").write_bytes(sa.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 
