@@ -274,3 +274,48 @@ async def test_keepalive_timeout_closes_silent_and_stalled_connections(pod: Any)
     finally:
         for conn in (silent, stalled, used):
             conn.close()
+
+
+async def test_bodies_larger_than_a_write_batch_are_streamed_in_the_lane(
+    tmp_path: Any, client: Any, start_pod: Any
+) -> None:
+    pod = await start_pod(tmp_path / "pod", client, write_batch_bytes=64 << 10)
+    try:
+        data = os.urandom((1 << 20) + 7)  # 16 batches and a bit
+        conn = await Conn.open(pod.url)
+        try:
+            status, _, body = await conn.call("PUT", _target(5, _sid(1)), data)
+            assert status == 201 and json.loads(body)["size"] == len(data)
+            # Refused before the body is taken (the shard exists): the answer comes at
+            # once and the connection closes, since the unread body cannot be told apart
+            # from a next request.
+            conn.send(conn.request_bytes("PUT", _target(5, _sid(1)), data))
+            status, headers, body = await conn.answer()
+            assert (status, headers.get("connection")) == (409, "close")
+            assert b"ShardExists" in body
+        finally:
+            conn.close()
+        assert await pod.client.read_shard(pod.url, 5, _sid(1)) == data
+        # Cut off half way: nothing stored, nothing left behind.
+        conn = await Conn.open(pod.url)
+        request = conn.request_bytes("PUT", _target(5, _sid(2)), data)
+        conn.send(request[: len(request) // 2])
+        await conn.writer.drain()
+        conn.close()
+        cut_off = 'kurastore_pod_requests_total{op="PutShard",status="499"} 1.0'
+        for _ in range(100):  # until the pod has given up on the body
+            conn = await Conn.open(pod.url)
+            try:
+                metrics = (await conn.call("GET", "/metrics"))[2].decode()
+            finally:
+                conn.close()
+            if cut_off in metrics:
+                break
+            await asyncio.sleep(0.02)
+        assert cut_off in metrics
+        assert os.listdir(pod.data_dir / "tmp") == []
+        with pytest.raises(ShardNotFound):
+            await pod.client.head_shard(pod.url, 5, _sid(2))
+        assert (await pod.client.usage(pod.url)).used_bytes == len(data)
+    finally:
+        await pod.server.close()
