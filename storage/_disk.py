@@ -18,7 +18,8 @@ Rules:
   InsufficientStorage after the partial file is removed; reads are unaffected.
 - Empty object and partition directories are removed after deletes, so listing shows only
   partitions that hold shards.
-- Everything here blocks: the server calls it from its bounded I/O executor, never the loop.
+- Everything here blocks: the lane calls it from its connection threads, the aiohttp app
+  from its bounded I/O executor; never from the event loop.
 """
 
 from __future__ import annotations

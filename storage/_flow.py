@@ -1,5 +1,5 @@
-"""Write flow control for the lean HTTP protocols of this package (the pod's lane, the
-gateway's wire client): both wait, with a future, while their transport's buffer is full."""
+"""Write flow control for the lean asyncio HTTP protocol of this package (the gateway's
+wire client): it waits, with a future, while its transport's buffer is full."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from typing import Any
 
 import pytest
@@ -319,3 +320,18 @@ async def test_bodies_larger_than_a_write_batch_are_streamed_in_the_lane(
         assert (await pod.client.usage(pod.url)).used_bytes == len(data)
     finally:
         await pod.server.close()
+
+
+async def test_connections_beyond_the_thread_cap_are_served_by_aiohttp(pod: Any) -> None:
+    pod.server.listener._lane.max_threads = 0  # every new connection goes to aiohttp
+    before = {t for t in threading.enumerate() if t.name == "pod-lane"}
+    conn = await Conn.open(pod.url)
+    try:
+        data = os.urandom(300_000)
+        assert (await conn.call("PUT", _target(3, _sid(9)), data))[0] == 201
+        status, _, body = await conn.call("GET", _target(3, _sid(9)),
+                                          headers={"Range": "bytes=5-9"})
+        assert (status, body) == (206, data[5:10])
+    finally:
+        conn.close()
+    assert {t for t in threading.enumerate() if t.name == "pod-lane"} <= before
