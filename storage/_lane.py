@@ -289,7 +289,7 @@ class _LaneConnection:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, wait)
             while self._serve_one():
                 pass
-        except OSError:
+        except (OSError, _CutOff):
             pass  # the peer went away, or shutdown cut the socket
         except Exception:
             log.exception("lane connection from %s failed", self.remote)
@@ -407,18 +407,14 @@ class _LaneConnection:
                 self._send_then_linger(status, name, str(exc))
                 keep = False
             else:
-                self._send(status, _error_body(name, str(exc)), _JSON, close=close_after)
-        except (_CutOff, OSError) as exc:
+                keep = self._send_error(status, name, str(exc), close_after)
+        except _CutOff as exc:
             status, keep = 499, False
             log.info("%s %s cut off: %s", request.method, request.target, exc)
-        except Exception:
+        except Exception:  # a disk error (EIO, ...) or a bug: the aiohttp app's 500
             log.exception("internal error on %s %s", request.method, request.target)
             status, keep = 500, False
-            try:
-                self._send(500, _error_body("InternalError", "internal error"), _JSON,
-                           close=True)
-            except OSError:
-                pass
+            self._send_error(500, "InternalError", "internal error", True)
         finally:
             self._observe(request, op, status, sent)
         return keep
@@ -468,7 +464,10 @@ class _LaneConnection:
         into[:got] = self._pending[:got]
         del self._pending[:got]
         while got < want:
-            n = self.sock.recv_into(into[got:want])  # EAGAIN (OSError) when the peer stalls
+            try:
+                n = self.sock.recv_into(into[got:want])  # EAGAIN when the peer stalls
+            except OSError as exc:
+                raise _CutOff(f"after {done + got} of {length} bytes: {exc}") from exc
             if n == 0:
                 raise _CutOff(f"after {done + got} of {length} bytes")
             got += n
@@ -495,7 +494,11 @@ class _LaneConnection:
         with file:
             count = found.stop - found.start
             self._send(status, b"", _OCTETS, extra, close=close_after, length=count)
-            if self.sock.sendfile(file, found.start, count) != count:
+            try:
+                sent = self.sock.sendfile(file, found.start, count)
+            except OSError as exc:
+                raise _CutOff(str(exc)) from exc
+            if sent != count:
                 raise _CutOff("the shard shrank while it was sent")
         return status, count
 
@@ -507,19 +510,16 @@ class _LaneConnection:
         if request is not None:
             self._observe(request, _op_of(request), refusal.status, 0)
         if request is None or _length_of(request) == 0:
-            try:
-                self._send(refusal.status, _error_body(refusal.name, str(refusal)), _JSON,
-                           close=True)
-            except OSError:
-                pass
+            self._send_error(refusal.status, refusal.name, str(refusal), True)
             return
         self._send_then_linger(refusal.status, refusal.name, str(refusal))
 
     def _send_then_linger(self, status: int, name: str, message: str) -> None:
         """Answer with `Connection: close`, then drop what the peer still sends (see
         _refuse) until it closes or `_LINGER_S` has passed."""
+        if not self._send_error(status, name, message, True):
+            return
         try:
-            self._send(status, _error_body(name, message), _JSON, close=True)
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
             return
@@ -548,16 +548,27 @@ class _LaneConnection:
                 f"Content-Type: {content_type}\r\n"
                 f"Content-Length: {len(body) if length is None else length}\r\n{extra}\r\n"
                 ).encode()
-        if not body:
-            self.sock.sendall(head)
-            return
-        # Head and body in one system call, without joining (copying) them.
-        sent = self.sock.sendmsg([head, body])
-        if sent < len(head):
-            self.sock.sendall(head[sent:])
-            sent = len(head)
-        if sent - len(head) < len(body):
-            self.sock.sendall(memoryview(body)[sent - len(head):])
+        try:
+            if not body:
+                self.sock.sendall(head)
+                return
+            # Head and body in one system call, without joining (copying) them.
+            sent = self.sock.sendmsg([head, body])
+            if sent < len(head):
+                self.sock.sendall(head[sent:])
+                sent = len(head)
+            if sent - len(head) < len(body):
+                self.sock.sendall(memoryview(body)[sent - len(head):])
+        except OSError as exc:  # EAGAIN when the peer stops reading, EPIPE, resets
+            raise _CutOff(str(exc)) from exc
+
+    def _send_error(self, status: int, name: str, message: str, close: bool) -> bool:
+        """Answer with a JSON error; False if the peer could not be told."""
+        try:
+            self._send(status, _error_body(name, message), _JSON, close=close)
+        except _CutOff:
+            return False
+        return True
 
     def _observe(self, request: _Request, op: str, status: int, bytes_out: int) -> None:
         self.lane.metrics.observe(

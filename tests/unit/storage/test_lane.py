@@ -7,6 +7,7 @@ PodListener); these look at the connection-level behaviour only the lane has."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import threading
@@ -335,3 +336,25 @@ async def test_connections_beyond_the_thread_cap_are_served_by_aiohttp(pod: Any)
     finally:
         conn.close()
     assert {t for t in threading.enumerate() if t.name == "pod-lane"} <= before
+
+
+async def test_a_disk_error_is_an_internal_error_not_a_cut_off(
+    pod: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    from kurastore.storage.server import SHARD_STORE
+
+    def failing_disk(*_args: Any) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(pod.app[SHARD_STORE], "write_whole", failing_disk)
+    caplog.set_level("INFO", logger="kurastore.storage")
+    conn = await Conn.open(pod.url)
+    try:
+        status, headers, body = await conn.call("PUT", _target(2, _sid(3)), b"lost")
+        assert (status, headers.get("connection")) == (500, "close")
+        assert json.loads(body)["error"] == "InternalError"
+        assert await conn.closed_by_peer()
+    finally:
+        conn.close()
+    assert any(r.levelname == "ERROR" and "internal error on PUT" in r.getMessage()
+               for r in caplog.records)
