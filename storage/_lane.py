@@ -13,11 +13,10 @@ per PUT). Blocking calls release the GIL, so threads of one pod overlap on the d
 What it takes: PUT of a shard with a Content-Length (up to one write batch: the whole
 body, then one ShardStore call; larger: a batch at a time into a ShardWriter), and GET of
 a shard with no Range or one `bytes=a-b | a- | -n` range (small reads answered from
-memory, large ones with sendfile). Anything else
-(chunked PUTs, Expect, other routes and methods, odd headers) is handed to the
-aiohttp app on the event loop, on the same connection, at a request boundary, with the
-bytes already received; the connection then stays with aiohttp. Connections beyond
-`max_threads` go to aiohttp straight away.
+memory, large ones with sendfile). Anything else (chunked PUTs, Expect, other routes and
+methods, odd headers) is handed to the aiohttp app on the event loop, on the same
+connection, at a request boundary, with the bytes already received; the connection then
+stays with aiohttp. Connections beyond `max_threads` go to aiohttp straight away.
 
 Rules:
 - Auth and name checks come before the body is read; a refused request is answered with
@@ -107,7 +106,6 @@ class LaneServer:
         self.config: PodConfig = app[server.POD_CONFIG]
         self.store: ShardStore = app[server.SHARD_STORE]
         self.metrics: PodMetrics = app[server.POD_METRICS]
-        self.status_of = server.STATUS_OF
         self.inline_read_bytes = server.INLINE_READ_BYTES
         self.fallback = fallback
         self.loop = loop
@@ -534,11 +532,10 @@ class _LaneConnection:
             except OSError:
                 return
 
-    def _status_of(self, exc: PodError) -> tuple[int, str]:
-        for cls in type(exc).__mro__:
-            if cls in self.lane.status_of:
-                return self.lane.status_of[cls], type(exc).__name__
-        return 500, "InternalError"
+    @staticmethod
+    def _status_of(exc: PodError) -> tuple[int, str]:
+        status = server.status_of(exc)
+        return (500, "InternalError") if status is None else (status, type(exc).__name__)
 
     def _send(self, status: int, body: bytes | bytearray | memoryview, content_type: str,
               extra: str = "", *, close: bool = False, length: int | None = None) -> None:

@@ -69,6 +69,7 @@ __all__ = [
     "STATUS_OF",
     "PodState",
     "build_pod_app",
+    "status_of",
 ]
 
 log = logging.getLogger("kurastore.storage")
@@ -190,14 +191,22 @@ async def _authenticate(request: web.Request, handler: Callable[..., Any]) -> we
     return await _map_errors(request, handler)
 
 
+def status_of(exc: PodError) -> int | None:
+    """The HTTP status that answers `exc` (by its class or a base in STATUS_OF)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return None
+
+
 async def _map_errors(request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
     try:
         return await handler(request)
     except PodError as exc:
-        for cls in type(exc).__mro__:
-            if cls in STATUS_OF:
-                return _error(STATUS_OF[cls], type(exc).__name__, str(exc))
-        raise
+        status = status_of(exc)
+        if status is None:
+            raise
+        return _error(status, type(exc).__name__, str(exc))
     except web.HTTPException:
         raise
     except Exception:

@@ -333,9 +333,10 @@ async def test_connections_beyond_the_thread_cap_are_served_by_aiohttp(pod: Any)
         status, _, body = await conn.call("GET", _target(3, _sid(9)),
                                           headers={"Range": "bytes=5-9"})
         assert (status, body) == (206, data[5:10])
+        # Checked while the connection is open: a lane thread would still be serving it.
+        assert {t for t in threading.enumerate() if t.name == "pod-lane"} <= before
     finally:
         conn.close()
-    assert {t for t in threading.enumerate() if t.name == "pod-lane"} <= before
 
 
 async def test_a_disk_error_is_an_internal_error_not_a_cut_off(
