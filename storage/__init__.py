@@ -6,7 +6,7 @@ with an underscore. Rules: storage knows the frame format of kurastore.erasure (
 and nothing else of kurastore; gateways talk to pods only through PodClient.
 """
 
-from kurastore.storage.api import PodUsage, ShardId, ShardInfo, VerifyResult
+from kurastore.storage.api import PodUsage, ShardId, ShardInfo, ShardPut, ShardRead, VerifyResult
 from kurastore.storage.client import PodClient
 from kurastore.storage.config import PodConfig
 from kurastore.storage.errors import (
@@ -15,6 +15,7 @@ from kurastore.storage.errors import (
     InvalidShardName,
     PodAuthError,
     PodError,
+    PodTimedOut,
     PodUnavailable,
     ShardExists,
     ShardNotFound,
@@ -29,12 +30,15 @@ __all__ = [
     "PodClient",
     "PodConfig",
     "PodError",
+    "PodTimedOut",
     "PodUnavailable",
     "PodUsage",
     "ShardExists",
     "ShardId",
     "ShardInfo",
     "ShardNotFound",
+    "ShardPut",
+    "ShardRead",
     "ShardStore",
     "ShardTooLarge",
     "VerifyResult",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from kurastore.storage._buffers import receive_buffer
 from kurastore.storage._flow import WriteFlow
 
-__all__ = ["BodyLengthError", "WireError", "WirePool", "WireResponse"]
+__all__ = ["BodyLengthError", "WireError", "WirePool", "WireResponse", "parse_head"]
 
 _MAX_HEAD = 64 << 10
 _HEAD_READ = 64 << 10  # the scratch buffer response heads (and small answers) are read into
@@ -155,26 +155,12 @@ class _Connection(WriteFlow, asyncio.BufferedProtocol):
                 if len(self._head_bytes) > _MAX_HEAD:
                     raise WireError("response head too large")
                 return None
-            lines = bytes(self._head_bytes[:end]).decode("latin-1").split("\r\n")
-            parts = lines[0].split(" ", 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-                raise WireError(f"bad status line {lines[0][:80]!r}")
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                name, sep, value = line.partition(":")
-                if not sep:
-                    raise WireError(f"bad header line {line[:80]!r}")
-                headers[name.strip().lower()] = value.strip()
-            length = headers.get("content-length", "")
-            if not length.isdigit() or int(length) > self.max_body:
-                raise WireError(f"response without a usable Content-Length ({length!r})")
-            if parts[0] == "HTTP/1.0" or headers.get("connection", "").lower() == "close":
-                headers["connection"] = "close"
-            self._head = (int(parts[1]), headers, int(length))
+            self._head = parse_head(self._head_bytes[:end], self.max_body)
+            length = self._head[2]
             early = memoryview(self._head_bytes)[end + 4 :]  # body bytes read with the head
-            if len(early) > int(length):
+            if len(early) > length:
                 raise WireError("more bytes than the response's Content-Length")
-            self._body = receive_buffer(int(length))  # every byte is received into it
+            self._body = receive_buffer(length)  # every byte is received into it
             self._body[: len(early)] = early
             self._received = len(early)
             early.release()
@@ -186,6 +172,29 @@ class _Connection(WriteFlow, asyncio.BufferedProtocol):
             return None
         body, self._body, self._received = self._body, bytearray(), 0
         return WireResponse(status, headers, body)
+
+
+def parse_head(
+    head: bytes | bytearray | memoryview, max_body: int
+) -> tuple[int, dict[str, str], int]:
+    """(status, lower-case headers, Content-Length) of a response head without its
+    blank line; `Connection: close` is set for HTTP/1.0 too. Raises WireError."""
+    lines = bytes(head).decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise WireError(f"bad status line {lines[0][:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise WireError(f"bad header line {line[:80]!r}")
+        headers[name.strip().lower()] = value.strip()
+    length = headers.get("content-length", "")
+    if not length.isdigit() or int(length) > max_body:
+        raise WireError(f"response without a usable Content-Length ({length!r})")
+    if parts[0] == "HTTP/1.0" or headers.get("connection", "").lower() == "close":
+        headers["connection"] = "close"
+    return int(parts[1]), headers, int(length)
 
 
 class WirePool:

@@ -12,7 +12,9 @@ Rules:
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kurastore.storage.errors import InvalidShardName
@@ -24,6 +26,8 @@ __all__ = [
     "PodUsage",
     "ShardId",
     "ShardInfo",
+    "ShardPut",
+    "ShardRead",
     "VerifyResult",
     "object_path",
     "partition_path",
@@ -118,6 +122,32 @@ class ShardInfo:
     shard: ShardId
     size: int
     mtime: float
+
+
+@dataclass(frozen=True)
+class ShardPut:
+    """One shard of a burst write (PodClient.put_shards): its bytes are `pieces`, back to
+    back. Once another shard of the burst is stored, this one is waited on for the burst's
+    grace, but never longer than `patience_s`."""
+
+    url: str | None  # None: the pod has no address, the put fails without a request
+    partition: int
+    shard: ShardId
+    pieces: Sequence[bytes | bytearray | memoryview]
+    patience_s: float = math.inf
+
+
+@dataclass(frozen=True)
+class ShardRead:
+    """One shard byte range of a burst read (PodClient.read_shards), given up on after
+    `timeout_s`."""
+
+    url: str | None  # None: the read fails without a request
+    partition: int
+    shard: ShardId
+    offset: int
+    length: int
+    timeout_s: float = math.inf
 
 
 @dataclass(frozen=True)

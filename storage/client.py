@@ -19,19 +19,23 @@ import asyncio
 import functools
 import json
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
-from kurastore.storage._wire import BodyLengthError, WireError, WirePool
+from kurastore.storage._burst import BurstPool, BurstRequest, BurstStalled
+from kurastore.storage._wire import BodyLengthError, WireError, WirePool, WireResponse
 from kurastore.storage.api import (
     AUTH_HEADER,
     MTIME_HEADER,
     PodUsage,
     ShardId,
     ShardInfo,
+    ShardPut,
+    ShardRead,
     VerifyResult,
     object_path,
     partition_path,
@@ -47,6 +51,7 @@ from kurastore.storage.errors import (
     InvalidShardName,
     PodAuthError,
     PodError,
+    PodTimedOut,
     PodUnavailable,
     ShardExists,
     ShardNotFound,
@@ -84,6 +89,7 @@ class PodClient:
         request_timeout_s: float = 30.0,
         limit_per_host: int = 64,
         retries: int = 2,
+        burst_threads: int = 32,
     ) -> None:
         if not secret:
             raise ValueError("the cluster secret must not be empty")
@@ -94,6 +100,8 @@ class PodClient:
         self._retries = max(0, retries)
         self._session: aiohttp.ClientSession | None = None
         self._wire: WirePool | None = None
+        self._burst_threads = burst_threads
+        self._burst: tuple[BurstPool, ThreadPoolExecutor] | None = None
 
     def __repr__(self) -> str:
         return f"PodClient(request_timeout_s={self._request_timeout_s}, retries={self._retries})"
@@ -112,12 +120,25 @@ class PodClient:
         if self._wire is not None:
             self._wire.close()
             self._wire = None
+        if self._burst is not None:
+            pool, threads = self._burst
+            self._burst = None
+            threads.shutdown(wait=False, cancel_futures=True)
+            pool.close()
 
     def _get_wire(self) -> WirePool:
         if self._wire is None:
             self._wire = WirePool(connect_timeout_s=self._connect_timeout_s,
                                   stall_s=self._request_timeout_s)
         return self._wire
+
+    def _get_burst(self) -> tuple[BurstPool, ThreadPoolExecutor]:
+        if self._burst is None:
+            self._burst = (
+                BurstPool(connect_timeout_s=self._connect_timeout_s),
+                ThreadPoolExecutor(self._burst_threads, thread_name_prefix="kura-burst"),
+            )
+        return self._burst
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -218,16 +239,92 @@ class PodClient:
             ) from exc
         except (OSError, WireError) as exc:
             raise PodUnavailable(f"PUT {target}: {exc!r}", base) from exc
-        if resp.status >= 400:
-            message = resp.body[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
-            raise _error_for(resp.status, f"PUT {target}: {resp.status} {message}".strip(),
-                             message, base)
-        try:
-            answer = json.loads(resp.body)
-            return ShardInfo(partition, shard, int(answer["size"]), float(answer["mtime"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PodUnavailable(f"PUT {target}: unreadable answer {resp.body[:200]!r}",
-                                 base) from exc
+        return _stored(resp, partition, shard, target, base)
+
+    async def put_shards(
+        self,
+        puts: Sequence[ShardPut],
+        *,
+        timeout_s: float,
+        grace_s: Callable[[float], float],
+    ) -> list[ShardInfo | PodError]:
+        """Store several new shards at once, from one worker thread (_burst.py): per put,
+        in order, its ShardInfo or the PodError it failed with; one pod's failure never
+        raises. Deadlines: every answer within `timeout_s`; once one shard is stored
+        (after t seconds), the others get `grace_s(t)` more, at most their `patience_s`;
+        past its deadline a put fails with PodTimedOut. Never retried.
+
+        For the k+m shards of a small object, where the asyncio client's per-request
+        cost would exceed the object's MD5 (see _burst.py for the figures)."""
+        requests: list[BurstRequest] = []
+        sent: list[int] = []  # positions of the puts that make a request
+        results: list[ShardInfo | PodError] = [
+            PodUnavailable("pod has no URL") for _put in puts
+        ]
+        for position, put in enumerate(puts):
+            if put.url is None:
+                continue
+            base = put.url.rstrip("/")
+            target = shard_path(put.partition, put.shard)
+            host, port = _address(base)
+            length = sum(memoryview(piece).nbytes for piece in put.pieces)
+            head = (
+                f"PUT {target} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                f"{AUTH_HEADER}: {sign_request(self._secret, 'PUT', target)}\r\n"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n"
+            )
+            requests.append(BurstRequest(host, port, head.encode("latin-1"), put.pieces,
+                                         patience_s=put.patience_s))
+            sent.append(position)
+        if requests:
+            pool, threads = self._get_burst()
+            outcomes = await asyncio.get_running_loop().run_in_executor(
+                threads, functools.partial(pool.exchange, requests, timeout_s=timeout_s,
+                                           grace_s=grace_s)
+            )
+            for position, (outcome, _took) in zip(sent, outcomes, strict=True):
+                put = puts[position]
+                results[position] = _put_outcome(outcome, put, shard_path(put.partition,
+                                                                           put.shard))
+        return results
+
+    async def read_shards(
+        self, reads: Sequence[ShardRead]
+    ) -> list[tuple[bytearray | PodError, float]]:
+        """Read several shard ranges at once, from one worker thread (_burst.py): per read,
+        in order, its bytes (exactly `length`) or the PodError it failed with, and the
+        seconds it took. A read not answered within its `timeout_s` fails with
+        PodTimedOut. Never retried: the caller reads other blocks instead (stripes.py)."""
+        requests: list[BurstRequest] = []
+        sent: list[int] = []
+        results: list[tuple[bytearray | PodError, float]] = [
+            (PodUnavailable("pod has no URL"), 0.0) for _read in reads
+        ]
+        for position, read in enumerate(reads):
+            if read.url is None:
+                continue
+            _check_range(read.offset, read.length)
+            target = shard_path(read.partition, read.shard)
+            host, port = _address(read.url.rstrip("/"))
+            last = read.offset + read.length - 1
+            head = (
+                f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                f"{AUTH_HEADER}: {sign_request(self._secret, 'GET', target)}\r\n"
+                f"Accept-Encoding: identity\r\nRange: bytes={read.offset}-{last}\r\n\r\n"
+            )
+            requests.append(BurstRequest(host, port, head.encode("latin-1"),
+                                         max_body=max(read.length, 64 << 10),
+                                         timeout_s=read.timeout_s))
+            sent.append(position)
+        if requests:
+            pool, threads = self._get_burst()
+            outcomes = await asyncio.get_running_loop().run_in_executor(
+                threads, functools.partial(pool.exchange, requests,
+                                           timeout_s=self._request_timeout_s)
+            )
+            for position, (outcome, took) in zip(sent, outcomes, strict=True):
+                results[position] = (_read_outcome(outcome, reads[position]), took)
+        return results
 
     async def read_shard(
         self,
@@ -380,6 +477,58 @@ class PodClient:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _stored(
+    resp: WireResponse, partition: int, shard: ShardId, target: str, base: str
+) -> ShardInfo:
+    """The pod's answer to a shard PUT as ShardInfo, or the PodError it says."""
+    if resp.status >= 400:
+        message = resp.body[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
+        raise _error_for(resp.status, f"PUT {target}: {resp.status} {message}".strip(),
+                         message, base)
+    try:
+        answer = json.loads(resp.body)
+        return ShardInfo(partition, shard, int(answer["size"]), float(answer["mtime"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PodUnavailable(f"PUT {target}: unreadable answer {resp.body[:200]!r}",
+                             base) from exc
+
+
+def _read_outcome(
+    outcome: WireResponse | OSError | WireError, read: ShardRead
+) -> bytearray | PodError:
+    assert read.url is not None
+    base = read.url.rstrip("/")
+    target = shard_path(read.partition, read.shard)
+    if isinstance(outcome, BurstStalled):
+        return PodTimedOut(f"GET {target}: {outcome}", base)
+    if isinstance(outcome, OSError | WireError):
+        return PodUnavailable(f"GET {target}: {outcome!r}", base)
+    if outcome.status >= 400:
+        message = outcome.body[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
+        return _error_for(outcome.status, f"GET {target}: {outcome.status} {message}",
+                          message, base)
+    if len(outcome.body) != read.length:
+        return InvalidRange(
+            f"asked {read.length} bytes at {read.offset}, shard has {len(outcome.body)}", base
+        )
+    return outcome.body
+
+
+def _put_outcome(
+    outcome: WireResponse | OSError | WireError, put: ShardPut, target: str
+) -> ShardInfo | PodError:
+    assert put.url is not None
+    base = put.url.rstrip("/")
+    if isinstance(outcome, BurstStalled):
+        return PodTimedOut(f"PUT {target}: {outcome}", base)
+    if isinstance(outcome, OSError | WireError):
+        return PodUnavailable(f"PUT {target}: {outcome!r}", base)
+    try:
+        return _stored(outcome, put.partition, put.shard, target, base)
+    except PodError as exc:
+        return exc
 
 
 async def _raise_for(resp: aiohttp.ClientResponse, base: str) -> None:

@@ -3,6 +3,7 @@
     PodError                     base; `.pod_url` names the pod (None when raised locally)
     ├── PodUnavailable           connection refused/reset, timeout, 5xx other than 507:
     │                            the caller should try another pod
+    │   └── PodTimedOut          no answer in time (a hung pod, or one far behind)
     ├── ShardNotFound            404: no such shard on that pod
     ├── ShardExists              409: PUT of a shard that already exists (never overwritten)
     ├── InsufficientStorage      507: the pod's volume (or quota) is full
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidShardName",
     "PodAuthError",
     "PodError",
+    "PodTimedOut",
     "PodUnavailable",
     "ShardExists",
     "ShardNotFound",
@@ -46,6 +48,10 @@ class PodError(Exception):
 
 class PodUnavailable(PodError):
     """The pod could not be reached or failed transiently; try another pod."""
+
+
+class PodTimedOut(PodUnavailable):
+    """The pod did not answer in time: hung, or far behind the others."""
 
 
 class ShardNotFound(PodError):

@@ -26,6 +26,9 @@ class ObjectConfig:
     write_quorum: int = 0  # shards that must be stored; 0 means k + 1 (capped at k + m)
     inline_threshold_bytes: int = 64 * KiB  # bodies up to this live in the record
     stripes_in_flight: int = 2  # per PUT: encoded stripes waiting for the pods
+    # A part of known length up to this is received whole and its shards sent in one
+    # burst (burst.py); 0 streams every part. Two stripes: what a streamed write holds.
+    burst_bytes: int = 2 * MiB
     # Per pod request of a GET (a run of frames). Measured: 1 MiB costs the pods
     # 2.1 CPU-s/GiB served, 4 MiB 0.6 (a pod request costs ~1-2 ms of CPU).
     read_batch_bytes: int = 4 * MiB
@@ -63,8 +66,9 @@ class ObjectConfig:
             object.__setattr__(self, "write_quorum", min(self.k + 1, self.k + self.m))
         if not self.k <= self.write_quorum <= self.k + self.m:
             raise ValueError(f"write_quorum must be in {self.k}..{self.k + self.m}")
-        if self.inline_threshold_bytes < 0:
-            raise ValueError("inline_threshold_bytes must be >= 0")
+        for name in ("inline_threshold_bytes", "burst_bytes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
         for name in ("stripes_in_flight", "read_batch_bytes", "read_prefetch_batches",
                      "cpu_threads"):
             if getattr(self, name) < 1:

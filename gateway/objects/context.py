@@ -7,7 +7,7 @@ it outlives requests on purpose); nothing per request.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,7 +20,7 @@ from kurastore.gateway.objects.executor import CpuPool
 from kurastore.gateway.objects.health import PodHealth
 from kurastore.gateway.objects.topology import Topology
 from kurastore.metadata import Store
-from kurastore.storage import PodUsage, ShardId, ShardInfo
+from kurastore.storage import PodError, PodUsage, ShardId, ShardInfo, ShardPut, ShardRead
 
 
 class Pods(Protocol):
@@ -36,9 +36,21 @@ class Pods(Protocol):
         length: int | None = None,
     ) -> ShardInfo: ...
 
+    async def put_shards(
+        self,
+        puts: Sequence[ShardPut],
+        *,
+        timeout_s: float,
+        grace_s: Callable[[float], float],
+    ) -> list[ShardInfo | PodError]: ...
+
     async def read_shard(
         self, url: str, partition: int, shard: ShardId, offset: int = 0, length: int | None = None
     ) -> bytes: ...
+
+    async def read_shards(
+        self, reads: Sequence[ShardRead]
+    ) -> list[tuple[bytes | bytearray | PodError, float]]: ...
 
     async def delete_object_shards(
         self, url: str, partition: int, object_id: str, shard_tag: str | None = None

@@ -37,6 +37,11 @@ class BodyHasher:
         for hasher in self._checksums.values():
             hasher.update(data)
 
+    def update_here(self, data: bytes | memoryview) -> None:
+        """Hash the next piece in the calling thread (a worker already off the loop)."""
+        self.size += len(data)
+        self._update(data)
+
     async def update(self, data: bytes | memoryview) -> None:
         self.size += len(data)
         if len(data) >= self._offload_bytes:

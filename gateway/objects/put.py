@@ -29,6 +29,7 @@ from typing import TypeVar
 
 from kurastore.erasure import ErasureParams, StripeCutter, encode_stripe_parts
 from kurastore.gateway.objects.api import BodyDigest, PutOptions
+from kurastore.gateway.objects.burst import receive_whole, write_burst
 from kurastore.gateway.objects.conditions import precheck_write
 from kurastore.gateway.objects.context import ObjectContext
 from kurastore.gateway.objects.encryption import INLINE_LABEL, PartKey, keystream_xor, new_data_key
@@ -173,10 +174,21 @@ async def write_part(
     content_length: int | None,
     data_key: bytes | None = None,
 ) -> list[int]:
-    """Stream one part to its pods, encrypted under `data_key` when given. Returns the
-    block indices not stored (the write reached the quorum anyway). Raises
-    QuorumNotReached, IncompleteBody."""
+    """Write one part to its pods (in one burst when small, else streamed), encrypted
+    under `data_key` when given. Returns the block indices not stored (the write reached
+    the quorum anyway). Raises QuorumNotReached, IncompleteBody."""
     urls = [ctx.topology.url_of(pod_id) for pod_id in pmap.pods_for(partition, params.width)]
+    key = None if data_key is None else PartKey(data_key, shard_tag)
+    if content_length is not None and 0 < content_length <= ctx.config.burst_bytes:
+        data = await receive_whole(body, content_length)
+        try:
+            return await write_burst(
+                ctx, params=params, urls=urls, partition=partition, object_id=object_id,
+                shard_tag=shard_tag, data=data, hasher=hasher, key=key,
+            )
+        except QuorumNotReached:
+            ctx.stats.quorum_failures += 1
+            raise
     writer = ShardWriter(
         ctx.pods,
         urls,
@@ -190,7 +202,6 @@ async def write_part(
     )
     try:
         writer.start()
-        key = None if data_key is None else PartKey(data_key, shard_tag)
         await _pump(ctx, params, writer, body, hasher, content_length, key)
         _stored, missing = await writer.finish()
     except QuorumNotReached:
@@ -272,9 +283,17 @@ async def put_object(
     chunks = aiter(body)
     threshold = ctx.config.inline_threshold_bytes
     if opts.content_length is None or opts.content_length <= threshold:
-        prefix, _size, at_end = await read_prefix(chunks, threshold)
-        if at_end:
+        # A body of unknown length is read up to the burst size: a small one is then
+        # written as if its length had been given (inline, or in one burst).
+        prefix, size, at_end = await read_prefix(
+            chunks,
+            threshold if opts.content_length is not None
+            else max(threshold, ctx.config.burst_bytes),
+        )
+        if at_end and size <= threshold:
             return await _put_inline(ctx, bucket, key, b"".join(prefix), hasher, opts)
+        if at_end:
+            opts = dataclasses.replace(opts, content_length=size)
         chunks = _chain(prefix, chunks)
     return await _put_sharded(ctx, bucket, key, chunks, hasher, opts)
 

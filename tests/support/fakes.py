@@ -11,20 +11,25 @@ holds, how many requests reached it and how much was read from it.
 from __future__ import annotations
 
 import asyncio
+import math
 import tempfile
 import time
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kurastore.metadata import PodRecord
 from kurastore.storage import (
+    PodError,
+    PodTimedOut,
     PodUnavailable,
     PodUsage,
     ShardExists,
     ShardId,
     ShardInfo,
     ShardNotFound,
+    ShardPut,
+    ShardRead,
     VerifyResult,
 )
 from kurastore.storage._scrub import verify_file
@@ -181,6 +186,81 @@ class InMemoryPods:
         pod.mtimes[key] = time.time()
         pod.writes += 1
         return ShardInfo(partition, shard, len(received), pod.mtimes[key])
+
+    async def put_shards(
+        self,
+        puts: Sequence[ShardPut],
+        *,
+        timeout_s: float,
+        grace_s: Callable[[float], float],
+    ) -> list[ShardInfo | PodError]:
+        """PodClient.put_shards: every put at once, with the same deadlines."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        results: list[ShardInfo | PodError] = [PodUnavailable("pod has no URL")] * len(puts)
+        running: dict[asyncio.Future[ShardInfo], int] = {}
+        for position, put in enumerate(puts):
+            if put.url is not None:
+                body = b"".join(bytes(piece) for piece in put.pieces)
+                running[asyncio.ensure_future(
+                    self.put_shard(put.url, put.partition, put.shard, body))] = position
+        moved, grace = None, math.inf  # the latest success, and the grace it gave
+        given_up: list[asyncio.Future[ShardInfo]] = []
+
+        def due(position: int) -> float:
+            deadline = started + timeout_s
+            if moved is not None:
+                deadline = min(deadline, moved + min(grace, puts[position].patience_s))
+            return deadline
+
+        while running:
+            now = loop.time()
+            for task, position in list(running.items()):
+                if due(position) <= now:
+                    task.cancel()
+                    given_up.append(task)
+                    del running[task]
+                    results[position] = PodTimedOut("no answer in time", puts[position].url)
+            if not running:
+                break
+            done, _ = await asyncio.wait(
+                running, timeout=min(due(p) for p in running.values()) - now,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in done:
+                position = running.pop(task)
+                try:
+                    results[position] = task.result()
+                except PodError as exc:
+                    results[position] = exc
+                    continue
+                moved = loop.time()
+                grace = grace_s(moved - started)
+        await asyncio.gather(*given_up, return_exceptions=True)
+        return results
+
+    async def read_shards(
+        self, reads: Sequence[ShardRead]
+    ) -> list[tuple[bytes | PodError, float]]:
+        """PodClient.read_shards: every read at once, each given up on at its timeout."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def one(read: ShardRead) -> tuple[bytes | PodError, float]:
+            try:
+                if read.url is None:
+                    raise PodUnavailable("pod has no URL")
+                async with asyncio.timeout(read.timeout_s if read.timeout_s < math.inf
+                                           else None):
+                    data = await self.read_shard(read.url, read.partition, read.shard,
+                                                 read.offset, read.length)
+            except TimeoutError:
+                return PodTimedOut("no answer in time", read.url), loop.time() - started
+            except PodError as exc:
+                return exc, loop.time() - started
+            return data, loop.time() - started
+
+        return list(await asyncio.gather(*(one(read) for read in reads)))
 
     async def read_shard(
         self,

@@ -156,26 +156,34 @@ async def test_put_with_one_hung_pod_completes_in_bounded_time(make_cluster, siz
     assert pod.pod_id not in {p for p, _name in cluster.pods.shard_names(version.object_id)}
 
 
+# Up to 2 MiB a part is sent in one burst (burst.py), above it streamed (fanout.py).
+WRITE_SIZES = pytest.mark.parametrize("size", [1 * MiB, SIZE], ids=["burst", "streamed"])
+
+
+@WRITE_SIZES
 @pytest.mark.parametrize("hung", [2, 3], ids=["m", "m+1"])
-async def test_put_without_quorum_fails_in_bounded_time_and_leaves_nothing(make_cluster, hung):
+async def test_put_without_quorum_fails_in_bounded_time_and_leaves_nothing(
+    make_cluster, hung, size
+):
     cluster = await make_cluster(**PATIENT)  # quorum k+1 = 5 of 6
     cluster.pods.hang(*range(hung))
     with pytest.raises(QuorumNotReached):
-        await asyncio.wait_for(cluster.put("k", random_bytes(SIZE)), timeout=2.5)
+        await asyncio.wait_for(cluster.put("k", random_bytes(size)), timeout=2.5)
     with pytest.raises(ObjectNotFound):
         await cluster.service.head_object("b", "k")
     assert await cluster.store.stale_writes(float("inf")) == []
     assert cluster.service.stats.quorum_failures == 1
 
 
-async def test_next_put_tries_a_suspect_pod_but_barely_waits(make_cluster):
+@WRITE_SIZES
+async def test_next_put_tries_a_suspect_pod_but_barely_waits(make_cluster, size):
     cluster = await make_cluster(**PATIENT)
     pod = cluster.pods.pod(4)
     cluster.pods.hang(4)
-    await cluster.put("k1", random_bytes(SIZE))
+    await cluster.put("k1", random_bytes(size))
     assert cluster.service.health.is_suspect(pod.url)
     calls = pod.calls
-    data = random_bytes(SIZE, seed=7)
+    data = random_bytes(size, seed=7)
     _version, elapsed = await timed(cluster.put("k2", data))
     assert elapsed < 0.8, elapsed  # suspect_grace_s (0.25 s), not the 1 s grace
     assert pod.calls > calls  # it was tried

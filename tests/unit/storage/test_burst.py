@@ -1,0 +1,208 @@
+"""Bursts (PodClient.put_shards and read_shards, _burst.py) against real pods over
+loopback: every shard stored and read back, ranges read exactly, one pod's failure
+reported in its place and nowhere else, deadlines for pods that never answer, and
+keep-alive connections reused only when sound."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kurastore.storage import (
+    InvalidRange,
+    PodClient,
+    PodTimedOut,
+    PodUnavailable,
+    ShardExists,
+    ShardId,
+    ShardInfo,
+    ShardNotFound,
+    ShardPut,
+    ShardRead,
+)
+
+OID = "ab" * 16
+
+
+def _pooled(client: PodClient) -> int:
+    burst = client._burst
+    return 0 if burst is None else sum(len(c) for c in burst[0]._idle.values())
+
+
+async def _pods(tmp_path: Path, client: PodClient, start_pod: Any, count: int) -> list[Any]:
+    return [await start_pod(tmp_path / f"pod{i}", client) for i in range(count)]
+
+
+def _puts(urls: list[str | None], data: list[bytes], **kw: Any) -> list[ShardPut]:
+    # Each shard in three pieces, as frames are sent (header, payload, ...).
+    return [
+        ShardPut(url, 11, ShardId(OID, "0", i), [d[:7], memoryview(d)[7:1000], d[1000:]], **kw)
+        for i, (url, d) in enumerate(zip(urls, data, strict=True))
+    ]
+
+
+async def test_every_shard_is_stored_and_connections_are_reused(
+    tmp_path: Path, client: PodClient, start_pod: Any
+) -> None:
+    pods = await _pods(tmp_path, client, start_pod, 3)
+    try:
+        for round_no in range(3):
+            data = [os.urandom(300_000 + i) for i in range(3)]
+            puts = [
+                ShardPut(p.url, 11, ShardId(f"{round_no:032x}", "0", i), [data[i][:5], data[i][5:]])
+                for i, p in enumerate(pods)
+            ]
+            results = await client.put_shards(puts, timeout_s=5, grace_s=lambda _t: 1.0)
+            assert [r.size for r in results if isinstance(r, ShardInfo)] == [len(d) for d in data]
+            for put, d in zip(puts, data, strict=True):
+                assert await client.read_shard(put.url, 11, put.shard) == d
+        assert _pooled(client) == 3  # one connection per pod, kept across the bursts
+    finally:
+        for p in pods:
+            await p.server.close()
+
+
+async def test_one_refused_or_dead_pod_fails_only_its_own_put(
+    tmp_path: Path, client: PodClient, start_pod: Any
+) -> None:
+    pods = await _pods(tmp_path, client, start_pod, 3)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}"
+    dead.close()  # nothing listens there: connection refused
+    try:
+        data = [os.urandom(200_000) for _ in range(5)]
+        taken = ShardId(OID, "0", 1)
+        await client.put_shard(pods[1].url, 11, taken, b"already here")
+        urls: list[str | None] = [pods[0].url, pods[1].url, dead_url, None, pods[2].url]
+        results = await client.put_shards(_puts(urls, data), timeout_s=5, grace_s=lambda _t: 1.0)
+        assert isinstance(results[0], ShardInfo) and results[0].size == len(data[0])
+        assert isinstance(results[1], ShardExists)
+        assert isinstance(results[2], PodUnavailable) and not isinstance(results[2], PodTimedOut)
+        assert isinstance(results[3], PodUnavailable)  # no URL: no request at all
+        assert isinstance(results[4], ShardInfo)
+        assert await client.read_shard(pods[1].url, 11, taken) == b"already here"
+        assert await client.read_shard(pods[2].url, 11, ShardId(OID, "0", 4)) == data[4]
+        # The refused connection was closed, not pooled: the next burst to that pod works.
+        fresh = ShardPut(pods[1].url, 11, ShardId("cd" * 16, "0", 0), [b"next"])
+        assert isinstance((await client.put_shards([fresh], timeout_s=5,
+                                                   grace_s=lambda _t: 1.0))[0], ShardInfo)
+    finally:
+        for p in pods:
+            await p.server.close()
+
+
+async def test_a_pod_that_never_answers_costs_the_grace_not_the_timeout(
+    tmp_path: Path, client: PodClient, start_pod: Any
+) -> None:
+    pods = await _pods(tmp_path, client, start_pod, 2)
+    # A listener nobody serves: the kernel accepts the connection and the bytes, as for
+    # a SIGSTOPped pod, and no answer ever comes.
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(8)
+    hung_url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+    try:
+        data = [os.urandom(100_000) for _ in range(3)]
+        started = time.monotonic()
+        results = await client.put_shards(
+            _puts([pods[0].url, hung_url, pods[1].url], data), timeout_s=30,
+            grace_s=lambda _t: 0.3,
+        )
+        elapsed = time.monotonic() - started
+        assert isinstance(results[1], PodTimedOut)
+        assert isinstance(results[0], ShardInfo) and isinstance(results[2], ShardInfo)
+        assert 0.3 <= elapsed < 2.0, elapsed
+
+        # Patience caps the grace for one put (a pod already known to be in trouble).
+        data = [os.urandom(1000) for _ in range(2)]
+        puts = [ShardPut(pods[0].url, 12, ShardId(OID, "0", 0), [data[0]]),
+                ShardPut(hung_url, 12, ShardId(OID, "0", 1), [data[1]], patience_s=0.05)]
+        started = time.monotonic()
+        results = await client.put_shards(puts, timeout_s=30, grace_s=lambda _t: 10.0)
+        assert isinstance(results[1], PodTimedOut)
+        assert time.monotonic() - started < 1.0
+
+        # Alone, with nobody else answering, only the hard timeout ends the wait.
+        started = time.monotonic()
+        results = await client.put_shards(puts[1:], timeout_s=0.4, grace_s=lambda _t: 0.0)
+        assert isinstance(results[0], PodTimedOut)
+        assert 0.4 <= time.monotonic() - started < 2.0
+    finally:
+        hung.close()
+        for p in pods:
+            await p.server.close()
+
+
+async def test_a_connection_the_pod_closed_is_not_reused(
+    tmp_path: Path, client: PodClient, start_pod: Any
+) -> None:
+    first = await start_pod(tmp_path / "pod", client)
+    put = ShardPut(first.url, 3, ShardId(OID, "0", 0), [b"one"])
+    assert isinstance((await client.put_shards([put], timeout_s=5,
+                                               grace_s=lambda _t: 1.0))[0], ShardInfo)
+    assert _pooled(client) == 1
+    port = first.server.port
+    await first.server.close()  # the pooled connection is closed under the client
+    again = await start_pod(tmp_path / "pod", client, port=port)
+    try:
+        await asyncio.sleep(0.05)
+        put = ShardPut(again.url, 3, ShardId(OID, "0", 1), [b"two"])
+        result = (await client.put_shards([put], timeout_s=5, grace_s=lambda _t: 1.0))[0]
+        assert isinstance(result, ShardInfo), result
+        assert await client.read_shard(again.url, 3, put.shard) == b"two"
+    finally:
+        await again.server.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, 5 << 20])
+async def test_sizes_from_empty_to_a_few_mebibytes(
+    pod: Any, size: int
+) -> None:
+    data = os.urandom(size)
+    put = ShardPut(pod.url, 4, ShardId(OID, "0", 2), [data] if size else [])
+    result = (await pod.client.put_shards([put], timeout_s=10, grace_s=lambda _t: 1.0))[0]
+    assert isinstance(result, ShardInfo) and result.size == size
+    assert await pod.client.read_shard(pod.url, 4, put.shard) == data
+
+
+async def test_reads_return_exact_ranges_and_each_failure_in_its_place(
+    tmp_path: Path, client: PodClient, start_pod: Any
+) -> None:
+    pods = await _pods(tmp_path, client, start_pod, 2)
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(8)
+    hung_url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+    try:
+        data = [os.urandom(3 << 20), os.urandom(70_000)]
+        for i, (p, d) in enumerate(zip(pods, data, strict=True)):
+            await client.put_shard(p.url, 6, ShardId(OID, "0", i), d)
+        reads = [
+            ShardRead(pods[0].url, 6, ShardId(OID, "0", 0), 12_345, 2 << 20),
+            ShardRead(pods[1].url, 6, ShardId(OID, "0", 1), 0, 70_000),
+            ShardRead(pods[1].url, 6, ShardId(OID, "0", 9), 0, 10),  # not stored
+            ShardRead(pods[1].url, 6, ShardId(OID, "0", 1), 69_000, 5_000),  # past its end
+            ShardRead(hung_url, 6, ShardId(OID, "0", 2), 0, 10, timeout_s=0.3),
+            ShardRead(None, 6, ShardId(OID, "0", 3), 0, 10),
+        ]
+        started = time.monotonic()
+        results = await client.read_shards(reads)
+        assert time.monotonic() - started < 2.0
+        assert results[0][0] == data[0][12_345 : 12_345 + (2 << 20)]
+        assert results[1][0] == data[1]
+        assert isinstance(results[2][0], ShardNotFound)
+        assert isinstance(results[3][0], InvalidRange)
+        assert isinstance(results[4][0], PodTimedOut) and results[4][1] >= 0.3
+        assert isinstance(results[5][0], PodUnavailable)
+        assert all(0 <= took < 2.0 for _result, took in results)
+    finally:
+        hung.close()
+        for p in pods:
+            await p.server.close()
