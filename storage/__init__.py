@@ -6,7 +6,7 @@ with an underscore. Rules: storage knows the frame format of kurastore.erasure (
 and nothing else of kurastore; gateways talk to pods only through PodClient.
 """
 
-from kurastore.storage.api import PodUsage, ShardId, ShardInfo, ShardPut, ShardRead, VerifyResult
+from kurastore.storage.api import PodUsage, ShardId, ShardInfo, ShardPut, VerifyResult
 from kurastore.storage.client import PodClient
 from kurastore.storage.config import PodConfig
 from kurastore.storage.errors import (
@@ -38,7 +38,6 @@ __all__ = [
     "ShardInfo",
     "ShardNotFound",
     "ShardPut",
-    "ShardRead",
     "ShardStore",
     "ShardTooLarge",
     "VerifyResult",

@@ -9,8 +9,7 @@ CPU per object.
 
 Rules:
 - `exchange` blocks (run it in a worker thread) and never raises for one request: each
-  gets its WireResponse, or the OSError / WireError / BurstStalled it failed with, and
-  the seconds it took.
+  gets its WireResponse, or the OSError / WireError / BurstStalled it failed with.
 - One connection per request, from a thread-safe keep-alive pool or newly connected
   without blocking; a pooled connection the pod closed meanwhile is noticed and dropped
   before use. A connection goes back to the pool only after a whole request and a
@@ -18,8 +17,7 @@ Rules:
 - A pod that answers before it read the whole request (a refusal) is taken at its word;
   the rest of the body is not sent and the connection is closed.
 - Deadlines: connecting within `connect_timeout_s`; every answer by `timeout_s` from
-  the start (or its own `timeout_s`, when shorter: a read's hedge delay); once some
-  request was answered with success, the others get `grace_s(t)`
+  the start; once some request was answered with success, the others get `grace_s(t)`
   more (t: how long that answer took), at most their own `patience_s`, counted from
   the latest success. A request past its deadline fails with BurstStalled.
 """
@@ -60,7 +58,6 @@ class BurstRequest:
     body: Sequence[bytes | bytearray | memoryview] = ()  # sent back to back after the head
     max_body: int = 1 << 20  # the largest answer body accepted
     patience_s: float = math.inf  # the most this one is waited on after another's success
-    timeout_s: float = math.inf  # its own bound from the start, if below the burst's
 
 
 class _Exchange:
@@ -238,29 +235,28 @@ class BurstPool:
         *,
         timeout_s: float,
         grace_s: Callable[[float], float] = lambda _elapsed: math.inf,
-    ) -> list[tuple[Outcome, float]]:
-        """Send every request at once; each one's answer or error, and the seconds it
-        took, in order."""
+    ) -> list[Outcome]:
+        """Send every request at once; each one's answer or error, in order."""
         started = time.monotonic()
         hard = started + timeout_s
         connect_by = started + self._connect_timeout_s
         moved: float | None = None  # when the latest success came in
         grace = math.inf
-        outcomes: list[tuple[Outcome, float] | None] = [None] * len(requests)
+        outcomes: list[Outcome | None] = [None] * len(requests)
         live: dict[int, tuple[int, _Exchange]] = {}  # fd -> (position, exchange)
         poller = select.poll()
         for position, request in enumerate(requests):
             try:
                 ex = self._open(request)
             except OSError as exc:
-                outcomes[position] = (exc, time.monotonic() - started)
+                outcomes[position] = exc
                 continue
             live[ex.sock.fileno()] = (position, ex)
             poller.register(ex.sock, ex.polled)
         scratch = memoryview(bytearray(_HEAD_READ))
 
         def deadline(ex: _Exchange) -> float:
-            due = min(hard, started + ex.request.timeout_s)
+            due = hard
             if ex.connecting:
                 due = min(due, connect_by)
             if moved is not None:
@@ -274,7 +270,7 @@ class BurstPool:
                     if deadline(ex) <= now:
                         what = "connect" if ex.connecting else "answer"
                         ex.outcome = BurstStalled(f"no {what} after {now - started:.3f} s")
-                        self._finish(poller, live, fd, outcomes, position, ex, now - started)
+                        self._finish(poller, live, fd, outcomes, position, ex)
                 if not live:
                     break
                 wait = min(deadline(ex) for _position, ex in live.values()) - now
@@ -286,11 +282,10 @@ class BurstPool:
                             ex.polled = ex.events()
                             poller.modify(fd, ex.polled)
                         continue
-                    now = time.monotonic()
                     if isinstance(ex.outcome, WireResponse) and ex.outcome.status < 400:
-                        moved = now
+                        moved = time.monotonic()
                         grace = grace_s(moved - started)
-                    self._finish(poller, live, fd, outcomes, position, ex, now - started)
+                    self._finish(poller, live, fd, outcomes, position, ex)
         finally:
             for fd, (_position, ex) in live.items():
                 poller.unregister(fd)
@@ -301,13 +296,12 @@ class BurstPool:
 
     def _finish(
         self, poller: select.poll, live: dict[int, tuple[int, _Exchange]], fd: int,
-        outcomes: list[tuple[Outcome, float] | None], position: int, ex: _Exchange,
-        took: float,
+        outcomes: list[Outcome | None], position: int, ex: _Exchange,
     ) -> None:
         poller.unregister(fd)
         del live[fd]
         assert ex.outcome is not None
-        outcomes[position] = (ex.outcome, took)
+        outcomes[position] = ex.outcome
         if ex.reusable:
             ex.sock.setblocking(False)
             self._give_back((ex.request.host, ex.request.port), ex.sock)

@@ -27,7 +27,6 @@ __all__ = [
     "ShardId",
     "ShardInfo",
     "ShardPut",
-    "ShardRead",
     "VerifyResult",
     "object_path",
     "partition_path",
@@ -135,19 +134,6 @@ class ShardPut:
     shard: ShardId
     pieces: Sequence[bytes | bytearray | memoryview]
     patience_s: float = math.inf
-
-
-@dataclass(frozen=True)
-class ShardRead:
-    """One shard byte range of a burst read (PodClient.read_shards), given up on after
-    `timeout_s`."""
-
-    url: str | None  # None: the read fails without a request
-    partition: int
-    shard: ShardId
-    offset: int
-    length: int
-    timeout_s: float = math.inf
 
 
 @dataclass(frozen=True)

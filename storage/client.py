@@ -35,7 +35,6 @@ from kurastore.storage.api import (
     ShardId,
     ShardInfo,
     ShardPut,
-    ShardRead,
     VerifyResult,
     object_path,
     partition_path,
@@ -282,48 +281,10 @@ class PodClient:
                 threads, functools.partial(pool.exchange, requests, timeout_s=timeout_s,
                                            grace_s=grace_s)
             )
-            for position, (outcome, _took) in zip(sent, outcomes, strict=True):
+            for position, outcome in zip(sent, outcomes, strict=True):
                 put = puts[position]
                 results[position] = _put_outcome(outcome, put, shard_path(put.partition,
                                                                            put.shard))
-        return results
-
-    async def read_shards(
-        self, reads: Sequence[ShardRead]
-    ) -> list[tuple[bytearray | PodError, float]]:
-        """Read several shard ranges at once, from one worker thread (_burst.py): per read,
-        in order, its bytes (exactly `length`) or the PodError it failed with, and the
-        seconds it took. A read not answered within its `timeout_s` fails with
-        PodTimedOut. Never retried: the caller reads other blocks instead (stripes.py)."""
-        requests: list[BurstRequest] = []
-        sent: list[int] = []
-        results: list[tuple[bytearray | PodError, float]] = [
-            (PodUnavailable("pod has no URL"), 0.0) for _read in reads
-        ]
-        for position, read in enumerate(reads):
-            if read.url is None:
-                continue
-            _check_range(read.offset, read.length)
-            target = shard_path(read.partition, read.shard)
-            host, port = _address(read.url.rstrip("/"))
-            last = read.offset + read.length - 1
-            head = (
-                f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                f"{AUTH_HEADER}: {sign_request(self._secret, 'GET', target)}\r\n"
-                f"Accept-Encoding: identity\r\nRange: bytes={read.offset}-{last}\r\n\r\n"
-            )
-            requests.append(BurstRequest(host, port, head.encode("latin-1"),
-                                         max_body=max(read.length, 64 << 10),
-                                         timeout_s=read.timeout_s))
-            sent.append(position)
-        if requests:
-            pool, threads = self._get_burst()
-            outcomes = await asyncio.get_running_loop().run_in_executor(
-                threads, functools.partial(pool.exchange, requests,
-                                           timeout_s=self._request_timeout_s)
-            )
-            for position, (outcome, took) in zip(sent, outcomes, strict=True):
-                results[position] = (_read_outcome(outcome, reads[position]), took)
         return results
 
     async def read_shard(
@@ -493,27 +454,6 @@ def _stored(
     except (ValueError, KeyError, TypeError) as exc:
         raise PodUnavailable(f"PUT {target}: unreadable answer {resp.body[:200]!r}",
                              base) from exc
-
-
-def _read_outcome(
-    outcome: WireResponse | OSError | WireError, read: ShardRead
-) -> bytearray | PodError:
-    assert read.url is not None
-    base = read.url.rstrip("/")
-    target = shard_path(read.partition, read.shard)
-    if isinstance(outcome, BurstStalled):
-        return PodTimedOut(f"GET {target}: {outcome}", base)
-    if isinstance(outcome, OSError | WireError):
-        return PodUnavailable(f"GET {target}: {outcome!r}", base)
-    if outcome.status >= 400:
-        message = outcome.body[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
-        return _error_for(outcome.status, f"GET {target}: {outcome.status} {message}",
-                          message, base)
-    if len(outcome.body) != read.length:
-        return InvalidRange(
-            f"asked {read.length} bytes at {read.offset}, shard has {len(outcome.body)}", base
-        )
-    return outcome.body
 
 
 def _put_outcome(

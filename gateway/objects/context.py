@@ -20,7 +20,7 @@ from kurastore.gateway.objects.executor import CpuPool
 from kurastore.gateway.objects.health import PodHealth
 from kurastore.gateway.objects.topology import Topology
 from kurastore.metadata import Store
-from kurastore.storage import PodError, PodUsage, ShardId, ShardInfo, ShardPut, ShardRead
+from kurastore.storage import PodError, PodUsage, ShardId, ShardInfo, ShardPut
 
 
 class Pods(Protocol):
@@ -48,9 +48,6 @@ class Pods(Protocol):
         self, url: str, partition: int, shard: ShardId, offset: int = 0, length: int | None = None
     ) -> bytes: ...
 
-    async def read_shards(
-        self, reads: Sequence[ShardRead]
-    ) -> list[tuple[bytes | bytearray | PodError, float]]: ...
 
     async def delete_object_shards(
         self, url: str, partition: int, object_id: str, shard_tag: str | None = None

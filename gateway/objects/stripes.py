@@ -36,14 +36,7 @@ from kurastore.gateway.objects.context import ObjectContext
 from kurastore.gateway.objects.errors import DataLost
 from kurastore.gateway.objects.fanout import read_range
 from kurastore.metadata import ObjectVersion, PartLayout, PlacementMapNotFound
-from kurastore.storage import (
-    PodError,
-    PodTimedOut,
-    PodUnavailable,
-    ShardId,
-    ShardNotFound,
-    ShardRead,
-)
+from kurastore.storage import PodError, PodUnavailable, ShardId, ShardNotFound
 
 
 @dataclass
@@ -140,43 +133,16 @@ class BatchRead:
             read = _Read(index, sorted(stripes), hedge_at)
             self._running[asyncio.create_task(self._read(read))] = read
 
-    async def _start(self) -> None:
-        """The wanted data blocks on pods not known to be in trouble, in one burst."""
+    def _start(self) -> None:
+        """The wanted data blocks on pods not known to be in trouble."""
         health = self._ctx.health
         runs: dict[int, list[int]] = {}
         for stripe in self._stripes:
             for index in self._want[stripe]:
                 if self._usable(index) and not health.is_suspect(self._urls[index]):
                     runs.setdefault(index, []).append(stripe)
-        if runs:
-            await self._read_burst(runs)
+        self._launch(runs)
         self._top_up()
-
-    async def _read_burst(self, runs: dict[int, list[int]]) -> None:
-        """Read every run at once (PodClient.read_shards). A read still unanswered after
-        its pod's hedge delay is given up on as an overdue read is: the pod is reported
-        slow and _top_up reads other blocks for its stripes."""
-        health, v = self._ctx.health, self._version
-        reads = []
-        for index, stripes in runs.items():
-            for stripe in stripes:
-                self._tried[stripe].add(index)
-            offset, length = self._span(stripes[0], stripes[-1])
-            url = self._urls[index]
-            reads.append(ShardRead(url, v.partition, ShardId(v.object_id, self._part.shard_tag,
-                                                             index),
-                                   offset, length, health.hedge_delay_s(url)))
-        results = await self._ctx.pods.read_shards(reads)
-        for (index, stripes), (result, took) in zip(runs.items(), results, strict=True):
-            if isinstance(result, PodTimedOut):
-                self.hedged += 1
-                health.failed(self._urls[index], "slow")
-                self.bad.setdefault(index, "unreachable")
-            elif isinstance(result, PodError):
-                self._failed(index, result)
-            else:
-                health.succeeded(self._urls[index], took)
-                self._take(index, stripes, result)
 
     def _top_up(self) -> None:
         """Read more blocks for every stripe that cannot finish with what is running."""
@@ -190,7 +156,8 @@ class BatchRead:
     async def _read(self, read: _Read) -> None:
         index, tag = read.index, self._part.shard_tag
         url = self._urls[index]
-        offset, length = self._span(read.stripes[0], read.stripes[-1])
+        first, last = read.stripes[0], read.stripes[-1]
+        offset, length = self._span(first, last)
         shard = ShardId(self._version.object_id, tag, index)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -199,27 +166,19 @@ class BatchRead:
                 self._ctx.pods, url, self._version.partition, shard,
                 offset, length, self._ctx.config.pod_timeout_s,
             )
-        except PodError as exc:
-            self._failed(index, exc)
-            return
-        self._ctx.health.succeeded(url, loop.time() - started)
-        self._take(index, read.stripes, buf)
-
-    def _failed(self, index: int, exc: PodError) -> None:
-        url = self._urls[index]
-        if isinstance(exc, ShardNotFound):
+        except ShardNotFound:
             self._ctx.health.succeeded(url)  # the pod answered: only the shard is gone
             self._fail(index, "missing")
             return
-        if isinstance(exc, PodUnavailable):
-            self._ctx.health.failed(url, "unreachable")
-        self._fail(index, "unreachable")
-
-    def _take(self, index: int, stripes: list[int], buf: bytes | bytearray) -> None:
-        """Verify and keep the frames of block `index` read for `stripes` (a sorted run)."""
+        except PodError as exc:
+            if isinstance(exc, PodUnavailable):
+                self._ctx.health.failed(url, "unreachable")
+            self._fail(index, "unreachable")
+            return
+        self._ctx.health.succeeded(url, loop.time() - started)
         pieces = split_frames(buf, self._params)
-        for n, stripe in enumerate(range(stripes[0], stripes[-1] + 1)):
-            if stripe not in stripes or index in self._frames[stripe]:
+        for n, stripe in enumerate(range(first, last + 1)):
+            if stripe not in read.stripes or index in self._frames[stripe]:
                 continue
             frame = self._verify(pieces[n] if n < len(pieces) else b"", index, stripe)
             if frame is None:
@@ -280,7 +239,7 @@ class BatchRead:
         await topology.ensure_fresh()
         self._urls = [topology.url_of(pod) for pod in pmap.pods_for(v.partition, v.k + v.m)]
         try:
-            await self._start()
+            self._start()
             await self._drive()
         finally:
             await self._stop_laggards()

@@ -29,7 +29,6 @@ from kurastore.storage import (
     ShardInfo,
     ShardNotFound,
     ShardPut,
-    ShardRead,
     VerifyResult,
 )
 from kurastore.storage._scrub import verify_file
@@ -238,29 +237,6 @@ class InMemoryPods:
                 grace = grace_s(moved - started)
         await asyncio.gather(*given_up, return_exceptions=True)
         return results
-
-    async def read_shards(
-        self, reads: Sequence[ShardRead]
-    ) -> list[tuple[bytes | PodError, float]]:
-        """PodClient.read_shards: every read at once, each given up on at its timeout."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-
-        async def one(read: ShardRead) -> tuple[bytes | PodError, float]:
-            try:
-                if read.url is None:
-                    raise PodUnavailable("pod has no URL")
-                async with asyncio.timeout(read.timeout_s if read.timeout_s < math.inf
-                                           else None):
-                    data = await self.read_shard(read.url, read.partition, read.shard,
-                                                 read.offset, read.length)
-            except TimeoutError:
-                return PodTimedOut("no answer in time", read.url), loop.time() - started
-            except PodError as exc:
-                return exc, loop.time() - started
-            return data, loop.time() - started
-
-        return list(await asyncio.gather(*(one(read) for read in reads)))
 
     async def read_shard(
         self,

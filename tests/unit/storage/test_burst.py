@@ -1,7 +1,6 @@
-"""Bursts (PodClient.put_shards and read_shards, _burst.py) against real pods over
-loopback: every shard stored and read back, ranges read exactly, one pod's failure
-reported in its place and nowhere else, deadlines for pods that never answer, and
-keep-alive connections reused only when sound."""
+"""Burst writes (PodClient.put_shards, _burst.py) against real pods over loopback: every
+shard stored and read back, one pod's failure reported in its place and nowhere else,
+deadlines for pods that never answer, and keep-alive connections reused only when sound."""
 
 from __future__ import annotations
 
@@ -15,16 +14,13 @@ from typing import Any
 import pytest
 
 from kurastore.storage import (
-    InvalidRange,
     PodClient,
     PodTimedOut,
     PodUnavailable,
     ShardExists,
     ShardId,
     ShardInfo,
-    ShardNotFound,
     ShardPut,
-    ShardRead,
 )
 
 OID = "ab" * 16
@@ -171,38 +167,3 @@ async def test_sizes_from_empty_to_a_few_mebibytes(
     assert isinstance(result, ShardInfo) and result.size == size
     assert await pod.client.read_shard(pod.url, 4, put.shard) == data
 
-
-async def test_reads_return_exact_ranges_and_each_failure_in_its_place(
-    tmp_path: Path, client: PodClient, start_pod: Any
-) -> None:
-    pods = await _pods(tmp_path, client, start_pod, 2)
-    hung = socket.socket()
-    hung.bind(("127.0.0.1", 0))
-    hung.listen(8)
-    hung_url = f"http://127.0.0.1:{hung.getsockname()[1]}"
-    try:
-        data = [os.urandom(3 << 20), os.urandom(70_000)]
-        for i, (p, d) in enumerate(zip(pods, data, strict=True)):
-            await client.put_shard(p.url, 6, ShardId(OID, "0", i), d)
-        reads = [
-            ShardRead(pods[0].url, 6, ShardId(OID, "0", 0), 12_345, 2 << 20),
-            ShardRead(pods[1].url, 6, ShardId(OID, "0", 1), 0, 70_000),
-            ShardRead(pods[1].url, 6, ShardId(OID, "0", 9), 0, 10),  # not stored
-            ShardRead(pods[1].url, 6, ShardId(OID, "0", 1), 69_000, 5_000),  # past its end
-            ShardRead(hung_url, 6, ShardId(OID, "0", 2), 0, 10, timeout_s=0.3),
-            ShardRead(None, 6, ShardId(OID, "0", 3), 0, 10),
-        ]
-        started = time.monotonic()
-        results = await client.read_shards(reads)
-        assert time.monotonic() - started < 2.0
-        assert results[0][0] == data[0][12_345 : 12_345 + (2 << 20)]
-        assert results[1][0] == data[1]
-        assert isinstance(results[2][0], ShardNotFound)
-        assert isinstance(results[3][0], InvalidRange)
-        assert isinstance(results[4][0], PodTimedOut) and results[4][1] >= 0.3
-        assert isinstance(results[5][0], PodUnavailable)
-        assert all(0 <= took < 2.0 for _result, took in results)
-    finally:
-        hung.close()
-        for p in pods:
-            await p.server.close()
