@@ -6,7 +6,8 @@ Rules:
 - Timeouts are bounded everywhere, so a pod that hangs (SIGSTOP, black-holed) yields
   PodUnavailable, never a hang: `sock_connect` for connecting, `sock_read` for every wait on
   the pod's answer; a shard PUT (sent by the lean client of _wire.py, not aiohttp) fails
-  when the pod accepts no bytes, or does not answer, for `request_timeout_s`.
+  when the pod accepts no bytes, or does not answer, for `request_timeout_s`; a burst of
+  shard PUTs (put_shards, _burst.py) by the deadlines its caller gives.
 - Idempotent calls (GET, HEAD, DELETE, list, verify, usage) are retried `retries` times with
   short backoff, on PodUnavailable only; a stream resumes from the byte where it broke off.
   A PUT is never retried: its body is a stream and the caller picks another pod.
@@ -265,7 +266,11 @@ class PodClient:
                 continue
             base = put.url.rstrip("/")
             target = shard_path(put.partition, put.shard)
-            host, port = _address(base)
+            try:
+                host, port = _address(base)
+            except PodError as exc:
+                results[position] = exc
+                continue
             length = sum(memoryview(piece).nbytes for piece in put.pieces)
             head = (
                 f"PUT {target} HTTP/1.1\r\nHost: {host}:{port}\r\n"
