@@ -3,7 +3,9 @@ reuse, chunked bodies, early refusals, wrong lengths and connections the pod clo
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -112,3 +114,42 @@ async def test_ranged_reads_over_the_lean_client(pod: Any) -> None:
     with pytest.raises(ShardNotFound):
         await pod.client.read_shard(pod.url, 11, ShardId("99" * 16, "0", 0), 0, 10)
     assert _connections(pod.client) == 1  # errors with complete answers keep the connection
+
+
+async def _answering_server(answer_slowly: bool) -> tuple[asyncio.Server, str]:
+    """A stand-in pod on loopback that reads one request head, then either never
+    answers, or answers a 10-byte body one byte every 0.1 s."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if answer_slowly:
+            writer.write(b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n")
+            for byte in b"0123456789":
+                await asyncio.sleep(0.1)
+                writer.write(bytes([byte]))
+                await writer.drain()
+        else:
+            await reader.read()  # until the client gives up and closes
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def test_a_silent_pod_times_out_but_a_slow_steady_one_does_not() -> None:
+    from kurastore.storage import PodClient, PodUnavailable
+
+    client = PodClient(b"s" * 32, request_timeout_s=0.3, retries=0)
+    silent, silent_url = await _answering_server(answer_slowly=False)
+    slow, slow_url = await _answering_server(answer_slowly=True)
+    try:
+        started = time.monotonic()
+        with pytest.raises(PodUnavailable):
+            await client.read_shard(silent_url, 1, SID, 0, 10)
+        assert 0.3 <= time.monotonic() - started < 2.0
+        # A whole second in all, but never 0.3 s without a byte: not a stall.
+        assert await client.read_shard(slow_url, 1, SID, 0, 10) == b"0123456789"
+    finally:
+        await client.close()
+        for server in (silent, slow):
+            server.close()
