@@ -133,7 +133,15 @@ async def test_sigstopped_pod_costs_a_bounded_wait(stoppable_cluster):
     assert put_s < 2.5, put_s  # the suspect pod is tried, then dropped within 0.25 s
     assert service.stats.stalled_shards == 1
 
+    small = random_bytes(MiB + 3, seed=6)  # small enough to be sent in one burst
+    started = time.monotonic()
+    await put(service, "during-small", small)
+    put_s = time.monotonic() - started
+    assert put_s < 1.5, put_s  # the same 0.25 s patience for the suspect pod
+    assert service.stats.stalled_shards == 2
+
     proc.send_signal(signal.SIGCONT)
     await put(service, "after", random_bytes(2 * MiB, seed=9))  # the write probes the pod
     assert not service.health.is_suspect(url)
     assert await read_all(service, "during") == during
+    assert await read_all(service, "during-small") == small
