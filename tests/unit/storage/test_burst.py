@@ -8,6 +8,7 @@ import asyncio
 import os
 import socket
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,33 @@ def _pooled(client: PodClient) -> int:
     return 0 if burst is None else sum(len(c) for c in burst[0]._idle.values())
 
 
-async def _pods(tmp_path: Path, client: PodClient, start_pod: Any, count: int) -> list[Any]:
-    return [await start_pod(tmp_path / f"pod{i}", client) for i in range(count)]
+@pytest.fixture
+async def pods(tmp_path: Path, client: PodClient, start_pod: Any) -> AsyncIterator[Any]:
+    """`await pods(n)`: n more running pods, all stopped after the test."""
+    running: list[Any] = []
+
+    async def start(count: int) -> list[Any]:
+        for _ in range(count):
+            running.append(await start_pod(tmp_path / f"pod{len(running)}", client))
+        return running[-count:]
+
+    yield start
+    for pod in running:
+        await pod.server.close()
+
+
+def _address(listening: bool) -> tuple[socket.socket, str]:
+    """A loopback port where nothing listens (connections refused) or where a socket
+    listens that nobody serves: the kernel takes the connection and the bytes, as for a
+    SIGSTOPped pod, and no answer ever comes."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    if listening:
+        sock.listen(8)
+    else:
+        sock.close()
+    return sock, url
 
 
 def _puts(urls: list[str | None], data: list[bytes], **kw: Any) -> list[ShardPut]:
@@ -44,71 +70,55 @@ def _puts(urls: list[str | None], data: list[bytes], **kw: Any) -> list[ShardPut
 
 
 async def test_every_shard_is_stored_and_connections_are_reused(
-    tmp_path: Path, client: PodClient, start_pod: Any
+    client: PodClient, pods: Any
 ) -> None:
-    pods = await _pods(tmp_path, client, start_pod, 3)
-    try:
-        for round_no in range(3):
-            data = [os.urandom(300_000 + i) for i in range(3)]
-            puts = [
-                ShardPut(p.url, 11, ShardId(f"{round_no:032x}", "0", i), [data[i][:5], data[i][5:]])
-                for i, p in enumerate(pods)
-            ]
-            results = await client.put_shards(puts, timeout_s=5, grace_s=lambda _t: 1.0)
-            assert [r.size for r in results if isinstance(r, ShardInfo)] == [len(d) for d in data]
-            for put, d in zip(puts, data, strict=True):
-                assert await client.read_shard(put.url, 11, put.shard) == d
-        assert _pooled(client) == 3  # one connection per pod, kept across the bursts
-    finally:
-        for p in pods:
-            await p.server.close()
+    running = await pods(3)
+    for round_no in range(3):
+        data = [os.urandom(300_000 + i) for i in range(3)]
+        puts = [
+            ShardPut(p.url, 11, ShardId(f"{round_no:032x}", "0", i), [data[i][:5], data[i][5:]])
+            for i, p in enumerate(running)
+        ]
+        results = await client.put_shards(puts, timeout_s=5, grace_s=lambda _t: 1.0)
+        assert [r.size for r in results if isinstance(r, ShardInfo)] == [len(d) for d in data]
+        for put, d in zip(puts, data, strict=True):
+            assert await client.read_shard(put.url, 11, put.shard) == d
+    assert _pooled(client) == 3  # one connection per pod, kept across the bursts
 
 
 async def test_one_refused_or_dead_pod_fails_only_its_own_put(
-    tmp_path: Path, client: PodClient, start_pod: Any
+    client: PodClient, pods: Any
 ) -> None:
-    pods = await _pods(tmp_path, client, start_pod, 3)
-    dead = socket.socket()
-    dead.bind(("127.0.0.1", 0))
-    dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}"
-    dead.close()  # nothing listens there: connection refused
-    try:
-        data = [os.urandom(200_000) for _ in range(5)]
-        taken = ShardId(OID, "0", 1)
-        await client.put_shard(pods[1].url, 11, taken, b"already here")
-        urls: list[str | None] = [pods[0].url, pods[1].url, dead_url, None, pods[2].url]
-        results = await client.put_shards(_puts(urls, data), timeout_s=5, grace_s=lambda _t: 1.0)
-        assert isinstance(results[0], ShardInfo) and results[0].size == len(data[0])
-        assert isinstance(results[1], ShardExists)
-        assert isinstance(results[2], PodUnavailable) and not isinstance(results[2], PodTimedOut)
-        assert isinstance(results[3], PodUnavailable)  # no URL: no request at all
-        assert isinstance(results[4], ShardInfo)
-        assert await client.read_shard(pods[1].url, 11, taken) == b"already here"
-        assert await client.read_shard(pods[2].url, 11, ShardId(OID, "0", 4)) == data[4]
-        # The refused connection was closed, not pooled: the next burst to that pod works.
-        fresh = ShardPut(pods[1].url, 11, ShardId("cd" * 16, "0", 0), [b"next"])
-        assert isinstance((await client.put_shards([fresh], timeout_s=5,
-                                                   grace_s=lambda _t: 1.0))[0], ShardInfo)
-    finally:
-        for p in pods:
-            await p.server.close()
+    running = await pods(3)
+    _closed, dead_url = _address(listening=False)
+    data = [os.urandom(200_000) for _ in range(5)]
+    taken = ShardId(OID, "0", 1)
+    await client.put_shard(running[1].url, 11, taken, b"already here")
+    urls: list[str | None] = [running[0].url, running[1].url, dead_url, None, running[2].url]
+    results = await client.put_shards(_puts(urls, data), timeout_s=5, grace_s=lambda _t: 1.0)
+    assert isinstance(results[0], ShardInfo) and results[0].size == len(data[0])
+    assert isinstance(results[1], ShardExists)
+    assert isinstance(results[2], PodUnavailable) and not isinstance(results[2], PodTimedOut)
+    assert isinstance(results[3], PodUnavailable)  # no URL: no request at all
+    assert isinstance(results[4], ShardInfo)
+    assert await client.read_shard(running[1].url, 11, taken) == b"already here"
+    assert await client.read_shard(running[2].url, 11, ShardId(OID, "0", 4)) == data[4]
+    # The refused connection was closed, not pooled: the next burst to that pod works.
+    fresh = ShardPut(running[1].url, 11, ShardId("cd" * 16, "0", 0), [b"next"])
+    assert isinstance((await client.put_shards([fresh], timeout_s=5,
+                                               grace_s=lambda _t: 1.0))[0], ShardInfo)
 
 
 async def test_a_pod_that_never_answers_costs_the_grace_not_the_timeout(
-    tmp_path: Path, client: PodClient, start_pod: Any
+    client: PodClient, pods: Any
 ) -> None:
-    pods = await _pods(tmp_path, client, start_pod, 2)
-    # A listener nobody serves: the kernel accepts the connection and the bytes, as for
-    # a SIGSTOPped pod, and no answer ever comes.
-    hung = socket.socket()
-    hung.bind(("127.0.0.1", 0))
-    hung.listen(8)
-    hung_url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+    running = await pods(2)
+    hung, hung_url = _address(listening=True)
     try:
         data = [os.urandom(100_000) for _ in range(3)]
         started = time.monotonic()
         results = await client.put_shards(
-            _puts([pods[0].url, hung_url, pods[1].url], data), timeout_s=30,
+            _puts([running[0].url, hung_url, running[1].url], data), timeout_s=30,
             grace_s=lambda _t: 0.3,
         )
         elapsed = time.monotonic() - started
@@ -118,7 +128,7 @@ async def test_a_pod_that_never_answers_costs_the_grace_not_the_timeout(
 
         # Patience caps the grace for one put (a pod already known to be in trouble).
         data = [os.urandom(1000) for _ in range(2)]
-        puts = [ShardPut(pods[0].url, 12, ShardId(OID, "0", 0), [data[0]]),
+        puts = [ShardPut(running[0].url, 12, ShardId(OID, "0", 0), [data[0]]),
                 ShardPut(hung_url, 12, ShardId(OID, "0", 1), [data[1]], patience_s=0.05)]
         started = time.monotonic()
         results = await client.put_shards(puts, timeout_s=30, grace_s=lambda _t: 10.0)
@@ -132,8 +142,6 @@ async def test_a_pod_that_never_answers_costs_the_grace_not_the_timeout(
         assert 0.4 <= time.monotonic() - started < 2.0
     finally:
         hung.close()
-        for p in pods:
-            await p.server.close()
 
 
 async def test_a_connection_the_pod_closed_is_not_reused(
