@@ -67,7 +67,6 @@ class _Exchange:
         self.request = request
         self.sock = sock
         self.connecting = connecting
-        self.reused = not connecting
         self.out = [memoryview(request.head)] + [
             memoryview(piece).cast("B") for piece in request.body if len(piece)
         ]
@@ -131,7 +130,6 @@ class _Exchange:
             except (BlockingIOError, InterruptedError):
                 return
             if not n:
-                print("EOF on", self.sock, self.reused, flush=True)
                 raise WireError("connection closed by the pod")
             if self.parsed is None:
                 self.head += scratch[:n]
@@ -303,7 +301,6 @@ class BurstPool:
         assert ex.outcome is not None
         outcomes[position] = ex.outcome
         if ex.reusable:
-            ex.sock.setblocking(False)
             self._give_back((ex.request.host, ex.request.port), ex.sock)
         else:
             ex.sock.close()
