@@ -48,7 +48,6 @@ class Pods(Protocol):
         self, url: str, partition: int, shard: ShardId, offset: int = 0, length: int | None = None
     ) -> bytes: ...
 
-
     async def delete_object_shards(
         self, url: str, partition: int, object_id: str, shard_tag: str | None = None
     ) -> int: ...

@@ -8,6 +8,9 @@ Rules:
 - Stripes are cut, hashed in body order, encoded in the CPU executor and
   handed to the k+m shard streams, at most `stripes_in_flight` at a time, so
   memory per request is a few stripes whatever the size.
+- A part of known length up to `burst_bytes` (two stripes) is received whole
+  and its k+m shards sent together, one request each (burst.py): for small
+  objects the per-stream cost outweighed the streaming.
 - Bodies up to `inline_threshold_bytes` are kept in the record: no pod I/O.
 - Shards a dropped pod did not store are queued for the healer after commit;
   a pod that is behind costs a bounded grace, not a timeout (fanout.py).
