@@ -34,12 +34,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kurastore.storage._buffers import receive_buffer
-from kurastore.storage._wire import WireError, WireResponse, parse_head
+
+# The same limits as the asyncio client's: answers to shard PUTs are small JSON documents.
+from kurastore.storage._wire import (
+    _HEAD_READ,
+    _MAX_ANSWER,
+    _MAX_HEAD,
+    WireError,
+    WireResponse,
+    parse_head,
+)
 
 __all__ = ["BurstPool", "BurstRequest", "BurstStalled"]
 
-_MAX_HEAD = 64 << 10
-_HEAD_READ = 64 << 10
 _IOV_MAX = 512  # buffers per sendmsg, below the kernel's IOV_MAX of 1024
 _READ = select.POLLIN | select.POLLPRI
 _TROUBLE = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -56,7 +63,6 @@ class BurstRequest:
     port: int
     head: bytes  # request line and headers, ending with the blank line
     body: Sequence[bytes | bytearray | memoryview] = ()  # sent back to back after the head
-    max_body: int = 1 << 20  # the largest answer body accepted
     patience_s: float = math.inf  # the most this one is waited on after another's success
 
 
@@ -146,7 +152,7 @@ class _Exchange:
             if len(self.head) > _MAX_HEAD:
                 raise WireError("response head too large")
             return
-        self.parsed = parse_head(self.head[:end], self.request.max_body)
+        self.parsed = parse_head(self.head[:end], _MAX_ANSWER)
         length = self.parsed[2]
         early = len(self.head) - end - 4
         if early > length:
