@@ -309,7 +309,10 @@ async def _v2(ctx: _Context, header: str | None, bucket_in_host: str | None) -> 
         access_key, provided = parsed
         amz_date = headers.get("x-amz-date")
         sent_date = amz_date if amz_date is not None else headers.get("Date", "")
-        _check_skew(ctx, _http_date(sent_date), sent_date)
+        epoch = _http_date(sent_date)
+        if epoch < 0:  # before 1970: no valid date at all to S3, not a skewed one
+            raise AccessDenied(_NO_DATE)
+        _check_skew(ctx, epoch, sent_date)
         dates = [""] if amz_date is not None else [sent_date]
         if amz_date is not None and "Date" in headers:
             dates.append(headers["Date"])

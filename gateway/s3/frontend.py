@@ -129,9 +129,10 @@ class S3Frontend:
 async def expect_handler(request: web.Request) -> None:
     """The route's Expect handler: "100 Continue" is not sent here but by
     `send_continue`, once the request is authenticated and authorized, so a client
-    that waits for it never sends a body the answer refuses (AWS's behaviour)."""
+    that waits for it never sends a body the answer refuses (AWS's behaviour). Any other
+    expectation is ignored, as S3 ignores it (aiohttp's default would answer 417)."""
     if request.headers.get("Expect", "").lower() != "100-continue":
-        raise web.HTTPExpectationFailed(text="Unknown Expect: " + request.headers["Expect"])
+        return
     if request.version == HttpVersion11:
         request[EXPECT_PENDING] = True
 

@@ -12,6 +12,7 @@ import urllib.request
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from support.cluster import ACCESS_KEY, REGION, SECRET_KEY
 from support.s3client import error_code
 
 pytestmark = pytest.mark.clients
@@ -237,6 +238,22 @@ def test_bad_content_md5_changes_nothing(s3, bucket: str) -> None:
         s3.put_object(Bucket=bucket, Key="md5", Body=b"changed", ContentMD5=wrong)
     assert error_code(err.value) == "BadDigest"
     assert s3.get_object(Bucket=bucket, Key="md5")["Body"].read() == b"original"
+
+
+def test_unknown_expect_value_is_ignored(s3, bucket: str) -> None:
+    """S3 acts only on "Expect: 100-continue" and ignores any other expectation (the
+    s3-tests header suite sends "Expect: 200"); aiohttp alone would answer 417."""
+    client = boto3.client(
+        "s3", endpoint_url=s3.meta.endpoint_url, region_name=REGION,
+        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+    )
+    client.meta.events.register(
+        "before-call.s3.PutObject", lambda params, **_: params["headers"].update(Expect="200")
+    )
+    client.put_object(Bucket=bucket, Key="expect-empty")  # no body: what drew the 417
+    client.put_object(Bucket=bucket, Key="expect", Body=b"bar")
+    assert s3.get_object(Bucket=bucket, Key="expect-empty")["Body"].read() == b""
+    assert s3.get_object(Bucket=bucket, Key="expect")["Body"].read() == b"bar"
 
 
 @pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"])

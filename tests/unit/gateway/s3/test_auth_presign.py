@@ -176,6 +176,11 @@ async def test_sigv2_header_errors() -> None:
         await auth("GET", url, {**headers, "Authorization": "AWS nocolon"})
     with pytest.raises(AccessDenied):
         await auth("GET", url, {**headers, "Date": "yesterday"})
+    # A date before 1970 is no valid date to S3 (AccessDenied), not a skewed one.
+    with pytest.raises(AccessDenied):
+        await auth("GET", url, {**headers, "x-amz-date": "Tue, 07 Jul 1950 21:53:04 GMT"})
+    with pytest.raises(RequestTimeTooSkewed):
+        await auth("GET", url, {**headers, "x-amz-date": "Tue, 07 Jul 9999 21:53:04 GMT"})
 
 
 async def test_sigv2_with_x_amz_date_signs_an_empty_date_line() -> None:
