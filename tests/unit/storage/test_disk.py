@@ -222,3 +222,27 @@ def test_whole_writes_are_atomic_and_never_overwrite(store: ShardStore, unnamed:
     assert store.list_partitions() == [3]
     assert os.listdir(store.tmp_dir) == []
     assert store.usage().shards == 1 and store.usage().used_bytes == 5000
+
+
+def test_whole_write_lands_when_a_delete_prunes_its_directory_midway(
+    store: ShardStore, monkeypatch
+) -> None:
+    """The object's directory (and its partition's) removed while the unnamed file is
+    written, as a delete of the object's last shard does: the write places the file by
+    path, making the directories again, and it reads back."""
+    assert store._unnamed_files
+    real_write_all = disk._write_all
+    obj_dir = store.object_dir(6, f"{5:032x}")
+
+    def write_then_prune(fd: int, data: bytes) -> None:
+        real_write_all(fd, data)
+        os.rmdir(obj_dir)  # empty: the unnamed file has no name in it
+        os.rmdir(obj_dir.parent)
+
+    monkeypatch.setattr(disk, "_write_all", write_then_prune)
+    info = store.write_whole(6, sid(5, "0", 1), b"w" * 3000)
+    monkeypatch.setattr(disk, "_write_all", real_write_all)
+    assert info.size == 3000
+    assert store.read(6, sid(5, "0", 1)) == b"w" * 3000
+    assert [i.shard for i in store.list_partition(6)] == [sid(5, "0", 1)]
+    assert store.usage().shards == 1 and store.usage().used_bytes == 3000
