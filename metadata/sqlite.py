@@ -98,7 +98,7 @@ class SQLiteStore:
         await self._ex.write(objects.create_bucket, bucket)
 
     async def get_bucket(self, name: str) -> BucketRecord:
-        return await self._ex.read(objects.get_bucket, name)
+        return await self._ex.read_point(objects.get_bucket, name)
 
     async def list_buckets(self, owner: str | None = None) -> list[BucketRecord]:
         return await self._ex.read(objects.list_buckets, owner)
@@ -133,7 +133,7 @@ class SQLiteStore:
     async def get_version(
         self, bucket: str, key: str, version_id: str | None = None
     ) -> ObjectVersion:
-        return await self._ex.read(objects.get_version, bucket, key, version_id)
+        return await self._ex.read_point(objects.get_version, bucket, key, version_id)
 
     async def update_version(
         self, bucket: str, key: str, version_id: str | None, *, tags: dict[str, str] | None = None,
@@ -179,7 +179,7 @@ class SQLiteStore:
         await self._ex.write(multipart.create_upload, upload)
 
     async def get_upload(self, upload_id: str) -> UploadRecord:
-        return await self._ex.read(multipart.get_upload, upload_id)
+        return await self._ex.read_point(multipart.get_upload, upload_id)
 
     async def put_part(self, part: PartRecord) -> None:
         await self._ex.write(multipart.put_part, part)
@@ -216,7 +216,7 @@ class SQLiteStore:
         await self._ex.write(admin.create_user, user)
 
     async def get_user(self, user_id: str) -> UserRecord:
-        return await self._ex.read(admin.get_user, user_id)
+        return await self._ex.read_point(admin.get_user, user_id)
 
     async def get_user_by_name(self, name: str) -> UserRecord:
         return await self._ex.read(admin.get_user_by_name, name)
@@ -238,7 +238,7 @@ class SQLiteStore:
         return AccessKey(row[0], self._box.open(row[0], row[1]), row[2], row[3], bool(row[4]))
 
     async def get_access_key(self, access_key: str) -> AccessKey:
-        return self._open_key(await self._ex.read(admin.get_access_key, access_key))
+        return self._open_key(await self._ex.read_point(admin.get_access_key, access_key))
 
     async def list_access_keys(self, user_id: str) -> list[AccessKey]:
         return [self._open_key(r) for r in await self._ex.read(admin.list_access_keys, user_id)]
@@ -248,7 +248,7 @@ class SQLiteStore:
 
     # --- account settings -------------------------------------------------------------------
     async def get_account_settings(self, user_id: str) -> dict:
-        return await self._ex.read(admin.get_account_settings, user_id)
+        return await self._ex.read_point(admin.get_account_settings, user_id)
 
     async def put_account_settings(self, user_id: str, settings: dict) -> None:
         """Raises UserNotFound."""

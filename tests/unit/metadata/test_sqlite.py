@@ -151,3 +151,49 @@ async def test_many_writers_never_see_locked(tmp_path: Path) -> None:
     assert (await one.bucket_usage("b"))[0] == 400
     await one.close()
     await two.close()
+
+
+class _BusyOnce:
+    """The point connection as another process's exclusive lock would leave it: its
+    first query answers "database is locked" (busy_timeout 0 never waits)."""
+
+    def __init__(self, conn: sqlite3.Connection, error: sqlite3.OperationalError) -> None:
+        self.conn, self.error, self.failed = conn, error, 0
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql.lstrip().upper().startswith("SELECT") and not self.failed:
+            self.failed += 1
+            raise self.error
+        return self.conn.execute(sql, *args)
+
+
+def _sqlite_error(message: str, code: int) -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError(message)
+    error.sqlite_errorcode = code
+    return error
+
+
+async def test_point_reads_see_commits_and_never_wait_on_a_lock(tmp_path: Path) -> None:
+    """Point reads (versions, buckets, keys) run on the event loop's own connection;
+    one that finds the database busy is answered by a reader thread instead, and any
+    other database error is MetadataUnavailable, as for every read."""
+    store = await SQLiteStore.open(str(tmp_path / "m.db"), secret_key=KEY)
+    await store.create_bucket(BucketRecord("b", "o", 1.0))
+    await store.commit_version(version("k"))
+    assert (await store.get_version("b", "k")).inline == b"x"  # read-your-writes
+    point = store._ex._point
+    busy = _BusyOnce(point, _sqlite_error("database is locked", sqlite3.SQLITE_BUSY))
+    store._ex._point = busy
+    assert (await store.get_version("b", "k")).inline == b"x"
+    assert busy.failed == 1 and not point.in_transaction
+    store._ex._point = _BusyOnce(point, _sqlite_error("disk I/O error", sqlite3.SQLITE_IOERR))
+    with pytest.raises(MetadataUnavailable):
+        await store.get_bucket("b")
+    assert not point.in_transaction
+    store._ex._point = point
+    assert (await store.get_bucket("b")).name == "b"
+    await store.close()
