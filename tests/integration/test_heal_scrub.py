@@ -10,6 +10,7 @@ import concurrent.futures
 import os
 import shutil
 import signal
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -179,6 +180,7 @@ def test_writes_missed_by_a_killed_pod_are_healed(server: ServerProcess) -> None
     s3.create_bucket(Bucket="missed")
     payloads = {f"o{i}": os.urandom(MiB + i * 4099) for i in range(30)}
     acknowledged: list[str] = []
+    under_way = threading.Event()
 
     def write_all() -> None:
         for key, data in payloads.items():
@@ -187,10 +189,15 @@ def test_writes_missed_by_a_killed_pod_are_healed(server: ServerProcess) -> None
                 acknowledged.append(key)
             except ClientError:
                 pass  # refused while the pod was going: not acknowledged, fine
+            if len(acknowledged) == 5:
+                under_way.set()
+        under_way.set()
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         writes = pool.submit(write_all)
-        time.sleep(0.5)
+        # The kill lands with 25 writes still to come, however fast the writes are (a
+        # fixed sleep let all 30 finish first once PUTs got quicker).
+        assert under_way.wait(60)
         server.kill_pod("pod-1")
         writes.result()
     assert len(acknowledged) >= len(payloads) - 2
