@@ -12,8 +12,7 @@ import urllib.request
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from support.cluster import ACCESS_KEY, REGION, SECRET_KEY
-from support.s3client import error_code
+from support.s3client import error_code, make_client
 
 pytestmark = pytest.mark.clients
 
@@ -243,10 +242,7 @@ def test_bad_content_md5_changes_nothing(s3, bucket: str) -> None:
 def test_unknown_expect_value_is_ignored(s3, bucket: str) -> None:
     """S3 acts only on "Expect: 100-continue" and ignores any other expectation (the
     s3-tests header suite sends "Expect: 200"); aiohttp alone would answer 417."""
-    client = boto3.client(
-        "s3", endpoint_url=s3.meta.endpoint_url, region_name=REGION,
-        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-    )
+    client = make_client(s3.meta.endpoint_url)  # its own, so the hook stays on it
     client.meta.events.register(
         "before-call.s3.PutObject", lambda params, **_: params["headers"].update(Expect="200")
     )
