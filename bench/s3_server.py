@@ -152,6 +152,22 @@ def limit_disk(directory: Path, direct: bool, size: int = 256 * MiB) -> tuple[fl
     return size / MiB / wall, cpu / (size / (1 << 30))
 
 
+def filesystem_of(path: Path) -> str:
+    """The type, device and journal of the filesystem holding `path`: per-shard file costs
+    depend on it (ext4 without a journal scans recently freed inodes on every create)."""
+    best, fs_type, device = "", "?", "?"
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        dev, mount, kind = line.split()[:3]
+        if str(path.resolve()).startswith(mount) and len(mount) > len(best):
+            best, fs_type, device = mount, kind, dev
+    journal = ""
+    if fs_type == "ext4":  # jbd2 lists the journal of each ext4 that has one
+        name = Path(device).resolve().name
+        journals = os.listdir("/proc/fs/jbd2") if os.path.isdir("/proc/fs/jbd2") else []
+        journal = ", journal" if any(j.startswith(f"{name}-") for j in journals) else ", no journal"
+    return f"{fs_type} on {device}{journal}"
+
+
 def limit_zfec(buf: bytes, k: int = 4, m: int = 2, stripe: int = MiB) -> float:
     enc = zfec.Encoder(k, k + m)
     block = stripe // k
@@ -356,7 +372,7 @@ async def main_async(args: argparse.Namespace) -> None:
     }
     if args.sse:
         limits["AES-256-CTR MiB/s"] = statistics.median(limit_aes_ctr(buf) for _ in range(3))
-    scratch = Path(tempfile.gettempdir())
+    scratch = Path(args.dir) if args.dir else Path(tempfile.gettempdir())
     for direct in (False, True):
         runs = [limit_disk(scratch, direct) for _ in range(3)]
         name = "O_DIRECT" if direct else "buffered"
@@ -378,7 +394,8 @@ async def main_async(args: argparse.Namespace) -> None:
         cases = [("64MiB", 64 * MiB, 3, 2), ("1MiB", MiB, 50, 8), ("4KiB", 4096, 400, 32)]
     # --sse: every PUT asks for SSE-S3, so GETs decrypt too.
     put_headers = {"x-amz-server-side-encryption": "AES256"} if args.sse else None
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        print(f"data on {tmp} ({filesystem_of(Path(tmp))})")
         port = free_port()
         proc = start_server(Path(tmp) / "data", port)
         endpoint = f"http://127.0.0.1:{port}"
@@ -440,6 +457,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="fewer objects per run")
+    parser.add_argument("--dir", default=None,
+                        help="put the server's data (and the disk limit's file) here, to "
+                        "measure the volume the pods would use (default: the temp dir)")
     parser.add_argument("--sse", action="store_true",
                         help="PUT every object with SSE-S3 (and print raw AES-256-CTR)")
     parser.add_argument("--big-uploads", action="store_true",
