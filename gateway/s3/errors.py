@@ -156,6 +156,13 @@ NoSuchLifecycleConfiguration = _error(
     "NoSuchLifecycleConfiguration", 404, "The lifecycle configuration does not exist"
 )
 NoSuchTagSet = _error("NoSuchTagSet", 404, "The TagSet does not exist")
+NoSuchWebsiteConfiguration = _error(
+    "NoSuchWebsiteConfiguration", 404, "The specified bucket does not have a website configuration"
+)
+NoSuchConfiguration = _error("NoSuchConfiguration", 404, "The specified configuration does not exist.")
+ReplicationConfigurationNotFoundError = _error(
+    "ReplicationConfigurationNotFoundError", 404, "The replication configuration was not found"
+)
 NoSuchUpload = _error(
     "NoSuchUpload",
     404,

@@ -36,6 +36,7 @@ from kurastore.gateway.s3 import (
     handlers_multipart,
     handlers_object,
     handlers_post,
+    handlers_unconfigured,
     lock,
     ownership,
 )
@@ -62,6 +63,7 @@ HANDLERS: dict[S3Op, Handler] = {
     **handlers_config.HANDLERS,
     **lock.HANDLERS,
     **ownership.HANDLERS,
+    **handlers_unconfigured.HANDLERS,
 }
 _WRITES_WITH_ACL = frozenset({S3Op.PUT_OBJECT, S3Op.COPY_OBJECT, S3Op.CREATE_MULTIPART_UPLOAD})
 

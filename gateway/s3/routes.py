@@ -85,6 +85,22 @@ class S3Op(enum.Enum):
     ABORT_MULTIPART_UPLOAD = "AbortMultipartUpload"
     LIST_PARTS = "ListParts"
     POST_OBJECT = "PostObject"  # browser-form upload, authenticated by its form (handlers_post)
+    # Features not offered, answered as for a bucket without them (handlers_unconfigured).
+    GET_BUCKET_ACCELERATE = "GetBucketAccelerateConfiguration"
+    GET_BUCKET_NOTIFICATION = "GetBucketNotificationConfiguration"
+    PUT_BUCKET_NOTIFICATION = "PutBucketNotificationConfiguration"
+    GET_BUCKET_REPLICATION = "GetBucketReplication"
+    DELETE_BUCKET_REPLICATION = "DeleteBucketReplication"
+    GET_BUCKET_WEBSITE = "GetBucketWebsite"
+    DELETE_BUCKET_WEBSITE = "DeleteBucketWebsite"
+    LIST_BUCKET_ANALYTICS_CONFIGS = "ListBucketAnalyticsConfigurations"
+    LIST_BUCKET_METRICS_CONFIGS = "ListBucketMetricsConfigurations"
+    LIST_BUCKET_INVENTORY_CONFIGS = "ListBucketInventoryConfigurations"
+    LIST_BUCKET_INTELLIGENT_TIERING_CONFIGS = "ListBucketIntelligentTieringConfigurations"
+    DELETE_BUCKET_ANALYTICS_CONFIG = "DeleteBucketAnalyticsConfiguration"
+    DELETE_BUCKET_METRICS_CONFIG = "DeleteBucketMetricsConfiguration"
+    DELETE_BUCKET_INVENTORY_CONFIG = "DeleteBucketInventoryConfiguration"
+    DELETE_BUCKET_INTELLIGENT_TIERING_CONFIG = "DeleteBucketIntelligentTieringConfiguration"
     # Recognised, not implemented (answered NotImplemented).
     BUCKET_SUBRESOURCE = "BucketSubresource"
     OBJECT_SUBRESOURCE = "ObjectSubresource"
@@ -112,6 +128,14 @@ _BUCKET_GET = {
     "encryption": S3Op.GET_BUCKET_ENCRYPTION,
     "object-lock": S3Op.GET_OBJECT_LOCK_CONFIG,
     "requestPayment": S3Op.GET_BUCKET_REQUEST_PAYMENT,
+    "accelerate": S3Op.GET_BUCKET_ACCELERATE,
+    "notification": S3Op.GET_BUCKET_NOTIFICATION,
+    "replication": S3Op.GET_BUCKET_REPLICATION,
+    "website": S3Op.GET_BUCKET_WEBSITE,
+    "analytics": S3Op.LIST_BUCKET_ANALYTICS_CONFIGS,
+    "metrics": S3Op.LIST_BUCKET_METRICS_CONFIGS,
+    "inventory": S3Op.LIST_BUCKET_INVENTORY_CONFIGS,
+    "intelligent-tiering": S3Op.LIST_BUCKET_INTELLIGENT_TIERING_CONFIGS,
 }
 _BUCKET_PUT = {
     "policy": S3Op.PUT_BUCKET_POLICY,
@@ -124,6 +148,7 @@ _BUCKET_PUT = {
     "lifecycle": S3Op.PUT_BUCKET_LIFECYCLE,
     "encryption": S3Op.PUT_BUCKET_ENCRYPTION,
     "object-lock": S3Op.PUT_OBJECT_LOCK_CONFIG,
+    "notification": S3Op.PUT_BUCKET_NOTIFICATION,
 }
 _BUCKET_DELETE = {
     "tagging": S3Op.DELETE_BUCKET_TAGGING,
@@ -133,6 +158,12 @@ _BUCKET_DELETE = {
     "policy": S3Op.DELETE_BUCKET_POLICY,
     "publicAccessBlock": S3Op.DELETE_PUBLIC_ACCESS_BLOCK,
     "ownershipControls": S3Op.DELETE_BUCKET_OWNERSHIP_CONTROLS,
+    "replication": S3Op.DELETE_BUCKET_REPLICATION,
+    "website": S3Op.DELETE_BUCKET_WEBSITE,
+    "analytics": S3Op.DELETE_BUCKET_ANALYTICS_CONFIG,
+    "metrics": S3Op.DELETE_BUCKET_METRICS_CONFIG,
+    "inventory": S3Op.DELETE_BUCKET_INVENTORY_CONFIG,
+    "intelligent-tiering": S3Op.DELETE_BUCKET_INTELLIGENT_TIERING_CONFIG,
 }
 _BUCKET_SUBRESOURCES = frozenset(
     {

@@ -128,8 +128,10 @@ def test_bad_credentials(server, bucket: str) -> None:
 
 def test_unsupported_operation_is_not_implemented(s3, bucket: str) -> None:
     with pytest.raises(ClientError) as err:
-        s3.get_bucket_website(Bucket=bucket)
-    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] in (404, 501)
+        s3.put_bucket_website(Bucket=bucket,
+                              WebsiteConfiguration={"IndexDocument": {"Suffix": "index.html"}})
+    assert error_code(err.value) == "NotImplemented"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
 
 
 def test_request_ids_on_every_answer(s3, bucket: str) -> None:
