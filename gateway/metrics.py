@@ -26,7 +26,14 @@ class GatewayMetrics:
         self.bytes_out = Counter(
             "kurastore_response_bytes_total", "Response body bytes sent", ["protocol"], registry=r
         )
-        self.in_flight = Gauge("kurastore_requests_in_flight", "Requests being served", registry=r)
+        # Counted in a plain int by the event loop's thread, read at scrape time: a Gauge's
+        # inc and dec take a lock each, twice per request.
+        self.in_flight = 0
+        Gauge("kurastore_requests_in_flight", "Requests being served",
+              registry=r).set_function(lambda: self.in_flight)
+        # The labelled children each finished request updates, by (protocol, op, status):
+        # four `labels()` calls cost 8.6 us a request, the cached children 3.3 us.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram, Counter, Counter]] = {}
         # Overload and slow clients (gateway/admission.py): reason is "overload" (503
         # SlowDown), "slow_body" (RequestTimeout) or "stalled_reader" (connection dropped).
         self.rejected = Counter(
@@ -109,3 +116,21 @@ class GatewayMetrics:
             "Object bytes by healthy blocks of their weakest part (last scrub pass)",
             ["healthy_blocks"], registry=r,
         )
+
+    def record_request(self, protocol: str, op: str, status: int, elapsed_s: float,
+                       received: int, sent: int) -> None:
+        """Count one finished request: its status, latency and body bytes."""
+        key = (protocol, op, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(protocol, op, str(status)),
+                self.latency.labels(protocol, op),
+                self.bytes_in.labels(protocol),
+                self.bytes_out.labels(protocol),
+            )
+        requests, latency, bytes_in, bytes_out = children
+        requests.inc()
+        latency.observe(elapsed_s)
+        bytes_in.inc(received)
+        bytes_out.inc(sent)

@@ -59,7 +59,7 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
     metrics = request.app[METRICS]
     start = time.monotonic()
     status = 500
-    metrics.in_flight.inc()
+    metrics.in_flight += 1
     resp: web.StreamResponse | None = None
     try:
         resp = await handler(request)
@@ -73,16 +73,13 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         status = 499 if request.get(STARTED) or request.transport is None else 500
         raise
     finally:
-        metrics.in_flight.dec()
+        metrics.in_flight -= 1
         elapsed = time.monotonic() - start
         proto = request[PROTOCOL]
         op = request[OP]
         received = request.content.total_bytes
         sent = resp.body_length if resp is not None and resp.prepared else 0
-        metrics.requests.labels(proto, op, str(status)).inc()
-        metrics.latency.labels(proto, op).observe(elapsed)
-        metrics.bytes_in.labels(proto).inc(received)
-        metrics.bytes_out.labels(proto).inc(sent)
+        metrics.record_request(proto, op, status, elapsed, received, sent)
         if proto != "probe":
             log.info(
                 "request id=%s proto=%s op=%s method=%s path=%s status=%d in=%d out=%d "

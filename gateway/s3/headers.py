@@ -17,6 +17,7 @@ import binascii
 import email.errors
 import email.header
 import email.utils
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping
@@ -368,7 +369,14 @@ def body_check(spec: IntegritySpec, trailers: Callable[[], Mapping[str, str]]) -
 
 def http_date(ts: float) -> str:
     """RFC 1123, whole seconds: Mon, 12 Oct 2009 17:50:00 GMT."""
-    return email.utils.formatdate(int(ts), usegmt=True)
+    return _http_date(int(ts))
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    # Every GET and HEAD formats a Last-Modified; objects written in the same second
+    # share it, and email.utils takes several microseconds for each.
+    return email.utils.formatdate(seconds, usegmt=True)
 
 
 def version_headers(version_id: str, versioned: bool) -> dict[str, str]:

@@ -1,0 +1,56 @@
+"""The gateway's Prometheus metrics, scraped from a real kurastore server after boto3
+requests: requests by protocol, operation and status, latency histograms, body bytes
+in and out, and the requests in flight."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+
+import pytest
+from botocore.exceptions import ClientError
+
+pytestmark = pytest.mark.clients
+
+
+def _scrape(endpoint: str) -> dict[str, float]:
+    """Every sample of the exposition, by its name and labels as written."""
+    with urllib.request.urlopen(f"{endpoint}/_kura/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def _sample(samples: dict[str, float], name: str, **labels: str) -> float:
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    return sum(v for key, v in samples.items()
+               if re.fullmatch(rf"{name}(\{{.*\}})?", key) and all(w in key for w in wanted))
+
+
+def test_requests_latency_and_bytes_are_counted_by_operation_and_status(
+        server, s3, bucket: str) -> None:
+    before = _scrape(server.endpoint)
+    s3.put_object(Bucket=bucket, Key="m", Body=b"x" * 1000)
+    assert s3.get_object(Bucket=bucket, Key="m")["Body"].read() == b"x" * 1000
+    with pytest.raises(ClientError):
+        s3.get_object(Bucket=bucket, Key="absent")
+    after = _scrape(server.endpoint)
+
+    def grew(name: str, **labels: str) -> float:
+        return _sample(after, name, **labels) - _sample(before, name, **labels)
+
+    total = "kurastore_requests_total"
+    assert grew(total, protocol="s3", op="PutObject", status="200") == 1
+    assert grew(total, protocol="s3", op="GetObject", status="200") == 1
+    assert grew(total, protocol="s3", op="GetObject", status="404") == 1
+    assert grew("kurastore_request_duration_seconds_count", protocol="s3", op="GetObject") == 2
+    assert grew("kurastore_request_duration_seconds_bucket", protocol="s3", op="PutObject",
+                le="+Inf") == 1
+    assert grew("kurastore_request_bytes_total", protocol="s3") >= 1000
+    assert grew("kurastore_response_bytes_total", protocol="s3") >= 1000
+    # Only the scrape itself may be in flight while it is answered.
+    assert after["kurastore_requests_in_flight"] in (0, 1)
