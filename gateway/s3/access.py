@@ -61,6 +61,7 @@ _RULES: dict[S3Op, tuple[str, str, str]] = {
     S3Op.GET_OBJECT: ("s3:GetObject", OBJECT, acl.READ),
     S3Op.HEAD_OBJECT: ("s3:GetObject", OBJECT, acl.READ),
     S3Op.GET_OBJECT_ATTRIBUTES: ("s3:GetObjectAttributes", OBJECT, acl.READ),
+    S3Op.GET_OBJECT_TORRENT: ("s3:GetObjectTorrent", OBJECT, acl.READ),
     S3Op.GET_OBJECT_ACL: ("s3:GetObjectAcl", OBJECT, acl.READ_ACP),
     S3Op.PUT_OBJECT_ACL: ("s3:PutObjectAcl", OBJECT, acl.WRITE_ACP),
 }
@@ -98,7 +99,8 @@ _ACTIONS = {
 }
 _VERSIONED_ACTIONS = {"s3:GetObject": "s3:GetObjectVersion", "s3:DeleteObject":
                       "s3:DeleteObjectVersion", "s3:GetObjectAcl": "s3:GetObjectVersionAcl",
-                      "s3:PutObjectAcl": "s3:PutObjectVersionAcl"}  # fmt: skip
+                      "s3:PutObjectAcl": "s3:PutObjectVersionAcl",
+                      "s3:GetObjectTorrent": "s3:GetObjectVersionTorrent"}  # fmt: skip
 _POLICY_OPS = frozenset({S3Op.GET_BUCKET_POLICY, S3Op.PUT_BUCKET_POLICY,
                          S3Op.DELETE_BUCKET_POLICY})
 _OBJECT_OPS = frozenset({S3Op.GET_OBJECT_TAGGING, S3Op.PUT_OBJECT_TAGGING,

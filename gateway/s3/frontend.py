@@ -39,6 +39,7 @@ from kurastore.gateway.s3 import (
     handlers_unconfigured,
     lock,
     ownership,
+    torrent,
 )
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3.auth import authenticate
@@ -64,6 +65,7 @@ HANDLERS: dict[S3Op, Handler] = {
     **lock.HANDLERS,
     **ownership.HANDLERS,
     **handlers_unconfigured.HANDLERS,
+    S3Op.GET_OBJECT_TORRENT: torrent.get_object_torrent,
 }
 _WRITES_WITH_ACL = frozenset({S3Op.PUT_OBJECT, S3Op.COPY_OBJECT, S3Op.CREATE_MULTIPART_UPLOAD})
 

@@ -85,6 +85,7 @@ class S3Op(enum.Enum):
     ABORT_MULTIPART_UPLOAD = "AbortMultipartUpload"
     LIST_PARTS = "ListParts"
     POST_OBJECT = "PostObject"  # browser-form upload, authenticated by its form (handlers_post)
+    GET_OBJECT_TORRENT = "GetObjectTorrent"
     # Features not offered, answered as for a bucket without them (handlers_unconfigured).
     GET_BUCKET_ACCELERATE = "GetBucketAccelerateConfiguration"
     GET_BUCKET_NOTIFICATION = "GetBucketNotificationConfiguration"
@@ -266,6 +267,8 @@ def _bucket_op(method: str, query: Mapping[str, str]) -> S3Op:
 
 
 def _object_op(method: str, query: Mapping[str, str], headers: Mapping[str, str]) -> S3Op:
+    if "torrent" in query and method == "GET":
+        return S3Op.GET_OBJECT_TORRENT
     if _has_any(query, _OBJECT_SUBRESOURCES):
         return S3Op.OBJECT_SUBRESOURCE
     lock_ops = _OBJECT_LOCK_GET if method == "GET" else _OBJECT_LOCK_PUT
