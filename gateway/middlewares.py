@@ -31,6 +31,26 @@ STARTED = "response_started"
 # Headers an adapter wants on whatever answer goes out, errors and streams alike
 # (the S3 adapter's CORS headers): a dict, set before the answer is prepared.
 EXTRA_HEADERS = "extra_response_headers"
+CLIENT_GONE = "client_gone"  # the client closed the connection during the answer
+
+
+async def write_to_client(request: web.Request, response: web.StreamResponse,
+                          data: bytes | memoryview) -> bool:
+    """Write part of a streamed body; False when the client has closed the connection.
+
+    A client that stops reading (curl interrupted, a reader that had the bytes it
+    wanted) is not a server error: the request is logged as 499, without a traceback,
+    and the handler returns the response, which aiohttp ends quietly. Errors of our own
+    (a failed shard read) still propagate and drop the connection."""
+    try:
+        await response.write(data)
+    except ConnectionResetError:  # aiohttp's ClientConnectionResetError is one
+        if not request.get(CLIENT_GONE):
+            request[CLIENT_GONE] = True
+            log.info("request id=%s: the client closed the connection after %d bytes",
+                     request.get(REQUEST_ID), response.body_length)
+        return False
+    return True
 
 
 def new_request_id() -> str:
@@ -63,7 +83,7 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
     resp: web.StreamResponse | None = None
     try:
         resp = await handler(request)
-        status = resp.status
+        status = 499 if request.get(CLIENT_GONE) else resp.status
         return resp
     except web.HTTPException as exc:
         status = exc.status

@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from kurastore.gateway.middlewares import write_to_client
 from kurastore.gateway.objects.api import PutOptions
 from kurastore.gateway.objects.conditions import resolve_range
 from kurastore.gateway.objects.errors import NotModified
@@ -142,7 +143,8 @@ async def get_object(s3: S3Request) -> web.StreamResponse:
         await resp.prepare(s3.request)
         try:
             async for chunk in reader:
-                await resp.write(chunk)
+                if not await write_to_client(s3.request, resp, chunk):
+                    return resp
             await resp.write_eof()
         except BaseException:
             # Headers are gone: the only honest signal left is a dropped connection.

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from kurastore.gateway.middlewares import write_to_client
 from kurastore.gateway.objects.api import (
     BodyCheck,
     BodyDigest,
@@ -167,11 +168,13 @@ async def get_object(sw: SwiftRequest) -> web.StreamResponse:
         resp.headers["Content-Range"] = f"bytes {first}-{last}/{content.size}"
     resp.content_length = last - first + 1
     await resp.prepare(sw.request)
+    request = sw.request
     try:
-        if head is not None:
-            await resp.write(head)
+        if head is not None and not await write_to_client(request, resp, head):
+            return resp
         async for chunk in rest:
-            await resp.write(chunk)
+            if not await write_to_client(request, resp, chunk):
+                return resp
         await resp.write_eof()
     except BaseException:
         log.warning("GET %s/%s failed after the response started", sw.container, sw.obj,
@@ -199,19 +202,25 @@ async def _multirange(sw: SwiftRequest, content: lo.Content, headers: dict[str, 
     resp = web.StreamResponse(status=206, headers=headers)
     resp.content_length = length + len(tail)
     await resp.prepare(sw.request)
+    request = sw.request
     try:
         for i, (a, b) in enumerate(spans):
-            await resp.write(heads[i])
+            pieces: list[bytes | memoryview] = [heads[i]]
             if i == 0:
-                if first is not None:
-                    await resp.write(first)
+                pieces += [first] if first is not None else []
                 body = rest
             else:
                 body = lo.stream(sw.service, content, a, b)
+            for piece in pieces:
+                if not await write_to_client(request, resp, piece):
+                    return resp
             async for chunk in body:
-                await resp.write(chunk)
-            await resp.write(b"\r\n")
-        await resp.write(tail)
+                if not await write_to_client(request, resp, chunk):
+                    return resp
+            if not await write_to_client(request, resp, b"\r\n"):
+                return resp
+        if not await write_to_client(request, resp, tail):
+            return resp
         await resp.write_eof()
     except BaseException:
         log.warning("multi-range GET %s/%s failed after the response started", sw.container,

@@ -5,6 +5,9 @@ in and out, and the requests in flight."""
 from __future__ import annotations
 
 import re
+import socket
+import struct
+import time
 import urllib.request
 
 import pytest
@@ -54,3 +57,35 @@ def test_requests_latency_and_bytes_are_counted_by_operation_and_status(
     assert grew("kurastore_response_bytes_total", protocol="s3") >= 1000
     # Only the scrape itself may be in flight while it is answered.
     assert after["kurastore_requests_in_flight"] in (0, 1)
+
+
+def test_a_client_leaving_mid_download_is_a_499_not_a_server_error(
+        server, s3, bucket: str) -> None:
+    data = b"z" * (8 << 20)
+    s3.put_object(Bucket=bucket, Key="big", Body=data)
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "big"})
+    before = _scrape(server.endpoint)
+    log_start = server.log_path.stat().st_size
+    host, port = server.endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        # A small receive buffer, so the server is still writing when the client leaves.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        path = url.removeprefix(server.endpoint)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # The close resets the connection (SO_LINGER 0); the server notices on its next write.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        after = _scrape(server.endpoint)
+        left = (_sample(after, "kurastore_requests_total", op="GetObject", status="499")
+                - _sample(before, "kurastore_requests_total", op="GetObject", status="499"))
+        if left:
+            break
+        time.sleep(0.1)
+    assert left == 1
+    with open(server.log_path, "rb") as log:
+        log.seek(log_start)
+        written = log.read().decode(errors="replace")
+    assert "Traceback" not in written and "Error handling request" not in written
+    assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == data  # still served
