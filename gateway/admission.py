@@ -34,7 +34,7 @@ from prometheus_client import Counter
 
 from kurastore.gateway.config import GatewayConfig
 from kurastore.gateway.keys import CONFIG, ERROR_RENDERERS, METRICS
-from kurastore.gateway.middlewares import PROTOCOL, REQUEST_ID, Handler
+from kurastore.gateway.middlewares import PROTOCOL, REQUEST_ID, Handler, note_client_gone
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3.auth import has_s3_credentials
 from kurastore.gateway.s3.frontend import EXPECT_PENDING
@@ -201,9 +201,14 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
                 request.content.set_exception(TimeoutError())
             # Written to the end here, under the write deadline (aiohttp's own later
             # prepare and write_eof then do nothing).
-            if not response.prepared:
-                await response.prepare(request)
-            await response.write_eof()
+            try:
+                if not response.prepared:
+                    await response.prepare(request)
+                await response.write_eof()
+            except ConnectionResetError:
+                # The client left before its answer (an upload interrupted half-way):
+                # a 499 in the access log, not a server error.
+                note_client_gone(request, response)
             return response
     finally:
         admission.leave()

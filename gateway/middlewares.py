@@ -45,12 +45,17 @@ async def write_to_client(request: web.Request, response: web.StreamResponse,
     try:
         await response.write(data)
     except ConnectionResetError:  # aiohttp's ClientConnectionResetError is one
-        if not request.get(CLIENT_GONE):
-            request[CLIENT_GONE] = True
-            log.info("request id=%s: the client closed the connection after %d bytes",
-                     request.get(REQUEST_ID), response.body_length)
+        note_client_gone(request, response)
         return False
     return True
+
+
+def note_client_gone(request: web.Request, response: web.StreamResponse) -> None:
+    """Mark the request as abandoned by its client (a 499), logged once, quietly."""
+    if not request.get(CLIENT_GONE):
+        request[CLIENT_GONE] = True
+        log.info("request id=%s: the client closed the connection after %d bytes of the "
+                 "answer", request.get(REQUEST_ID), response.body_length)
 
 
 def new_request_id() -> str:

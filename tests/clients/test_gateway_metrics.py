@@ -59,33 +59,59 @@ def test_requests_latency_and_bytes_are_counted_by_operation_and_status(
     assert after["kurastore_requests_in_flight"] in (0, 1)
 
 
+def _reset_midway(server, url: str, method: str, body: bytes = b"", declared: int = 0) -> None:
+    """Send a request (part of its body, if any), then reset the connection."""
+    host, port = server.endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        # A small receive buffer, so the server is still writing when the client leaves.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        length = f"Content-Length: {declared}\r\n" if declared else ""
+        path = url.removeprefix(server.endpoint)
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{length}\r\n".encode())
+        if body:
+            sock.sendall(body)
+        else:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def _await_499(server, before: dict[str, float], op: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        after = _scrape(server.endpoint)
+        left = (_sample(after, "kurastore_requests_total", op=op, status="499")
+                - _sample(before, "kurastore_requests_total", op=op, status="499"))
+        if left:
+            break
+        time.sleep(0.1)
+    assert left == 1
+
+
+def _log_since(server, start: int) -> str:
+    with open(server.log_path, "rb") as log:
+        log.seek(start)
+        return log.read().decode(errors="replace")
+
+
 def test_a_client_leaving_mid_download_is_a_499_not_a_server_error(
         server, s3, bucket: str) -> None:
     data = b"z" * (8 << 20)
     s3.put_object(Bucket=bucket, Key="big", Body=data)
     url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "big"})
-    before = _scrape(server.endpoint)
-    log_start = server.log_path.stat().st_size
-    host, port = server.endpoint.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port))) as sock:
-        # A small receive buffer, so the server is still writing when the client leaves.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        path = url.removeprefix(server.endpoint)
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    # The close resets the connection (SO_LINGER 0); the server notices on its next write.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        after = _scrape(server.endpoint)
-        left = (_sample(after, "kurastore_requests_total", op="GetObject", status="499")
-                - _sample(before, "kurastore_requests_total", op="GetObject", status="499"))
-        if left:
-            break
-        time.sleep(0.1)
-    assert left == 1
-    with open(server.log_path, "rb") as log:
-        log.seek(log_start)
-        written = log.read().decode(errors="replace")
+    before, log_start = _scrape(server.endpoint), server.log_path.stat().st_size
+    _reset_midway(server, url, "GET")
+    _await_499(server, before, "GetObject")
+    written = _log_since(server, log_start)
     assert "Traceback" not in written and "Error handling request" not in written
     assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == data  # still served
+
+
+def test_an_upload_cut_off_half_way_is_a_499_and_stores_nothing(
+        server, s3, bucket: str) -> None:
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "cut"})
+    before, log_start = _scrape(server.endpoint), server.log_path.stat().st_size
+    _reset_midway(server, url, "PUT", body=b"y" * (5 << 20), declared=10 << 20)
+    _await_499(server, before, "PutObject")
+    written = _log_since(server, log_start)
+    assert "Traceback" not in written and "Error handling request" not in written
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="cut")
