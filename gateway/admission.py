@@ -205,7 +205,7 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
                 if not response.prepared:
                     await response.prepare(request)
                 await response.write_eof()
-            except ConnectionResetError:
+            except ConnectionError:
                 # The client left before its answer (an upload interrupted half-way):
                 # a 499 in the access log, not a server error.
                 note_client_gone(request, response)

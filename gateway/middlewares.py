@@ -38,13 +38,13 @@ async def write_to_client(request: web.Request, response: web.StreamResponse,
                           data: bytes | memoryview) -> bool:
     """Write part of a streamed body; False when the client has closed the connection.
 
-    A client that stops reading (curl interrupted, a reader that had the bytes it
-    wanted) is not a server error: the request is logged as 499, without a traceback,
-    and the handler returns the response, which aiohttp ends quietly. Errors of our own
-    (a failed shard read) still propagate and drop the connection."""
+    A client that closes the connection (curl interrupted, a reader that had the
+    bytes it wanted) is not a server error: the request is logged as 499, without a
+    traceback, and the handler returns the response, which aiohttp ends quietly. Errors
+    of our own (a failed shard read) still propagate and drop the connection."""
     try:
         await response.write(data)
-    except ConnectionResetError:  # aiohttp's ClientConnectionResetError is one
+    except ConnectionError:  # reset, broken pipe, or aiohttp's "Connection lost" in drain
         note_client_gone(request, response)
         return False
     return True

@@ -72,6 +72,7 @@ def _reset_midway(server, url: str, method: str, body: bytes = b"", declared: in
             sock.sendall(body)
         else:
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            time.sleep(0.5)  # the server fills the buffers and waits for the client to read
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
