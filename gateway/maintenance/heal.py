@@ -15,8 +15,15 @@ Rules:
   record names any more (deleted meanwhile) or only a pending write names (its
   writer queues what it dropped after commit) is dropped from the queue.
 - Each queued block is checked on its pod first (verify_shard): a good shard is
-  done without work; a corrupt one is deleted (pods never overwrite) and rebuilt;
-  a missing one is rebuilt (rebuild.py: any k good frames per stripe).
+  done without work; a missing one is rebuilt (rebuild.py: any k good frames per
+  stripe, the good frames of corrupt shards included).
+- A corrupt shard must be deleted before its replacement is written (pods never
+  overwrite), and its good frames may be what keeps another stripe readable. So
+  corrupt shards are replaced one at a time, after the missing ones, and only when
+  the other shards hold k good frames of every stripe without it (every shard of the
+  part is verified to know). One that fails this stays in place, readable, and
+  waits: deleting it would lose the part (3 shards of a 4+2 part, each bad in a
+  different stripe, still read back whole).
 - Resumable: an item leaves the queue (done_heal) only once its shard is stored
   and verified by the pod's commit, so a crash repeats work, never loses it. An
   item that cannot be healed now (its pod is down, fewer than k blocks answer)
@@ -214,18 +221,29 @@ class Healer:
             log.error("heal %s.%s: its epoch's map is gone", first.object_id, first.shard_tag)
             await self._defer(group, now)
             return 0
-        settled, targets, waiting = [], [], []
+        settled, missing, corrupt, waiting = [], [], [], []
+        bad: dict[int, frozenset[int]] = {}  # block index -> its stripes without a good frame
         for item_id, item in group:
-            state = await self._inspect(urls, part, item.index)
+            state, bad_stripes = await self._inspect(urls, part, item.index)
             if state == "healthy":
                 settled.append(item_id)
                 self.progress.healthy += 1
             elif state == "down":
                 waiting.append((item_id, item))
+            elif state == "missing":
+                missing.append((item_id, item))
             else:
-                targets.append((item_id, item))
-        if targets:
-            healed, failed = await self._rebuild(part, urls, targets)
+                corrupt.append((item_id, item))
+                bad[item.index] = bad_stripes
+        if missing:
+            healed, failed = await self._rebuild(part, urls, missing)
+            settled.extend(healed)
+            waiting.extend(failed)
+            everything = frozenset(range(_stripes(part)))
+            for item_id, item in missing:
+                bad[item.index] = frozenset() if item_id in healed else everything
+        if corrupt:
+            healed, failed = await self._replace_corrupt(part, urls, corrupt, bad)
             settled.extend(healed)
             waiting.extend(failed)
         if settled:
@@ -247,31 +265,76 @@ class Healer:
         await self._topology.ensure_fresh()
         return [self._topology.url_of(p) for p in pmap.pods_for(part.partition, part.width)]
 
-    async def _inspect(self, urls: Sequence[str | None], part: PinnedPart, index: int) -> str:
-        """"healthy", "missing", "corrupt" (now deleted) or "down"."""
+    async def _inspect(self, urls: Sequence[str | None], part: PinnedPart, index: int
+                       ) -> tuple[str, frozenset[int]]:
+        """("healthy" | "missing" | "corrupt" | "down", the stripes without a good frame)."""
         url = urls[index]
+        everything = frozenset(range(_stripes(part)))
         if url is None:
-            return "down"
+            return "down", everything
         shard = ShardId(part.object_id, part.shard_tag, index)
         params = ErasureParams(part.k, part.m, part.block_size)
-        timeout = self._config.pod_timeout_s
         await self._throttle.take(params.shard_size(part.size))
         try:
-            result = await call(self._pods.verify_shard(url, part.partition, shard), timeout, url)
+            result = await call(self._pods.verify_shard(url, part.partition, shard),
+                                self._config.pod_timeout_s, url)
         except ShardNotFound:
-            return "missing"
+            return "missing", everything
         except PodError as exc:
             log.info("heal: cannot check %s on %s: %s", shard.name, url, exc)
-            return "down"
-        if result.ok and result.frames == params.stripe_count(part.size):
-            return "healthy"
-        log.warning("heal: %s on %s is corrupt (stripes %s); replacing it", shard.name, url,
-                    list(result.bad_stripes)[:10])
-        try:
-            await call(self._pods.delete_shard(url, part.partition, shard), timeout, url)
-        except PodError:
-            return "down"
-        return "corrupt"
+            return "down", everything
+        count = len(everything)
+        if result.ok and result.frames == count:
+            return "healthy", frozenset()
+        if not result.ok and not result.frames:  # no frame could be trusted at all
+            bad = everything
+        else:
+            bad = frozenset(result.bad_stripes) | frozenset(range(result.frames, count))
+        log.warning("heal: %s on %s is corrupt (stripes %s)", shard.name, url,
+                    sorted(bad)[:10])
+        return "corrupt", bad
+
+    async def _replace_corrupt(
+        self, part: PinnedPart, urls: list[str | None], corrupt: list[tuple[int, HealItem]],
+        bad: dict[int, frozenset[int]],
+    ) -> tuple[list[int], list[tuple[int, HealItem]]]:
+        """Delete and rebuild corrupt shards one by one, each only while the others
+        hold k good frames of every stripe without it. (queue ids healed, items left)."""
+        for index in range(part.width):
+            if index not in bad:
+                bad[index] = (await self._inspect(urls, part, index))[1]
+        everything = frozenset(range(_stripes(part)))
+        healed: list[int] = []
+        failed: list[tuple[int, HealItem]] = []
+        pending = list(corrupt)
+        while True:
+            ready = next((entry for entry in pending
+                          if _replaceable(bad, entry[1].index, part.k)), None)
+            if ready is None:
+                break
+            pending.remove(ready)
+            item = ready[1]
+            url = urls[item.index]
+            assert url is not None  # a shard that answered verify_shard has a pod
+            shard = ShardId(part.object_id, part.shard_tag, item.index)
+            try:
+                await call(self._pods.delete_shard(url, part.partition, shard),
+                           self._config.pod_timeout_s, url)
+            except PodError:
+                failed.append(ready)
+                continue
+            bad[item.index] = everything  # gone until its rebuild is stored
+            done, left = await self._rebuild(part, urls, [ready])
+            healed.extend(done)
+            failed.extend(left)
+            if done:
+                bad[item.index] = frozenset()
+        for entry in pending:
+            log.error("heal %s.%s.%d: corrupt in stripes %s, but the other shards lack k "
+                      "good frames of some stripe without it; left in place (still "
+                      "readable) until other shards are healed", part.object_id,
+                      part.shard_tag, entry[1].index, sorted(bad[entry[1].index])[:10])
+        return healed, failed + pending
 
     async def _rebuild(
         self, part: PinnedPart, urls: list[str | None], targets: list[tuple[int, HealItem]]
@@ -322,5 +385,16 @@ class Healer:
 
 def _key(item: HealItem) -> Key:
     return (item.object_id, item.shard_tag, item.index)
+
+
+def _stripes(part: PinnedPart) -> int:
+    return ErasureParams(part.k, part.m, part.block_size).stripe_count(part.size)
+
+
+def _replaceable(bad: dict[int, frozenset[int]], index: int, k: int) -> bool:
+    """True if every stripe keeps k good frames among the shards other than `index`."""
+    others = [stripes for i, stripes in bad.items() if i != index]
+    damaged = frozenset().union(*others)  # a stripe bad nowhere else has width - 1 >= k
+    return all(sum(stripe not in s for s in others) >= k for stripe in damaged)
 
 

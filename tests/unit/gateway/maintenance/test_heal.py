@@ -63,6 +63,73 @@ async def test_corrupt_shard_is_replaced(cluster) -> None:
     assert cluster.healer.progress.healed == 1
 
 
+def _frame_offset(v: ObjectVersion, stripe: int) -> int:
+    """An offset inside the payload of `stripe`'s frame in a shard of `v`."""
+    return stripe * ErasureParams(v.k, v.m, v.block_size).frame_size + 100
+
+
+async def test_corrupt_shards_each_bad_in_another_stripe_are_all_replaced(cluster) -> None:
+    # Three of six shards corrupt, each in a different stripe: every stripe still has
+    # five good frames, so the object reads back; deleting all three before rebuilding
+    # (as the healer once did) would leave three shards and lose it.
+    data = os.urandom(300 * KiB)
+    v = await cluster.put("k", data)
+    assert ErasureParams(v.k, v.m, v.block_size).stripe_count(v.size) >= 3
+    originals = {i: cluster.shard(v, i) for i in range(6)}
+    for index, stripe in ((0, 0), (1, 1), (2, 2)):
+        assert cluster.pods.corrupt(cluster.holders(v)[index], v.object_id,
+                                    _frame_offset(v, stripe)) == 1
+    assert await cluster.read("k") == data
+    await cluster.store.queue_heal([item(v, i, "corrupt") for i in (0, 1, 2)])
+
+    await cluster.heal_all()
+
+    assert {i: cluster.shard(v, i) for i in range(6)} == originals
+    assert cluster.healer.progress.healed == 3
+    cluster.pods.kill(cluster.holders(v)[4], cluster.holders(v)[5])
+    assert await cluster.read("k") == data
+
+
+async def test_a_corrupt_shard_whose_good_frames_are_needed_stays_in_place(cluster) -> None:
+    # Stripe 0 has bad frames in shards 0 and 1, stripe 1 in shards 2 and 3: each
+    # stripe has exactly k = 4 good frames, so no corrupt shard can be deleted without
+    # losing a stripe. The healer leaves them all, and the object still reads back.
+    data = os.urandom(300 * KiB)
+    v = await cluster.put("k", data)
+    for index, stripe in ((0, 0), (1, 0), (2, 1), (3, 1)):
+        assert cluster.pods.corrupt(cluster.holders(v)[index], v.object_id,
+                                    _frame_offset(v, stripe)) == 1
+    damaged = {i: cluster.shard(v, i) for i in range(6)}
+    await cluster.store.queue_heal([item(v, i, "corrupt") for i in range(4)])
+
+    await cluster.healer.heal_once()
+
+    assert {i: cluster.shard(v, i) for i in range(6)} == damaged  # nothing deleted
+    assert cluster.healer.progress.healed == 0
+    assert await cluster.store.heal_queue_length() == 4  # still waiting, not dropped
+    assert await cluster.read("k") == data
+
+
+async def test_a_missing_shard_healed_first_makes_a_corrupt_one_replaceable(cluster) -> None:
+    # Shard 5 is gone; shard 0 is bad in stripe 0 and shard 1 in stripe 1. Before
+    # shard 5 is back, stripe 1 has only k good frames with shard 0's: shard 0 can be
+    # replaced only after shard 5 is rebuilt (from the corrupt shards' good frames).
+    data = os.urandom(300 * KiB)
+    v = await cluster.put("k", data)
+    originals = {i: cluster.shard(v, i) for i in range(6)}
+    assert cluster.pods.drop_shards(cluster.holders(v)[5], v.object_id) == 1
+    for index, stripe in ((0, 0), (1, 1)):
+        assert cluster.pods.corrupt(cluster.holders(v)[index], v.object_id,
+                                    _frame_offset(v, stripe)) == 1
+    await cluster.store.queue_heal([item(v, 0, "corrupt"), item(v, 1, "corrupt"),
+                                    item(v, 5, "missing")])
+
+    await cluster.heal_all()
+
+    assert {i: cluster.shard(v, i) for i in range(6)} == originals
+    assert cluster.healer.progress.healed == 3
+
+
 async def test_healthy_shard_is_left_alone(cluster) -> None:
     v = await cluster.put("k", os.urandom(100 * KiB))
     pod = cluster.pods.pod(cluster.holders(v)[1])
