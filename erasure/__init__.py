@@ -31,6 +31,7 @@ from kurastore.erasure._frame import (
     FRAME_VERSION,
     Frame,
     frame_header_size,
+    frame_owner,
     split_frames,
     verify_frame,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "encode_stripe",
     "encode_stripe_parts",
     "frame_header_size",
+    "frame_owner",
     "plan_range",
     "split_frames",
     "verify_frame",

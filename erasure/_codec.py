@@ -62,7 +62,7 @@ def _data_blocks(params: ErasureParams, view: memoryview) -> list[Buffer]:
 
 
 def encode_stripe_parts(
-    params: ErasureParams, stripe_no: int, data: Buffer
+    params: ErasureParams, stripe_no: int, data: Buffer, owner: bytes | None = None
 ) -> list[tuple[bytes, Buffer]]:
     """Like encode_stripe, but each frame as (header, payload) without joining them.
 
@@ -83,11 +83,15 @@ def encode_stripe_parts(
     else:
         blocks.extend(_encoder(k, n).encode(blocks, _parity_numbers(k, n)))
     size = len(view)
-    return [(pack_header(k, m, i, stripe_no, size, block), block) for i, block in enumerate(blocks)]
+    return [(pack_header(k, m, i, stripe_no, size, block, owner), block)
+            for i, block in enumerate(blocks)]
 
 
-def encode_stripe(params: ErasureParams, stripe_no: int, data: Buffer) -> list[bytes]:
-    """Encode one stripe into its k + m frames, in index order 0..k+m-1.
+def encode_stripe(
+    params: ErasureParams, stripe_no: int, data: Buffer, owner: bytes | None = None
+) -> list[bytes]:
+    """Encode one stripe into its k + m frames, in index order 0..k+m-1, bound to `owner`
+    (frame_owner of the part; frame version 2) when given.
 
     `data` is stripe_size bytes, except for a part's last stripe, which may hold
     1..stripe_size bytes and then yields frames with short blocks. Frames of full stripes
@@ -96,7 +100,7 @@ def encode_stripe(params: ErasureParams, stripe_no: int, data: Buffer) -> list[b
     glibc's default thresholds, fresh pages from the kernel for each 1 MiB stripe); a
     writer that can send header and payload separately uses encode_stripe_parts instead.
     """
-    return [b"".join(parts) for parts in encode_stripe_parts(params, stripe_no, data)]
+    return [b"".join(parts) for parts in encode_stripe_parts(params, stripe_no, data, owner)]
 
 
 def _by_index(frames: Mapping[int, Frame] | Sequence[Frame]) -> dict[int, Frame]:

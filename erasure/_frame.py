@@ -6,7 +6,7 @@ shard starts at s * frame_size. Version 1, all integers little-endian:
 
     offset size  field
          0    4  magic          b"KSEF" (kurastore erasure frame)
-         4    1  version        1; readers dispatch on this byte (_READERS)
+         4    1  version        1 or 2; readers dispatch on this byte (_READERS)
          5    1  k              data blocks per stripe
          6    1  m              parity blocks per stripe
          7    1  index          block index 0..k+m-1 (0..k-1: data, k..: parity)
@@ -19,6 +19,18 @@ shard starts at s * frame_size. Version 1, all integers little-endian:
 
 The checksum covers header and payload without copying them together: the header hash seeds
 the payload hash, so a flipped bit anywhere (header fields included) changes it.
+
+Version 2 (written today) has the same layout and binds the frame to its owner, the part it
+belongs to (`frame_owner`: object id and shard tag): the header hash covers bytes 0..23
+followed by the owner, so
+
+        24    8  checksum       XXH3_64(payload, seed=XXH3_64(bytes 0..23 + owner, seed=0))
+
+Why: a version-1 frame proves its index, stripe and lengths but not whose it is, so a
+shard file of another part with the same geometry (a misdirected write, a file restored to
+the wrong place) verified, and a GET returned that part's bytes with a 200 (found by fault
+injection: another object's shard file in place of one shard). Readers of version 2 must
+say which owner they expect; version 1 frames, written before, verify as before.
 
 Why XXH3_64 and not XXH64: the same 64-bit digest, but measured here (bench/codec.py,
 x86-64, python-xxhash 4.1 with libxxhash 0.8.4) XXH3_64 hashes ~1.8x faster on large
@@ -60,14 +72,15 @@ __all__ = [
     "Frame",
     "byte_view",
     "frame_header_size",
+    "frame_owner",
     "pack_header",
     "split_frames",
     "verify_frame",
 ]
 
 FRAME_MAGIC = b"KSEF"
-FRAME_VERSION = 1
-FRAME_HEADER_SIZE = 32  # header of the version written today; no trailer
+FRAME_VERSION = 2  # written when the owner is known (always, on the data path)
+FRAME_HEADER_SIZE = 32  # header of both versions; no trailer
 
 _PREFIX_V1 = struct.Struct("<4sBBBBQII")  # the checksummed header fields, bytes 0..23
 _CHECKSUM_V1 = struct.Struct("<Q")
@@ -88,18 +101,25 @@ class Frame:
     version: int = FRAME_VERSION
 
 
+def frame_owner(object_id: str, shard_tag: str) -> bytes:
+    """What a version-2 frame is bound to: the part (object id and shard tag) it belongs to."""
+    return f"{object_id}.{shard_tag}".encode()
+
+
 def pack_header(
-    k: int, m: int, index: int, stripe: int, data_len: int, payload: bytes | memoryview
+    k: int, m: int, index: int, stripe: int, data_len: int, payload: bytes | memoryview,
+    owner: bytes | None = None,
 ) -> bytes:
-    """The current-version header for `payload`, checksum included (FRAME_HEADER_SIZE bytes)."""
+    """The header for `payload`, checksum included (FRAME_HEADER_SIZE bytes): version 2
+    bound to `owner`, or version 1 without one."""
     if not 0 <= stripe <= _MAX_U64:
         raise ValueError(f"stripe number {stripe} does not fit the frame header")
     if not 0 < data_len <= _MAX_U32:
         raise ValueError(f"stripe data length {data_len} does not fit the frame header")
-    prefix = _PREFIX_V1.pack(
-        FRAME_MAGIC, FRAME_VERSION, k, m, index, stripe, len(payload), data_len
-    )
-    return prefix + _CHECKSUM_V1.pack(_xxh3(payload, _xxh3(prefix)))
+    version = 1 if owner is None else 2
+    prefix = _PREFIX_V1.pack(FRAME_MAGIC, version, k, m, index, stripe, len(payload), data_len)
+    seed = _xxh3(prefix) if owner is None else _xxh3(prefix + owner)
+    return prefix + _CHECKSUM_V1.pack(_xxh3(payload, seed))
 
 
 def frame_header_size(version: int = FRAME_VERSION) -> int:
@@ -122,12 +142,14 @@ def verify_frame(
     index: int | None = None,
     stripe: int | None = None,
     params: ErasureParams | None = None,
+    owner: bytes | None = None,
 ) -> Frame:
     """Check one whole frame and return it; the payload is a view into `buf`, not a copy.
 
-    `index`, `stripe` and `params` are what the caller expects (the shard it read, the
-    stripe it asked for, the part's geometry); a frame that disagrees is corrupt too (a
-    misplaced or stale shard is as wrong as a flipped bit).
+    `index`, `stripe`, `params` and `owner` are what the caller expects (the shard it
+    read, the stripe it asked for, the part's geometry, the part's frame_owner); a frame
+    that disagrees is corrupt too (a misplaced or stale shard is as wrong as a flipped
+    bit). A version-2 frame cannot be checked without its owner.
     Raises FrameCorrupt (bad magic, length, checksum, or unexpected index, stripe or
     geometry) or UnknownFrameVersion.
     """
@@ -139,11 +161,12 @@ def verify_frame(
     reader = _READERS.get(view[4])
     if reader is None:
         raise UnknownFrameVersion(view[4], index=index, stripe=stripe)
-    return reader(view, index, stripe, params)
+    return reader(view, index, stripe, params, owner)
 
 
 def _read_v1(
-    view: memoryview, index: int | None, stripe: int | None, params: ErasureParams | None
+    view: memoryview, index: int | None, stripe: int | None, params: ErasureParams | None,
+    owner: bytes | None = None,
 ) -> Frame:
     if len(view) < FRAME_HEADER_SIZE:
         raise FrameCorrupt(f"truncated header: {len(view)} bytes", index=index, stripe=stripe)
@@ -162,8 +185,14 @@ def _read_v1(
     if payload_len != present:
         raise corrupt(f"header says {payload_len} payload bytes, {present} present")
     payload = view[FRAME_HEADER_SIZE:]
-    if _xxh3(payload, _xxh3(view[: _PREFIX_V1.size])) != checksum:
-        raise corrupt("checksum mismatch")
+    if version == 1:
+        seed = _xxh3(view[: _PREFIX_V1.size])
+    elif owner is None:
+        raise corrupt("a version-2 frame needs its owner to be checked")
+    else:
+        seed = _xxh3(bytes(view[: _PREFIX_V1.size]) + owner)
+    if _xxh3(payload, seed) != checksum:
+        raise corrupt("checksum mismatch (or a frame of another part)")
     # The header is now trusted: what remains are writer bugs and misplaced frames.
     if k < 1 or m < 1 or got_index >= k + m:
         raise corrupt(f"impossible geometry k={k} m={m} index={got_index}")
@@ -183,8 +212,9 @@ def _read_v1(
     return Frame(got_index, got_stripe, k, m, data_len, payload, version)
 
 
-_READERS: dict[int, Callable[..., Frame]] = {1: _read_v1}
-_HEADER_SIZES: dict[int, int] = {1: FRAME_HEADER_SIZE}
+# Version 2 differs from version 1 only in what seeds the checksum (see the docstring).
+_READERS: dict[int, Callable[..., Frame]] = {1: _read_v1, 2: _read_v1}
+_HEADER_SIZES: dict[int, int] = {1: FRAME_HEADER_SIZE, 2: FRAME_HEADER_SIZE}
 
 
 def split_frames(buf: bytes | bytearray | memoryview, params: ErasureParams) -> list[memoryview]:

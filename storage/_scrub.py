@@ -41,19 +41,21 @@ _SCAN_LIMIT = 256 << 20  # how far to look for a good frame when frame 0 is dama
 _ALIGN = 64
 
 
-def verify_file(path: Path, index: int) -> VerifyResult:
-    """Check every frame of the shard at `path`, which must hold block index `index`."""
+def verify_file(path: Path, index: int, owner: bytes | None = None) -> VerifyResult:
+    """Check every frame of the shard at `path`, which must hold block index `index` of the
+    part `owner` names (frame_owner; frames of version 2 are bound to it)."""
     with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             return VerifyResult(True, 0, ())  # the shard of an empty part
-        params = _geometry(f, size, index)
+        params = _geometry(f, size, index, owner)
         if params is None:
             return VerifyResult(False, 0, ())
-        return _check_frames(f, size, index, params)
+        return _check_frames(f, size, index, params, owner)
 
 
-def _check_frames(f: BinaryIO, size: int, index: int, params: ErasureParams) -> VerifyResult:
+def _check_frames(f: BinaryIO, size: int, index: int, params: ErasureParams,
+                  owner: bytes | None) -> VerifyResult:
     frame_size = params.frame_size
     window = bytearray(max(1, _WINDOW // frame_size) * frame_size)
     bad: list[int] = []
@@ -66,7 +68,7 @@ def _check_frames(f: BinaryIO, size: int, index: int, params: ErasureParams) -> 
             break
         for piece in split_frames(memoryview(window)[:n], params):
             try:
-                verify_frame(piece, index=index, stripe=frames, params=params)
+                verify_frame(piece, index=index, stripe=frames, params=params, owner=owner)
             except FrameCorrupt:
                 bad.append(frames)
             frames += 1
@@ -98,13 +100,14 @@ def _read_at(f: BinaryIO, offset: int, n: int) -> bytes:
     return f.read(n)
 
 
-def _try_frame(f: BinaryIO, offset: int, size: int, index: int) -> tuple[int, int, int] | None:
+def _try_frame(f: BinaryIO, offset: int, size: int, index: int,
+               owner: bytes | None) -> tuple[int, int, int] | None:
     """(k, m, stripe) of the frame at `offset` if it verifies, else None."""
     length = _payload_len(_read_at(f, offset, _HEADER))
     if length is None or offset + _HEADER + length > size:
         return None
     try:
-        frame = verify_frame(_read_at(f, offset, _HEADER + length), index=index)
+        frame = verify_frame(_read_at(f, offset, _HEADER + length), index=index, owner=owner)
     except FrameCorrupt:
         return None
     return frame.k, frame.m, frame.stripe
@@ -117,8 +120,8 @@ def _params(k: int, m: int, block_size: int) -> ErasureParams | None:
         return None
 
 
-def _geometry(f: BinaryIO, size: int, index: int) -> ErasureParams | None:
-    first = _try_frame(f, 0, size, index)
+def _geometry(f: BinaryIO, size: int, index: int, owner: bytes | None) -> ErasureParams | None:
+    first = _try_frame(f, 0, size, index, owner)
     if first is not None and first[2] == 0:
         k, m, _ = first
         length = _payload_len(_read_at(f, 0, _HEADER))
@@ -137,7 +140,7 @@ def _geometry(f: BinaryIO, size: int, index: int) -> ErasureParams | None:
             offset += max(1, len(chunk) - len(_MAGIC) + 1)
             continue
         at = offset + hit
-        found = _try_frame(f, at, size, index)
+        found = _try_frame(f, at, size, index, owner)
         if found is not None and found[2] > 0 and at % found[2] == 0:
             params = _params(found[0], found[1], at // found[2] - _HEADER)
             if params is not None:

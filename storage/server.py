@@ -35,6 +35,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import HttpProcessingError
 
+from kurastore.erasure import frame_owner
 from kurastore.storage import _scrub
 from kurastore.storage._disk import ShardStore, ShardWriter
 from kurastore.storage._metrics import CONTENT_TYPE_LATEST, PodMetrics
@@ -365,7 +366,8 @@ async def verify_shard(request: web.Request) -> web.StreamResponse:
     partition, shard = _shard_of(request)
     path = request.app[SHARD_STORE].shard_file(partition, shard)
     try:
-        result = await _run_io(request, _scrub.verify_file, path, shard.index)
+        result = await _run_io(request, _scrub.verify_file, path, shard.index,
+                               frame_owner(shard.object_id, shard.shard_tag))
     except FileNotFoundError:
         raise ShardNotFound(f"shard {shard.name} not in partition {partition}") from None
     body = {"ok": result.ok, "frames": result.frames, "bad_stripes": list(result.bad_stripes)}

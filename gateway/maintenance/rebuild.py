@@ -31,6 +31,7 @@ from kurastore.erasure import (
     NotEnoughBlocks,
     decode_stripe,
     encode_stripe_parts,
+    frame_owner,
     split_frames,
     verify_frame,
 )
@@ -56,13 +57,14 @@ class Rebuild:
 
 
 def _recode(
-    params: ErasureParams, stripes: list[tuple[int, dict[int, Frame]]]
+    params: ErasureParams, stripes: list[tuple[int, dict[int, Frame]]], owner: bytes
 ) -> list[list[tuple[bytes, bytes | memoryview]]]:
-    """Decode each stripe from k of its frames and encode it again (CPU pool)."""
+    """Decode each stripe from k of its frames and encode it again, bound to `owner`
+    (CPU pool)."""
     out: list[list[tuple[bytes, bytes | memoryview]]] = []
     for stripe, frames in stripes:
         chosen = {i: frames[i] for i in sorted(frames)[: params.k]}
-        out.append(encode_stripe_parts(params, stripe, decode_stripe(params, chosen)))
+        out.append(encode_stripe_parts(params, stripe, decode_stripe(params, chosen), owner))
     return out
 
 
@@ -91,6 +93,7 @@ class PartRebuilder:
         self._config = config
         self._health = health
         self.params = ErasureParams(part.k, part.m, part.block_size)
+        self._owner = frame_owner(part.object_id, part.shard_tag)
         self._per_batch = max(1, batch_bytes // self.params.frame_size)
         self._shard_len = self.params.shard_size(part.size)
         candidates = [
@@ -130,7 +133,8 @@ class PartRebuilder:
             if stripe > last:
                 break
             try:
-                frame = verify_frame(piece, index=index, stripe=stripe, params=p)
+                frame = verify_frame(piece, index=index, stripe=stripe, params=p,
+                                     owner=self._owner)
             except ErasureError:
                 continue
             if frame.data_len == p.stripe_data_len(self._part.size, stripe):
@@ -172,7 +176,8 @@ class PartRebuilder:
                 last = min(count, first + self._per_batch) - 1
                 frames = await self._read_batch(first, last)
                 batch = [(s, frames[s]) for s in range(first, last + 1)]
-                for stripe_frames in await self._cpu.run(_recode, self.params, batch):
+                for stripe_frames in await self._cpu.run(_recode, self.params, batch,
+                                                         self._owner):
                     await self._send(writer, stripe_frames)
             stored, _missing = await writer.finish()
         except QuorumNotReached as exc:

@@ -19,7 +19,7 @@ import logging
 import math
 from collections.abc import AsyncIterable, Sequence
 
-from kurastore.erasure import ErasureParams, encode_stripe_parts
+from kurastore.erasure import ErasureParams, encode_stripe_parts, frame_owner
 from kurastore.gateway.objects.context import ObjectContext
 from kurastore.gateway.objects.encryption import PartKey, keystream_xor
 from kurastore.gateway.objects.errors import IncompleteBody, QuorumNotReached
@@ -48,10 +48,12 @@ async def receive_whole(body: AsyncIterable[bytes | memoryview], length: int) ->
 
 
 def hash_and_encode(
-    params: ErasureParams, data: bytes | memoryview, hasher: BodyHasher, key: PartKey | None
+    params: ErasureParams, data: bytes | memoryview, hasher: BodyHasher, key: PartKey | None,
+    owner: bytes,
 ) -> list[Pieces]:
     """Hash `data`, then cut it into stripes, encrypt them under `key` if given and encode
-    them: per block index, the frames of that shard as buffers to send back to back.
+    them, bound to `owner`: per block index, the frames of that shard as buffers to send
+    back to back.
     Runs in the CPU executor (hashlib, AES and zfec release the GIL)."""
     hasher.update_here(data)
     view = memoryview(data).cast("B")
@@ -60,7 +62,8 @@ def hash_and_encode(
         stripe: bytes | memoryview = view[offset : offset + params.stripe_size]
         if key is not None:
             stripe = keystream_xor(key.data_key, key.label, offset, stripe)
-        for index, (header, payload) in enumerate(encode_stripe_parts(params, stripe_no, stripe)):
+        frames = encode_stripe_parts(params, stripe_no, stripe, owner)
+        for index, (header, payload) in enumerate(frames):
             shards[index] += (header, payload)
     return shards
 
@@ -79,7 +82,8 @@ async def write_burst(
 ) -> list[int]:
     """Store the part's shards on `urls` (block i on urls[i]). Returns the block indices
     not stored; raises QuorumNotReached when fewer than the write quorum were."""
-    shards = await ctx.cpu.run(hash_and_encode, params, data, hasher, key)
+    shards = await ctx.cpu.run(hash_and_encode, params, data, hasher, key,
+                               frame_owner(object_id, shard_tag))
     config, health = ctx.config, ctx.health
     puts = [
         ShardPut(url, partition, ShardId(object_id, shard_tag, index), shards[index],

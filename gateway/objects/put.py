@@ -30,7 +30,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Sequence
 from types import TracebackType
 from typing import TypeVar
 
-from kurastore.erasure import ErasureParams, StripeCutter, encode_stripe_parts
+from kurastore.erasure import ErasureParams, StripeCutter, encode_stripe_parts, frame_owner
 from kurastore.gateway.objects.api import BodyDigest, PutOptions
 from kurastore.gateway.objects.burst import receive_whole, write_burst
 from kurastore.gateway.objects.conditions import precheck_write
@@ -112,10 +112,11 @@ async def read_prefix(
 
 
 def _encrypt_and_encode(
-    params: ErasureParams, stripe_no: int, stripe: bytes | memoryview, key: PartKey
+    params: ErasureParams, stripe_no: int, stripe: bytes | memoryview, key: PartKey,
+    owner: bytes,
 ) -> list[tuple[bytes, memoryview]]:
     sealed = keystream_xor(key.data_key, key.label, stripe_no * params.stripe_size, stripe)
-    return encode_stripe_parts(params, stripe_no, sealed)
+    return encode_stripe_parts(params, stripe_no, sealed, owner)
 
 
 async def _pump(
@@ -126,8 +127,10 @@ async def _pump(
     hasher: BodyHasher,
     content_length: int | None,
     key: PartKey | None,
+    owner: bytes,
 ) -> None:
-    """Cut, hash, (encrypt,) encode and send the whole body; checks its length."""
+    """Cut, hash, (encrypt,) encode and send the whole body, every frame bound to
+    `owner` (the part's frame_owner); checks its length."""
     cutter = StripeCutter(params)
     in_flight: deque[asyncio.Future[list[tuple[bytes, memoryview]]]] = deque()
     stripe_no = 0
@@ -136,9 +139,9 @@ async def _pump(
         nonlocal stripe_no
         await hasher.update(stripe)
         if key is None:
-            encode = ctx.cpu.run(encode_stripe_parts, params, stripe_no, stripe)
+            encode = ctx.cpu.run(encode_stripe_parts, params, stripe_no, stripe, owner)
         else:
-            encode = ctx.cpu.run(_encrypt_and_encode, params, stripe_no, stripe, key)
+            encode = ctx.cpu.run(_encrypt_and_encode, params, stripe_no, stripe, key, owner)
         in_flight.append(asyncio.ensure_future(encode))
         stripe_no += 1
         while len(in_flight) >= ctx.config.stripes_in_flight:
@@ -205,7 +208,8 @@ async def write_part(
     )
     try:
         writer.start()
-        await _pump(ctx, params, writer, body, hasher, content_length, key)
+        await _pump(ctx, params, writer, body, hasher, content_length, key,
+                    frame_owner(object_id, shard_tag))
         _stored, missing = await writer.finish()
     except QuorumNotReached:
         ctx.stats.quorum_failures += 1

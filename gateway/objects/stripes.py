@@ -28,6 +28,7 @@ from kurastore.erasure import (
     ErasureParams,
     Frame,
     decode_stripe,
+    frame_owner,
     plan_range,
     split_frames,
     verify_frame,
@@ -66,6 +67,7 @@ class BatchRead:
         self._version = version
         self._part = part
         self._params = params
+        self._owner = frame_owner(version.object_id, part.shard_tag)
         self._stripes = range(first_stripe, last_stripe + 1)
         size = params.stripe_size
         plan = plan_range(params, part.size, max(lo, first_stripe * size),
@@ -188,7 +190,8 @@ class BatchRead:
 
     def _verify(self, buf: bytes | memoryview, index: int, stripe: int) -> Frame | None:
         try:
-            frame = verify_frame(buf, index=index, stripe=stripe, params=self._params)
+            frame = verify_frame(buf, index=index, stripe=stripe, params=self._params,
+                                 owner=self._owner)
         except ErasureError:
             return None
         if frame.data_len != self._params.stripe_data_len(self._part.size, stripe):

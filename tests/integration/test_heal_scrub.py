@@ -22,7 +22,13 @@ from botocore.exceptions import ClientError
 from support.cluster import ACCESS_KEY, SECRET_KEY, ServerProcess
 from support.s3client import make_client
 
-from kurastore.erasure import ErasureError, ErasureParams, split_frames, verify_frame
+from kurastore.erasure import (
+    ErasureError,
+    ErasureParams,
+    frame_owner,
+    split_frames,
+    verify_frame,
+)
 from kurastore.gateway.admin.client import AdminClient
 
 pytestmark = pytest.mark.integration
@@ -60,14 +66,15 @@ def shard_files(server: ServerProcess, pod: str = "pod-*") -> dict[str, Path]:
 
 def is_valid(path: Path) -> bool:
     """Every frame of the shard file verifies with its own index and stripe number."""
-    index = int(path.name.rsplit(".", 1)[1])
+    tag, index_text = path.name.rsplit(".", 1)
+    index, owner = int(index_text), frame_owner(path.parent.name, tag)  # <object_id>/<tag>.<i>
     try:
         data = path.read_bytes()
     except FileNotFoundError:  # a corrupt copy deleted, its rebuild not yet in place
         return False
     try:
         for stripe, frame in enumerate(split_frames(data, PARAMS)):
-            verify_frame(frame, index=index, stripe=stripe, params=PARAMS)
+            verify_frame(frame, index=index, stripe=stripe, params=PARAMS, owner=owner)
     except ErasureError:
         return False
     return True
@@ -145,6 +152,32 @@ def test_bitrot_is_found_by_the_scrubber_and_repaired(server: ServerProcess) -> 
     assert 'kurastore_objects_by_healthy_blocks{healthy_blocks="5"} 0.0' in metrics
     assert "kurastore_heal_queue_length 0.0" in metrics
     assert "kurastore_oldest_unscrubbed_shard_age_seconds" in metrics
+
+
+def test_a_shard_file_of_another_object_is_never_served(server: ServerProcess) -> None:
+    # Two objects of the same size: their shard files have the same geometry, and every
+    # frame of one is intact. Copied over a shard of the other (a misdirected write, a
+    # file restored to the wrong place), it must count as lost, not as that object's data.
+    s3 = make_client(server.endpoint)
+    s3.create_bucket(Bucket="swap")
+    payloads = {key: os.urandom(3 * MiB) for key in ("a", "b")}
+    for key, data in payloads.items():
+        s3.put_object(Bucket="swap", Key=key, Body=data)
+    files = shard_files(server)
+    by_object: dict[str, dict[str, str]] = {}
+    for name in files:  # pod/partition/object_id/tag.index
+        by_object.setdefault(name.split("/")[2], {})[name.rsplit(".", 1)[1]] = name
+    first, second = by_object.values()
+    for index in ("0", "1"):  # two data blocks: a GET must decode around both
+        files[first[index]].write_bytes(files[second[index]].read_bytes())
+    assert not any(is_valid(files[first[index]]) for index in ("0", "1"))
+
+    for key, data in payloads.items():
+        assert s3.get_object(Bucket="swap", Key=key)["Body"].read() == data
+    wait_for("the healer to put back the right shards",
+             lambda: all(is_valid(files[first[index]]) for index in ("0", "1")))
+    for key, data in payloads.items():
+        assert s3.get_object(Bucket="swap", Key=key)["Body"].read() == data
 
 
 def test_wiped_pod_is_rebuilt_completely(server: ServerProcess) -> None:

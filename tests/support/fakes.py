@@ -18,6 +18,7 @@ from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kurastore.erasure import frame_owner
 from kurastore.metadata import PodRecord
 from kurastore.storage import (
     PodError,
@@ -308,7 +309,8 @@ class InMemoryPods:
         with tempfile.NamedTemporaryFile() as f:
             f.write(data)
             f.flush()
-            return verify_file(Path(f.name), shard.index)
+            return verify_file(Path(f.name), shard.index,
+                               frame_owner(shard.object_id, shard.shard_tag))
 
     async def usage(self, url: str) -> PodUsage:
         pod = self._pod(url)

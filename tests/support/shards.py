@@ -18,7 +18,13 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from kurastore.erasure import ErasureError, ErasureParams, split_frames, verify_frame
+from kurastore.erasure import (
+    ErasureError,
+    ErasureParams,
+    frame_owner,
+    split_frames,
+    verify_frame,
+)
 from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.placement import PlacementMap
 from kurastore.storage import ShardStore
@@ -85,11 +91,12 @@ def shards_per_part(names: set[str] | Mapping[str, Path]) -> Counter[str]:
 
 def is_valid(path: Path, params: ErasureParams) -> bool:
     """Every frame of the shard file verifies with its own index and stripe number."""
-    index = int(path.name.rsplit(".", 1)[1])
+    tag, index_text = path.name.rsplit(".", 1)
+    index, owner = int(index_text), frame_owner(path.parent.name, tag)  # <object_id>/<tag>.<i>
     try:
         data = path.read_bytes()
         for stripe, frame in enumerate(split_frames(data, params)):
-            verify_frame(frame, index=index, stripe=stripe, params=params)
+            verify_frame(frame, index=index, stripe=stripe, params=params, owner=owner)
     except (ErasureError, FileNotFoundError):
         return False
     return True

@@ -16,6 +16,7 @@ from kurastore.erasure import (
     UnknownFrameVersion,
     encode_stripe,
     frame_header_size,
+    frame_owner,
     split_frames,
     verify_frame,
 )
@@ -109,7 +110,7 @@ def _big_frames(params):
 
 def test_unknown_version_is_a_typed_error():
     raw = bytearray(encode_stripe(ErasureParams(2, 1, 64), 4, b"abcdef")[0])
-    for version in (0, 2, 255):
+    for version in (0, 3, 255):
         raw[4] = version
         with pytest.raises(UnknownFrameVersion) as err:
             verify_frame(raw, index=0, stripe=4)
@@ -118,7 +119,30 @@ def test_unknown_version_is_a_typed_error():
         assert f"version {version}" in str(err.value)
         assert "shard index 0, stripe 4" in str(err.value)
     with pytest.raises(UnknownFrameVersion):
-        frame_header_size(2)
+        frame_header_size(3)
+
+
+def test_version_2_frames_are_bound_to_their_owner():
+    params = ErasureParams(2, 1, 64)
+    mine, other = frame_owner("a" * 32, "0"), frame_owner("b" * 32, "0")
+    frames = encode_stripe(params, 4, b"abcdef", mine)
+    assert all(f[4] == 2 for f in frames)  # the version byte
+    for index, raw in enumerate(frames):
+        frame = verify_frame(raw, index=index, stripe=4, params=params, owner=mine)
+        assert frame.version == 2 and frame.data_len == 6
+        # The same bytes claimed by another part (a misdirected write), or by the same
+        # object's other part, or checked without saying whose: all corrupt.
+        for wrong in (other, frame_owner("a" * 32, "1"), None):
+            with pytest.raises(FrameCorrupt):
+                verify_frame(raw, index=index, stripe=4, params=params, owner=wrong)
+
+
+def test_version_1_frames_still_verify_whatever_the_owner():
+    params = ErasureParams(2, 1, 64)
+    legacy = encode_stripe(params, 4, b"abcdef")  # no owner: what was written before
+    assert legacy[0][4] == 1
+    for owner in (None, frame_owner("a" * 32, "0")):
+        assert verify_frame(legacy[0], index=0, stripe=4, params=params, owner=owner).version == 1
 
 
 @pytest.mark.parametrize(

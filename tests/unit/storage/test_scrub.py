@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kurastore.erasure import ErasureParams, encode_stripe
+from kurastore.erasure import ErasureParams, encode_stripe, frame_owner
 from kurastore.storage import PodClient, ShardId, ShardNotFound, VerifyResult
 from kurastore.storage._scrub import verify_file
 
@@ -16,13 +16,15 @@ PARAMS = ErasureParams(k=4, m=2, block_size=4096)
 INDEX = 1
 
 
-def shard_bytes(size: int, index: int = INDEX, params: ErasureParams = PARAMS) -> bytes:
-    """The shard file of block `index` for a part of `size` random bytes."""
+def shard_bytes(size: int, index: int = INDEX, params: ErasureParams = PARAMS,
+                owner: bytes | None = None) -> bytes:
+    """The shard file of block `index` for a part of `size` random bytes (frames bound
+    to `owner` when given, as the data path writes them)."""
     data = os.urandom(size)
     frames = []
     for s in range(params.stripe_count(size)):
         chunk = data[s * params.stripe_size : (s + 1) * params.stripe_size]
-        frames.append(encode_stripe(params, s, chunk)[index])
+        frames.append(encode_stripe(params, s, chunk, owner)[index])
     out = b"".join(frames)
     assert len(out) == params.shard_size(size)
     return out
@@ -34,10 +36,11 @@ def flip(buf: bytes, offset: int) -> bytes:
     return bytes(b)
 
 
-def check(tmp_path: Path, content: bytes, index: int = INDEX) -> VerifyResult:
+def check(tmp_path: Path, content: bytes, index: int = INDEX,
+          owner: bytes | None = None) -> VerifyResult:
     path = tmp_path / "shard"
     path.write_bytes(content)
-    return verify_file(path, index)
+    return verify_file(path, index, owner)
 
 
 FS = PARAMS.frame_size
@@ -49,6 +52,16 @@ def test_intact_shards(tmp_path: Path) -> None:
     assert check(tmp_path, shard_bytes(3 * PARAMS.stripe_size)) == VerifyResult(True, 3, ())
     assert check(tmp_path, shard_bytes(10)) == VerifyResult(True, 1, ())
     assert check(tmp_path, b"") == VerifyResult(True, 0, ())
+
+
+def test_a_shard_of_another_part_is_lost_whole(tmp_path: Path) -> None:
+    # Intact frames of the same geometry, but another part's (a misdirected write):
+    # nothing in them can be trusted for this part.
+    mine, other = frame_owner("a" * 32, "0"), frame_owner("b" * 32, "0")
+    assert check(tmp_path, shard_bytes(SIZE, owner=mine), owner=mine) == VerifyResult(
+        True, 6, ())
+    assert check(tmp_path, shard_bytes(SIZE, owner=other), owner=mine) == VerifyResult(
+        False, 0, ())
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from kurastore.erasure import ErasureParams, split_frames, verify_frame
+from kurastore.erasure import ErasureParams, frame_owner, split_frames, verify_frame
 from kurastore.gateway.maintenance.heal import order_groups
 from kurastore.gateway.maintenance.throttle import Throttle
 from kurastore.metadata import HealItem, ObjectVersion
@@ -23,7 +23,8 @@ def assert_valid_shard(data: bytes, v: ObjectVersion, index: int) -> None:
     frames = split_frames(data, params)
     assert len(frames) == params.stripe_count(v.size)
     for stripe, frame in enumerate(frames):
-        verify_frame(frame, index=index, stripe=stripe, params=params)
+        verify_frame(frame, index=index, stripe=stripe, params=params,
+                     owner=frame_owner(v.object_id, "0"))
 
 
 async def test_missing_shards_are_rebuilt_byte_exact(cluster) -> None:
