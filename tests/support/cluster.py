@@ -98,6 +98,10 @@ class ServerProcess:
 
     def kill(self) -> None:
         """kill -9 the gateway (the pods are left orphaned and killed too)."""
+        if self.process is not None and self.process.poll() is None:
+            # Signalled before the /proc scan below, which takes tens of ms: a test
+            # that kills as soon as one request is answered means the next in flight.
+            self.process.send_signal(signal.SIGKILL)
         pods = self.pod_pids()
         self.stop(signal.SIGKILL)
         for pid in pods.values():
