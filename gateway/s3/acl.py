@@ -22,6 +22,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from xml.etree.ElementTree import Element
 
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3.xml import XSI, child_text, document, el, owner, parse
@@ -146,36 +147,47 @@ async def from_document(body: bytes, resolve: Resolver) -> tuple[str | None, Acl
     listing = doc.find("AccessControlList")
     grants: list[Grant] = []
     for node in [] if listing is None else listing.findall("Grant"):
-        grantee, permission = node.find("Grantee"), child_text(node, "Permission")
-        if grantee is None or permission not in PERMISSIONS:
+        grant = await grant_of(node, resolve)
+        if grant is None:
             raise s3e.MalformedACLError()
-        kind = next((v for k, v in grantee.attrib.items() if k.endswith("type")), "")
-        if kind == "Group" or (not kind and grantee.find("URI") is not None):
-            grants.append(await _grant(permission, "uri", child_text(grantee, "URI", ""),
-                                       resolve))
-        elif kind == "AmazonCustomerByEmail" or (not kind and grantee.find("EmailAddress")
-                                                 is not None):
-            email = child_text(grantee, "EmailAddress", "") or ""
-            grants.append(await _grant(permission, "emailaddress", email, resolve))
-        elif kind in ("CanonicalUser", "") and grantee.find("ID") is not None:
-            grants.append(await _grant(permission, "id", child_text(grantee, "ID", "") or "",
-                                       resolve))
-        else:
-            raise s3e.MalformedACLError()
+        grants.append(grant)
     return owner_id, tuple(grants)
+
+
+async def grant_of(node: Element, resolve: Resolver,
+                   permissions: tuple[str, ...] = PERMISSIONS) -> Grant | None:
+    """The grant of a <Grant> element (Grantee and Permission); None when it is not one.
+    Raises the S3 error of a grantee that names no one."""
+    grantee, permission = node.find("Grantee"), child_text(node, "Permission")
+    if grantee is None or permission not in permissions:
+        return None
+    kind = next((v for k, v in grantee.attrib.items() if k.endswith("type")), "")
+    if kind == "Group" or (not kind and grantee.find("URI") is not None):
+        return await _grant(permission, "uri", child_text(grantee, "URI", "") or "", resolve)
+    if kind == "AmazonCustomerByEmail" or (not kind and grantee.find("EmailAddress")
+                                           is not None):
+        email = child_text(grantee, "EmailAddress", "") or ""
+        return await _grant(permission, "emailaddress", email, resolve)
+    if kind in ("CanonicalUser", "") and grantee.find("ID") is not None:
+        return await _grant(permission, "id", child_text(grantee, "ID", "") or "", resolve)
+    return None
+
+
+def grantee_xml(grant: Grant, names: Mapping[str, str]) -> str:
+    """A <Grantee> element: a group by URI, else a canonical user with its name."""
+    if grant.group:
+        return f'<Grantee xmlns:xsi="{XSI}" xsi:type="Group">' + el("URI", grant.group) + (
+            "</Grantee>"
+        )
+    return (f'<Grantee xmlns:xsi="{XSI}" xsi:type="CanonicalUser">' + el("ID", grant.user_id)
+            + el("DisplayName", names.get(grant.user_id, grant.user_id)) + "</Grantee>")
 
 
 def render(owner_id: str, names: Mapping[str, str], acl: Acl) -> bytes:
     """The AccessControlPolicy answer; `names` gives display names by user id."""
     ordered = [g for g in acl if g.group] + [g for g in acl if not g.group]
-    grants = []
-    for g in ordered:
-        if g.group:
-            grantee = f'<Grantee xmlns:xsi="{XSI}" xsi:type="Group">' + el("URI", g.group)
-        else:
-            grantee = (f'<Grantee xmlns:xsi="{XSI}" xsi:type="CanonicalUser">'
-                       + el("ID", g.user_id) + el("DisplayName", names.get(g.user_id, g.user_id)))
-        grants.append(el("Grant", [grantee + "</Grantee>", el("Permission", g.permission)]))
+    grants = [el("Grant", [grantee_xml(g, names), el("Permission", g.permission)])
+              for g in ordered]
     return document("AccessControlPolicy", [
         owner(owner_id, names.get(owner_id, owner_id)), el("AccessControlList", grants),
     ])  # fmt: skip

@@ -1,11 +1,12 @@
 """S3 bucket configuration handlers: CORS (Put/Get/DeleteBucketCors), lifecycle
-(Put/Get/DeleteBucketLifecycleConfiguration) and default encryption
-(Put/Get/DeleteBucketEncryption).
+(Put/Get/DeleteBucketLifecycleConfiguration), default encryption
+(Put/Get/DeleteBucketEncryption) and server access logging (Put/GetBucketLogging).
 
 Each configuration is parsed and validated by its own module (cors.py,
-lifecycle.py, bucket_encryption.py) and kept as a whole in the bucket's settings under its key; a
-Put replaces it, a Delete removes it (204 even when none was set), a Get of
-none answers the configuration's own 404 error.
+lifecycle.py, bucket_encryption.py, bucket_logging.py) and kept as a whole in the bucket's
+settings under its key; a Put replaces it, a Delete removes it (204 even when none was set),
+a Get of none answers the configuration's own 404 error. Logging has no Delete and no 404:
+an empty BucketLoggingStatus turns it off, and a Get of none answers that empty status.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from kurastore.gateway.objects import lifecycle as rules
-from kurastore.gateway.s3 import bucket_encryption, cors, lifecycle
+from kurastore.gateway.s3 import bucket_encryption, bucket_logging, cors, handlers_access, lifecycle
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
 from kurastore.gateway.s3.routes import S3Op
+from kurastore.metadata import BucketNotFound
 
 
 def _settings(s3: S3Request) -> dict:
@@ -101,6 +103,37 @@ async def delete_bucket_encryption(s3: S3Request) -> web.StreamResponse:
     return empty_response(204)
 
 
+# --- server access logging ---------------------------------------------------------------
+
+
+async def put_bucket_logging(s3: S3Request) -> web.StreamResponse:
+    record = s3.bucket_record
+    if record is None or s3.user_id != record.owner:  # AWS: the bucket owner only
+        raise s3e.AccessDenied()
+    config = await bucket_logging.parse_config(await _body(s3), handlers_access.resolver(s3))
+    if config is not None:
+        name = config["target_bucket"]
+        try:
+            target = await s3.service.get_bucket(name, fresh=True)
+        except BucketNotFound:
+            raise bucket_logging.InvalidTargetBucketForLogging(
+                "The target bucket for logging does not exist", TargetBucket=name
+            ) from None
+        bucket_logging.check_target(record, target, config)
+    await _store(s3, bucket_logging.SETTINGS_KEY, config)
+    return empty_response()
+
+
+async def get_bucket_logging(s3: S3Request) -> web.StreamResponse:
+    config = bucket_logging.config_of(_settings(s3))
+    names = {}
+    if config is not None:
+        for grant in bucket_logging.grants_of(config):
+            if grant.user_id:
+                names[grant.user_id] = await s3.display_name(grant.user_id)
+    return xml_response(bucket_logging.render_config(config, names))
+
+
 HANDLERS: dict[S3Op, Handler] = {
     S3Op.PUT_BUCKET_CORS: put_bucket_cors,
     S3Op.GET_BUCKET_CORS: get_bucket_cors,
@@ -111,4 +144,6 @@ HANDLERS: dict[S3Op, Handler] = {
     S3Op.PUT_BUCKET_ENCRYPTION: put_bucket_encryption,
     S3Op.GET_BUCKET_ENCRYPTION: get_bucket_encryption,
     S3Op.DELETE_BUCKET_ENCRYPTION: delete_bucket_encryption,
+    S3Op.PUT_BUCKET_LOGGING: put_bucket_logging,
+    S3Op.GET_BUCKET_LOGGING: get_bucket_logging,
 }

@@ -8,7 +8,9 @@ context; `is_public` says whether the policy grants anything to everyone.
 Rules (AWS's, for the parts we implement):
 - Principal "*" or {"AWS": "*"} matches every caller, anonymous ones too; other
   principals match a user by canonical id, bare or as arn:aws:iam::<id>:root or
-  :user/<id>. NotPrincipal is accepted with Deny only.
+  :user/<id>. NotPrincipal is accepted with Deny only. A service acting for the
+  store (server access log delivery: logging.s3.amazonaws.com) is matched by
+  {"Service": name} and by "*", never by an "AWS" principal.
 - Action, NotAction, Resource and NotResource match with * and ? wildcards;
   actions ignore case, resources do not. Resources must name this bucket.
 - Every condition of a statement must hold. Operators: String(Not)Equals(IgnoreCase),
@@ -111,12 +113,13 @@ def _names_bucket(resource: str, bucket: str) -> bool:
 
 def evaluate(
     doc: Mapping[str, Any], *, caller: str | None, action: str, resource: str,
-    context: Mapping[str, Sequence[str]],
+    context: Mapping[str, Sequence[str]], service: str | None = None,
 ) -> str | None:
-    """"Deny", "Allow" or None for this request. `context` keys are lowercase."""
+    """"Deny", "Allow" or None for this request. `context` keys are lowercase.
+    `service`: the service principal acting (then `caller` is None)."""
     result = None
     for st in _as_list(doc.get("Statement", [])):
-        if not _applies(st, caller, action, resource, context):
+        if not _applies(st, caller, action, resource, context, service):
             continue
         if st["Effect"] == "Deny":
             return "Deny"
@@ -125,11 +128,11 @@ def evaluate(
 
 
 def _applies(st: Mapping[str, Any], caller: str | None, action: str, resource: str,
-             context: Mapping[str, Sequence[str]]) -> bool:
+             context: Mapping[str, Sequence[str]], service: str | None = None) -> bool:
     if "Principal" in st:
-        if not _principal_matches(st["Principal"], caller):
+        if not _principal_matches(st["Principal"], caller, service):
             return False
-    elif _principal_matches(st["NotPrincipal"], caller):
+    elif _principal_matches(st["NotPrincipal"], caller, service):
         return False
     if "Action" in st:
         if not any(_glob(a, action, True) for a in _as_list(st["Action"])):
@@ -148,9 +151,13 @@ def _applies(st: Mapping[str, Any], caller: str | None, action: str, resource: s
     )
 
 
-def _principal_matches(principal: Any, caller: str | None) -> bool:
+def _principal_matches(principal: Any, caller: str | None, service: str | None = None
+                       ) -> bool:
     if principal == "*":
         return True
+    if service is not None:
+        named = principal.get("Service", []) if isinstance(principal, dict) else []
+        return service in _as_list(named)
     for value in _as_list(principal.get("AWS", [])) if isinstance(principal, dict) else []:
         if value == "*":
             return True

@@ -56,6 +56,8 @@ class S3Op(enum.Enum):
     GET_BUCKET_LIFECYCLE = "GetBucketLifecycleConfiguration"
     PUT_BUCKET_LIFECYCLE = "PutBucketLifecycleConfiguration"
     DELETE_BUCKET_LIFECYCLE = "DeleteBucketLifecycle"
+    GET_BUCKET_LOGGING = "GetBucketLogging"
+    PUT_BUCKET_LOGGING = "PutBucketLogging"
     GET_BUCKET_ENCRYPTION = "GetBucketEncryption"
     PUT_BUCKET_ENCRYPTION = "PutBucketEncryption"
     DELETE_BUCKET_ENCRYPTION = "DeleteBucketEncryption"
@@ -127,6 +129,7 @@ _BUCKET_GET = {
     "cors": S3Op.GET_BUCKET_CORS,
     "lifecycle": S3Op.GET_BUCKET_LIFECYCLE,
     "encryption": S3Op.GET_BUCKET_ENCRYPTION,
+    "logging": S3Op.GET_BUCKET_LOGGING,
     "object-lock": S3Op.GET_OBJECT_LOCK_CONFIG,
     "requestPayment": S3Op.GET_BUCKET_REQUEST_PAYMENT,
     "accelerate": S3Op.GET_BUCKET_ACCELERATE,
@@ -148,6 +151,7 @@ _BUCKET_PUT = {
     "cors": S3Op.PUT_BUCKET_CORS,
     "lifecycle": S3Op.PUT_BUCKET_LIFECYCLE,
     "encryption": S3Op.PUT_BUCKET_ENCRYPTION,
+    "logging": S3Op.PUT_BUCKET_LOGGING,
     "object-lock": S3Op.PUT_OBJECT_LOCK_CONFIG,
     "notification": S3Op.PUT_BUCKET_NOTIFICATION,
 }

@@ -40,7 +40,8 @@ CASES = [
     ("PUT", "/bkt", {"policy": ""}, {}, (S3Op.PUT_BUCKET_POLICY, "bkt", "")),
     ("GET", "/bkt", {"policyStatus": ""}, {}, (S3Op.GET_BUCKET_POLICY_STATUS, "bkt", "")),
     ("DELETE", "/bkt", {"policy": ""}, {}, (S3Op.DELETE_BUCKET_POLICY, "bkt", "")),
-    ("GET", "/bkt", {"logging": ""}, {}, (S3Op.BUCKET_SUBRESOURCE, "bkt", "")),
+    ("GET", "/bkt", {"logging": ""}, {}, (S3Op.GET_BUCKET_LOGGING, "bkt", "")),
+    ("PUT", "/bkt", {"logging": ""}, {}, (S3Op.PUT_BUCKET_LOGGING, "bkt", "")),
     ("PUT", "/bkt", {"website": ""}, {}, (S3Op.BUCKET_SUBRESOURCE, "bkt", "")),
     ("PUT", "/bkt", {"analytics": "", "id": "a"}, {}, (S3Op.BUCKET_SUBRESOURCE, "bkt", "")),
     # features not offered, answered as for a bucket that never configured them

@@ -382,7 +382,8 @@ def test_acls_and_attributes(server, s3, bucket):
 
 def test_unsupported_operations_are_not_implemented(s3, bucket):
     for call in (
-        lambda: s3.get_bucket_logging(Bucket=bucket),
+        lambda: s3.put_bucket_request_payment(
+            Bucket=bucket, RequestPaymentConfiguration={"Payer": "Requester"}),
         lambda: s3.put_bucket_website(
             Bucket=bucket, WebsiteConfiguration={"IndexDocument": {"Suffix": "index.html"}}),
     ):
