@@ -29,6 +29,7 @@ from kurastore.gateway.keys import (
     MAINTENANCE,
     METRICS,
     S3_FRONTEND,
+    SERVER_LOG,
     SERVICE,
 )
 from kurastore.gateway.maintenance.collect import run_collector
@@ -49,6 +50,7 @@ from kurastore.gateway.s3.frontend import (
     send_continue,
 )
 from kurastore.gateway.s3.frontend import expect_handler as s3_expect_handler
+from kurastore.gateway.s3.server_log_delivery import ServerLogDelivery, note_prepared
 from kurastore.gateway.swift.auth import TokenSigner
 from kurastore.gateway.swift.frontend import (
     SWIFT_FRONTEND,
@@ -97,7 +99,13 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
                                 keyring=Keyring(config.metadata_key),
                                 bucket_encryption=sse.bucket_default)
         app[SERVICE] = service
-        app[S3_FRONTEND] = S3Frontend(service, region=config.region, domain=config.domain)
+        app[SERVER_LOG] = server_log = ServerLogDelivery(
+            service, roll_s=config.server_log_roll_s,
+            max_object_bytes=config.server_log_object_bytes,
+            max_buffer_bytes=config.server_log_buffer_bytes,
+        )
+        app[S3_FRONTEND] = S3Frontend(service, region=config.region, domain=config.domain,
+                                      server_log=server_log)
         app[SWIFT_FRONTEND] = SwiftFrontend(
             service, TokenSigner(config.cluster_secret, config.swift_token_lifetime_s)
         )
@@ -107,6 +115,14 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
             await app[SERVICE].close()
         await pods.close()
         await store.close()
+
+
+async def _server_log_ctx(app: web.Application) -> AsyncIterator[None]:
+    """S3 server access log delivery: runs while the service does; a clean shutdown
+    delivers what it holds before the service closes."""
+    app[SERVER_LOG].start()
+    yield
+    await app[SERVER_LOG].close()
 
 
 @contextlib.asynccontextmanager
@@ -231,8 +247,10 @@ def build_gateway_app(config: GatewayConfig) -> web.Application:
         "s3": render_s3_error, "admin": render_admin_error, "swift": render_swift_error,
     }
     app.on_response_prepare.append(middlewares.stamp_response)
+    app.on_response_prepare.append(note_prepared)
     app.cleanup_ctx.append(admission_ctx)
     app.cleanup_ctx.append(_service_ctx)
+    app.cleanup_ctx.append(_server_log_ctx)
     app.cleanup_ctx.append(_workers_ctx)
     app.router.add_get("/_kura/{name:healthz|readyz|metrics}", _probe_route)
     add_admin_routes(app)

@@ -64,6 +64,12 @@ class GatewayConfig:
     rebalance_rate_bytes_s: float = 32 * (1 << 20)
     rebalance_grace_s: float = 300.0
     rebalance_concurrency: int = 2  # partitions moved at once
+    # S3 server access logs (gateway/s3/server_log_delivery.py): a source bucket's records
+    # become a log object every server_log_roll_s (AWS delivers within minutes to hours),
+    # or at server_log_object_bytes; at most server_log_buffer_bytes are held in all.
+    server_log_roll_s: float = 300.0
+    server_log_object_bytes: int = 8 << 20
+    server_log_buffer_bytes: int = 64 << 20
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -20,6 +20,9 @@ ERROR_RENDERERS = web.AppKey("error_renderers", dict[str, ErrorRenderer])
 # module stays importable without the object service.
 SERVICE: web.AppKey = web.AppKey("service")
 S3_FRONTEND: web.AppKey = web.AppKey("s3_frontend")
+# The S3 server access log delivery (gateway/s3/server_log_delivery.py), set with the
+# service; started and flushed by its own cleanup context.
+SERVER_LOG: web.AppKey = web.AppKey("server_log")
 # The healer and scrubber (gateway/maintenance/workers.py Maintenance), set by the
 # workers cleanup context.
 MAINTENANCE: web.AppKey = web.AppKey("maintenance")

@@ -32,6 +32,11 @@ STARTED = "response_started"
 # (the S3 adapter's CORS headers): a dict, set before the answer is prepared.
 EXTRA_HEADERS = "extra_response_headers"
 CLIENT_GONE = "client_gone"  # the client closed the connection during the answer
+# Callbacks an adapter wants run once a request is over, answered or not (the S3 server
+# access log): a list of `Completion`s, each called with (request, response or None,
+# status, seconds). They run in the access log's `finally`: they must not block or await.
+ON_COMPLETE = "on_complete"
+Completion = Callable[[web.Request, web.StreamResponse | None, int, float], None]
 
 
 async def write_to_client(request: web.Request, response: web.StreamResponse,
@@ -105,6 +110,11 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         received = request.content.total_bytes
         sent = resp.body_length if resp is not None and resp.prepared else 0
         metrics.record_request(proto, op, status, elapsed, received, sent)
+        for completion in request.get(ON_COMPLETE, ()):
+            try:
+                completion(request, resp, status, elapsed)
+            except Exception:  # a broken hook must not turn an answer into an error
+                errlog.exception("request id=%s: completion hook failed", request[REQUEST_ID])
         if proto != "probe":
             log.info(
                 "request id=%s proto=%s op=%s method=%s path=%s status=%d in=%d out=%d "

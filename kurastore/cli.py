@@ -50,6 +50,7 @@ def _server(args: argparse.Namespace) -> int:
         rebalance_rate_bytes_s=args.rebalance_rate, rebalance_grace_s=args.rebalance_grace,
         rebalance_concurrency=args.rebalance_concurrency,
         orphan_grace_s=args.orphan_grace, lifecycle_day_s=args.lifecycle_day,
+        server_log_roll_s=args.access_log_roll,
         max_in_flight_requests=args.max_in_flight, max_queued_requests=args.max_queued,
         queue_wait_s=args.queue_wait, idle_timeout_s=args.idle_timeout,
         client_timeout_s=args.client_timeout, min_body_rate_bytes_s=args.min_body_rate,
@@ -272,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--lifecycle-day", type=float, default=None, metavar="SECONDS",
                      help="length of a day for S3 lifecycle rules (default 86400; shorter "
                           "only to try rules out)")
+    srv.add_argument("--access-log-roll", type=float, default=None, metavar="SECONDS",
+                     help="S3 server access logs: deliver each bucket's records as a log "
+                          "object this often (default 300)")
     _add_load_args(srv)
     _add_metadata_args(srv)
 

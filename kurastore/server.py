@@ -86,6 +86,7 @@ class ServerOptions:
     rebalance_concurrency: int | None = None
     orphan_grace_s: float | None = None  # an unreferenced shard younger than this is left
     lifecycle_day_s: float | None = None  # a shorter lifecycle "day", to try rules out
+    server_log_roll_s: float | None = None  # S3 server access logs: delivery interval
     # PostgreSQL metadata (postgresql://...) instead of <data>/metadata.db: then more
     # gateways (`kurastore gateway`) can share the pods and the metadata.
     metadata_dsn: str | None = None
@@ -109,7 +110,7 @@ class ServerOptions:
         names = ("heal_rate_bytes_s", "scrub_rate_bytes_s", "scrub_interval_s",
                  "rebalance_rate_bytes_s", "rebalance_grace_s", "rebalance_concurrency",
                  "orphan_grace_s",
-                 "lifecycle_day_s")
+                 "lifecycle_day_s", "server_log_roll_s")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 

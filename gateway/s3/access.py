@@ -31,6 +31,7 @@ from kurastore.gateway.objects import errors as dom
 from kurastore.gateway.s3 import acl, policy
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3.routes import S3Op
+from kurastore.gateway.s3.server_log import ACL_REQUIRED
 
 if TYPE_CHECKING:
     from kurastore.gateway.s3.context import S3Request
@@ -181,10 +182,12 @@ async def authorize(s3: S3Request) -> None:
     if target == BUCKET:
         if not _bucket_permits(record, caller, permission):
             raise s3e.AccessDenied()
+        s3.request[ACL_REQUIRED] = True  # the server access log's "ACL required"
         return
     version = await _version_or_denied(s3, record, s3.key, s3.query.get("versionId"), caller)
     if not object_permits(version, record, caller, permission):
         raise s3e.AccessDenied()
+    s3.request[ACL_REQUIRED] = True
 
 
 async def check_copy_source(s3: S3Request, bucket: str, key: str, version_id: str | None) -> None:

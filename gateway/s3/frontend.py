@@ -11,7 +11,9 @@ Rules: anonymous requests get exactly what public grants allow; PostObject is
 signed by its form fields, so handlers_post authenticates (and authorizes) it
 itself; nothing reads a request body before it is authorized; an operation without
 a handler answers NotImplemented (501), never 500. request["s3_op"],
-request["s3_bucket"] and request["s3_key"] are set for the access log. CORS
+request["s3_bucket"] and request["s3_key"] are set for the access log; a request
+naming a bucket is watched by the bucket's server access log (server_log_delivery.py),
+which reads the requester, auth scheme, bucket record and error code set here. CORS
 comes first (cors.py): a preflight OPTIONS is answered without credentials, and
 a request with an Origin gets its bucket's CORS headers on whatever answer it
 gets, errors included (middlewares.EXTRA_HEADERS).
@@ -39,6 +41,7 @@ from kurastore.gateway.s3 import (
     handlers_unconfigured,
     lock,
     ownership,
+    server_log,
     torrent,
 )
 from kurastore.gateway.s3 import errors as s3e
@@ -46,6 +49,7 @@ from kurastore.gateway.s3.auth import authenticate
 from kurastore.gateway.s3.context import Handler, S3Request
 from kurastore.gateway.s3.headers import check_version_id, http_date
 from kurastore.gateway.s3.routes import S3Op, bucket_from_host, classify
+from kurastore.gateway.s3.server_log_delivery import BUCKET_RECORD, ServerLogDelivery
 from kurastore.gateway.s3.xml import el
 
 if TYPE_CHECKING:
@@ -78,8 +82,10 @@ class S3Frontend:
         region: str = "us-east-1",
         domain: str | None = None,
         max_keys_limit: int = 1000,
+        server_log: ServerLogDelivery | None = None,
     ) -> None:
         self._service = service
+        self._server_log = server_log
         self._region = region
         self._domain = domain
         self._max_keys_limit = max_keys_limit
@@ -91,6 +97,8 @@ class S3Frontend:
         )
         request["s3_op"], request["s3_bucket"], request["s3_key"] = op.value, bucket, key
         request[OP] = op.value  # names the operation in the access log and metrics
+        if bucket and self._server_log is not None:  # the bucket's server access log
+            self._server_log.watch(request)
         if op is S3Op.OPTIONS:  # CORS preflight: answered without credentials
             return await cors.preflight(request, self._service, bucket)
         if bucket and "Origin" in request.headers:  # on every answer, errors included
@@ -106,6 +114,8 @@ class S3Frontend:
             region=self._region,
             bucket_in_host=bucket_from_host(request.headers.get("Host", ""), self._domain),
         )
+        request[server_log.AUTH_SCHEME] = auth.scheme
+        request[server_log.REQUESTER] = auth.principal.user_id if auth.principal else ""
         handler = HANDLERS.get(op)
         if handler is None:
             raise s3e.NotImplemented_()
@@ -118,6 +128,7 @@ class S3Frontend:
             # Bucket-level writes (PUT ?tagging, ?acl...) rewrite settings: read them fresh.
             fresh = not key and request.method not in ("GET", "HEAD")
             record = await self._service.get_bucket(bucket, fresh=fresh)
+            request[BUCKET_RECORD] = record
         s3 = S3Request(
             request=request, service=self._service, op=op, bucket=bucket, key=key,
             principal=auth.principal, auth=auth, bucket_record=record, region=self._region,
@@ -160,6 +171,7 @@ def render_s3_error(request: web.Request, exc: BaseException, request_id: str) -
     if writer is not None and getattr(writer, "output_size", 0) > 0:
         raise exc
     err = s3e.to_s3_error(exc)
+    request[server_log.ERROR_CODE] = err.code
     if err.code == "InternalError" and not isinstance(exc, s3e.S3Error):
         log.error("request %s failed", request_id, exc_info=exc)
     fields = {**_context_fields(request, err), **err.fields}
