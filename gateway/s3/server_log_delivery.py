@@ -97,6 +97,8 @@ class ServerLogDelivery:
             return
         if not request.get("s3_bucket") or self._task is None:
             return
+        if request.get(server_log.ERROR_CODE) == "NoSuchBucket":  # nothing to log it into
+            return
         entry = server_log.entry_of(request, response, status, elapsed_s)
         try:
             self._queue.put_nowait((entry, record))
