@@ -189,6 +189,19 @@ ServerSideEncryptionConfigurationNotFoundError = _error(
     "The server side encryption configuration was not found",
 )
 ServiceUnavailable = _error("ServiceUnavailable", 503, "Please reduce your request rate.")
+# Same codes as AWS, with messages that say what is wrong (the details are logged).
+StorageUnavailable = _error(
+    "ServiceUnavailable", 503,
+    "Too few storage pods are reachable to complete the request. Please try again.",
+)
+MetadataUnavailable = _error(
+    "ServiceUnavailable", 503,
+    "The metadata store is unreachable. Please try again.",
+)
+DataUnreadable = _error(
+    "InternalError", 500,
+    "Too few of the object's shards are reachable and intact to read it. Please try again.",
+)
 SignatureDoesNotMatch = _error(
     "SignatureDoesNotMatch",
     403,
@@ -217,7 +230,7 @@ DOMAIN_TO_S3: dict[type[BaseException], type[S3Error]] = {
     dom.VersionProtected: ObjectLocked,
     dom.ConditionalConflict: ConditionalRequestConflict,
     dom.AccessKeyNotFound: InvalidAccessKeyId,
-    dom.MetadataUnavailable: ServiceUnavailable,
+    dom.MetadataUnavailable: MetadataUnavailable,
     dom.InvalidPartNumber: InvalidPartNumber,
     dom.InvalidRange: InvalidRange,
     dom.NotModified: NotModified,
@@ -228,8 +241,8 @@ DOMAIN_TO_S3: dict[type[BaseException], type[S3Error]] = {
     dom.IncompleteBody: IncompleteBody,
     dom.InvalidArgument: InvalidArgument,
     dom.KeyRequired: InvalidRequest,
-    dom.QuorumNotReached: ServiceUnavailable,
-    dom.DataLost: InternalError,
+    dom.QuorumNotReached: StorageUnavailable,
+    dom.DataLost: DataUnreadable,
 }
 
 

@@ -174,6 +174,8 @@ def render_s3_error(request: web.Request, exc: BaseException, request_id: str) -
     request[server_log.ERROR_CODE] = err.code
     if err.code == "InternalError" and not isinstance(exc, s3e.S3Error):
         log.error("request %s failed", request_id, exc_info=exc)
+    elif err.status == 503 and not isinstance(exc, s3e.S3Error):  # pods or metadata out
+        log.warning("request %s refused: %s", request_id, exc)
     fields = {**_context_fields(request, err), **err.fields}
     headers, status = _domain_headers(request, exc), err.status
     if status == 503:  # SlowDown / ServiceUnavailable: the client should come back soon

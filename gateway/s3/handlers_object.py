@@ -138,11 +138,18 @@ async def get_object(s3: S3Request) -> web.StreamResponse:
         headers = _answer_headers(
             s3, reader.version, reader.start, reader.end, reader.is_partial, reader.parts_count
         )
+        # The first read happens before the headers go: an object that cannot be read
+        # at all (too few shards reachable or intact) gets its S3 error, not a 200
+        # cut off after the headers.
+        chunks = aiter(reader)
+        head = await anext(chunks, None)
         resp = web.StreamResponse(status=206 if reader.is_partial else 200, headers=headers)
         resp.content_length = reader.length
         await resp.prepare(s3.request)
         try:
-            async for chunk in reader:
+            if head is not None and not await write_to_client(s3.request, resp, head):
+                return resp
+            async for chunk in chunks:
                 if not await write_to_client(s3.request, resp, chunk):
                     return resp
             await resp.write_eof()

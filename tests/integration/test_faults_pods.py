@@ -14,11 +14,13 @@ Both end by reading every acknowledged object back byte-exact.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Iterator
 
 import pytest
+from botocore.exceptions import ClientError
 from support.cluster import ServerProcess
 from support.faults import (
     FAST_REPAIR,
@@ -126,3 +128,37 @@ def test_hung_pod_costs_a_bounded_wait(server: ServerProcess) -> None:
     heal_to_full_redundancy(server)
     assert load.verify_all() > 0
 
+
+
+def test_more_than_m_pods_down_answers_s3_errors(server: ServerProcess) -> None:
+    """With m + 1 pods down no object above the inline size can be read or written: each
+    request gets its S3 error document (a read 500 InternalError before any header, a
+    write 503 ServiceUnavailable with Retry-After), never a 200 cut off mid-body; once
+    the pods are back everything reads as before."""
+    s3 = make_client(server.endpoint, read_timeout_s=30)
+    s3.create_bucket(Bucket="beyond")
+    body = os.urandom(3 * MiB + 17)
+    s3.put_object(Bucket="beyond", Key="whole", Body=body)
+    with pods_down(server, ["pod-1", "pod-3", "pod-5"]):
+        with pytest.raises(ClientError) as read:
+            s3.get_object(Bucket="beyond", Key="whole")
+        with pytest.raises(ClientError) as ranged:
+            # A range that reads only blocks on live pods is served; this one needs all.
+            s3.get_object(Bucket="beyond", Key="whole", Range=f"bytes=1-{len(body) - 2}")
+        with pytest.raises(ClientError) as write:
+            s3.put_object(Bucket="beyond", Key="new", Body=os.urandom(MiB))
+        # Listings and metadata need no pods.
+        assert s3.head_object(Bucket="beyond", Key="whole")["ContentLength"] == len(body)
+    for refused in (read, ranged):
+        error = refused.value.response
+        assert error["ResponseMetadata"]["HTTPStatusCode"] == 500
+        assert error["Error"]["Code"] == "InternalError"
+        assert "shards" in error["Error"]["Message"]
+    error = write.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert error["Error"]["Code"] == "ServiceUnavailable"
+    assert "storage pods" in error["Error"]["Message"]
+    assert error["ResponseMetadata"]["HTTPHeaders"].get("retry-after") == "1"
+    assert "new" not in {o["Key"] for o in
+                         s3.list_objects_v2(Bucket="beyond").get("Contents", [])}
+    assert s3.get_object(Bucket="beyond", Key="whole")["Body"].read() == body
