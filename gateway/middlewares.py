@@ -60,7 +60,21 @@ def note_client_gone(request: web.Request, response: web.StreamResponse) -> None
     if not request.get(CLIENT_GONE):
         request[CLIENT_GONE] = True
         log.info("request id=%s: the client closed the connection after %d bytes of the "
-                 "answer", request.get(REQUEST_ID), response.body_length)
+                 "answer", request.get(REQUEST_ID), body_bytes_sent(request, response))
+
+
+def body_bytes_sent(request: web.Request, response: web.StreamResponse | None) -> int:
+    """Body bytes of the answer that went out (aiohttp's body_length counts the status
+    line and headers too)."""
+    if response is None or not response.prepared:
+        return 0
+    if request.method == "HEAD" or response.status in (204, 304):
+        return 0
+    if response.content_length is not None and not request.get(CLIENT_GONE):
+        return response.content_length
+    head = len(f"HTTP/1.1 {response.status} {response.reason}\r\n".encode()) + 2 + sum(
+        len(name.encode()) + len(value.encode()) + 4 for name, value in response.headers.items())
+    return max(0, response.body_length - head)
 
 
 def new_request_id() -> str:
@@ -108,7 +122,7 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         proto = request[PROTOCOL]
         op = request[OP]
         received = request.content.total_bytes
-        sent = resp.body_length if resp is not None and resp.prepared else 0
+        sent = body_bytes_sent(request, resp)
         metrics.record_request(proto, op, status, elapsed, received, sent)
         for completion in request.get(ON_COMPLETE, ()):
             try:

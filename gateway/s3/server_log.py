@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from kurastore.gateway.middlewares import CLIENT_GONE, REQUEST_ID
+from kurastore.gateway.middlewares import REQUEST_ID, body_bytes_sent
 from kurastore.gateway.s3.routes import S3Op
 
 ERROR_CODE = "s3_error_code"  # request key: the S3 error code answered (frontend.render_s3_error)
@@ -158,7 +158,7 @@ def entry_of(request: web.Request, response: web.StreamResponse | None, status: 
         token(request.get(REQUESTER)), token(request.get(REQUEST_ID)),
         operation(op, request.method), token(quote(key, safe="/") if key else ""),
         request_uri(request.method, request.raw_path, request.version), str(status),
-        token(request.get(ERROR_CODE)), token(_bytes_sent(request, response) or None),
+        token(request.get(ERROR_CODE)), token(body_bytes_sent(request, response) or None),
         token(_object_size(op, request, answer, status)), str(round(elapsed_s * 1000)),
         token(_turn_around_ms(request)), quoted(request.headers.get("Referer")),
         quoted(request.headers.get("User-Agent")),
@@ -209,19 +209,6 @@ def _object_size(op: S3Op, request: web.Request, answer: Mapping[str, str],
             return content_range.rsplit("/", 1)[1]
         return answer.get("Content-Length")
     return None
-
-
-def _bytes_sent(request: web.Request, response: web.StreamResponse | None) -> int:
-    """Body bytes sent: aiohttp counts the status line and headers too."""
-    if response is None or not response.prepared:
-        return 0
-    if request.method == "HEAD" or response.status in (204, 304):
-        return 0
-    if response.content_length is not None and not request.get(CLIENT_GONE):
-        return response.content_length
-    head = len(f"HTTP/1.1 {response.status} {response.reason}\r\n".encode()) + 2 + sum(
-        len(name.encode()) + len(value.encode()) + 4 for name, value in response.headers.items())
-    return max(0, response.body_length - head)
 
 
 def _turn_around_ms(request: web.Request) -> int | None:

@@ -55,6 +55,17 @@ def test_requests_latency_and_bytes_are_counted_by_operation_and_status(
                 le="+Inf") == 1
     assert grew("kurastore_request_bytes_total", protocol="s3") >= 1000
     assert grew("kurastore_response_bytes_total", protocol="s3") >= 1000
+
+
+def test_bytes_out_count_bodies_not_headers(server, s3, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="counted", Body=b"y" * 777)
+    before = _scrape(server.endpoint)
+    s3.put_object(Bucket=bucket, Key="counted", Body=b"y" * 777)  # an answer without a body
+    assert s3.get_object(Bucket=bucket, Key="counted")["Body"].read() == b"y" * 777
+    s3.head_object(Bucket=bucket, Key="counted")
+    after = _scrape(server.endpoint)
+    sent = "kurastore_response_bytes_total"
+    assert _sample(after, sent, protocol="s3") - _sample(before, sent, protocol="s3") == 777
     # Only the scrape itself may be in flight while it is answered.
     assert after["kurastore_requests_in_flight"] in (0, 1)
 
@@ -116,3 +127,21 @@ def test_an_upload_cut_off_half_way_is_a_499_and_stores_nothing(
     written = _log_since(server, log_start)
     assert "Traceback" not in written and "Error handling request" not in written
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="cut")
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",  # a negative length
+    b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n",  # a space in a header name
+    b"GET /\x01bad HTTP/1.1\r\nHost: x\r\n\r\n",  # a control character in the target
+])
+def test_a_malformed_request_is_a_400_not_a_logged_server_error(
+        server, s3, bucket: str, request_bytes: bytes) -> None:
+    log_start = server.log_path.stat().st_size
+    host, port = server.endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        answer = sock.recv(65536)
+    assert re.match(rb"HTTP/1\.[01] 400 ", answer), answer  # aiohttp answers in HTTP/1.0
+    s3.put_object(Bucket=bucket, Key="after-malformed", Body=b"ok")  # still serving
+    written = _log_since(server, log_start)
+    assert "Traceback" not in written and "level=ERROR" not in written, written
