@@ -300,9 +300,15 @@ class Healer:
     ) -> tuple[list[int], list[tuple[int, HealItem]]]:
         """Delete and rebuild corrupt shards one by one, each only while the others
         hold k good frames of every stripe without it. (queue ids healed, items left)."""
+        found: list[HealItem] = []  # damage nobody had queued yet: queued now
         for index in range(part.width):
             if index not in bad:
-                bad[index] = (await self._inspect(urls, part, index))[1]
+                state, bad[index] = await self._inspect(urls, part, index)
+                if state in ("missing", "corrupt"):
+                    found.append(HealItem(part.object_id, part.shard_tag, index,
+                                          part.partition, part.epoch, state, time.time()))
+        if found:
+            await self._store.queue_heal(found)
         everything = frozenset(range(_stripes(part)))
         healed: list[int] = []
         failed: list[tuple[int, HealItem]] = []

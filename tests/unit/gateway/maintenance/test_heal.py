@@ -131,6 +131,29 @@ async def test_a_missing_shard_healed_first_makes_a_corrupt_one_replaceable(clus
     assert cluster.healer.progress.healed == 3
 
 
+async def test_damage_found_beside_a_queued_shard_is_queued_and_healed(cluster) -> None:
+    # Only shard 0 was reported (a degraded read), yet checking the other shards before
+    # replacing it finds shard 1 corrupt and shard 5 gone: those are healed too, not
+    # left for the scrubber's next pass.
+    data = os.urandom(300 * KiB)
+    v = await cluster.put("k", data)
+    originals = {i: cluster.shard(v, i) for i in range(6)}
+    assert cluster.pods.drop_shards(cluster.holders(v)[5], v.object_id) == 1
+    for index, stripe in ((0, 0), (1, 1)):
+        assert cluster.pods.corrupt(cluster.holders(v)[index], v.object_id,
+                                    _frame_offset(v, stripe)) == 1
+    await cluster.store.queue_heal([item(v, 0, "corrupt")])
+
+    await cluster.healer.heal_once()  # shard 0 waits: stripe 1 needs its good frame
+    assert await cluster.store.heal_queue_length() == 3
+    for _ in range(3):  # rounds past shard 0's retry delay
+        await cluster.healer.heal_once(now=time.time() + 60)
+
+    assert {i: cluster.shard(v, i) for i in range(6)} == originals
+    assert cluster.healer.progress.healed == 3
+    assert await cluster.store.heal_queue_length() == 0
+
+
 async def test_healthy_shard_is_left_alone(cluster) -> None:
     v = await cluster.put("k", os.urandom(100 * KiB))
     pod = cluster.pods.pod(cluster.holders(v)[1])
