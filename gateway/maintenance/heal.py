@@ -21,9 +21,9 @@ Rules:
   overwrite), and its good frames may be what keeps another stripe readable. So
   corrupt shards are replaced one at a time, after the missing ones, and only when
   the other shards hold k good frames of every stripe without it (every shard of the
-  part is verified to know). One that fails this stays in place, readable, and
-  waits: deleting it would lose the part (3 shards of a 4+2 part, each bad in a
-  different stripe, still read back whole).
+  part is verified to know; damage found there is queued too). One that fails this
+  stays in place, readable, and waits: deleting it would lose the part (3 shards of
+  a 4+2 part, each bad in a different stripe, still read back whole).
 - Resumable: an item leaves the queue (done_heal) only once its shard is stored
   and verified by the pod's commit, so a crash repeats work, never loses it. An
   item that cannot be healed now (its pod is down, fewer than k blocks answer)
