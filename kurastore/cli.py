@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+import uvloop
+
 from kurastore.logs import setup_logging
 from kurastore.process import raise_open_files_limit, tune_malloc
 
@@ -61,7 +63,7 @@ def _server(args: argparse.Namespace) -> int:
     if dsn:
         opts = dataclasses.replace(opts, metadata_dsn=dsn)
     try:
-        asyncio.run(run_server(opts))
+        uvloop.run(run_server(opts))
     except KeyboardInterrupt:
         pass
     return 0
@@ -103,7 +105,7 @@ def _gateway(args: argparse.Namespace) -> int:
         rebalance_concurrency=args.rebalance_concurrency,
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_gateway(opts))
+        uvloop.run(run_gateway(opts))
     return 0
 
 

@@ -21,6 +21,8 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import uvloop
+
 from kurastore.storage._lane import PodListener
 from kurastore.storage.config import PodConfig
 from kurastore.storage.server import build_pod_app
@@ -94,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     level = _parser().parse_args(argv).log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(_serve(config))
+    uvloop.run(_serve(config))
     return 0
 
 

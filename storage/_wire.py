@@ -25,6 +25,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
+from typing import cast
 
 from kurastore.storage._buffers import receive_buffer
 from kurastore.storage._flow import WriteFlow
@@ -78,8 +79,7 @@ class _Connection(WriteFlow, asyncio.BufferedProtocol):
 
     # -- asyncio.BufferedProtocol ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def get_buffer(self, sizehint: int) -> memoryview:
         self._into_body = self._head is not None and self._received < len(self._body)
