@@ -31,6 +31,7 @@ from kurastore.metadata._records import (
 )
 from kurastore.metadata._sqlite_rows import (
     UPLOAD_COLS,
+    check_parts_current,
     decode_upload,
     dumps,
     key_bytes,
@@ -129,11 +130,15 @@ async def complete_upload(
     conn: Conn, upload_id: str, version: ObjectVersion, if_match: str | None,
     if_none_match: str | None,
 ) -> CommitResult:
-    upload, width = await _upload(conn, upload_id, lock=True)
+    upload, width = await _upload(conn, upload_id, lock=True)  # put_part locks it too
+    rows = await conn.fetch(
+        "SELECT part_number, shard_tag FROM parts WHERE upload_id = $1", upload_id
+    )
+    tags = {int(r[0]): str(r[1]) for r in rows}
+    check_parts_current(version, tags)  # before anything changes, as the sqlite backend
     result = await commit(conn, version, if_match, if_none_match)
     used = {p.shard_tag for p in version.parts}
-    tags = await conn.fetch("SELECT shard_tag FROM parts WHERE upload_id = $1", upload_id)
-    await queue_refs(conn, [_ref(upload, width, r[0]) for r in tags if r[0] not in used])
+    await queue_refs(conn, [_ref(upload, width, t) for t in tags.values() if t not in used])
     await _remove(conn, upload_id)
     return result
 

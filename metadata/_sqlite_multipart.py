@@ -5,7 +5,10 @@ Rules:
   a part is named by its shard tag, so replacing a part number with a new tag
   orphans exactly the old tag's shards (queued here, in the same transaction).
 - complete_upload checks its conditions before changing anything: a failed
-  precondition leaves the upload, its parts and the key untouched.
+  precondition leaves the upload, its parts and the key untouched. So does a part
+  the version names under a tag that is no longer the part's (re-uploaded after the
+  caller listed the parts): that tag's shards are queued, committing it would lose
+  them (PartReplaced; found by fault injection: Complete racing a part's retry).
 - Aborting queues one ShardRef with shard_tag None: every part of the object id.
 """
 
@@ -35,6 +38,7 @@ from kurastore.metadata._sqlite_queues import queue_refs
 from kurastore.metadata._sqlite_rows import (
     UPLOAD_COLS,
     check_conditions,
+    check_parts_current,
     decode_upload,
     dumps,
     key_bytes,
@@ -131,12 +135,12 @@ def complete_upload(
     bid, versioning = bucket_ref(tx.conn, version.bucket)
     if if_match is not None or if_none_match is not None:
         check_conditions(newest_row(tx.conn, bid, key_bytes(version.key)), if_match, if_none_match)
+    tags = dict(tx.conn.execute(
+        "SELECT part_number, shard_tag FROM parts WHERE upload_id = ?", (upload_id,)
+    ).fetchall())  # fmt: skip
+    check_parts_current(version, tags)
     used = {p.shard_tag for p in version.parts}
-    unused = [
-        r[0]
-        for r in tx.conn.execute("SELECT shard_tag FROM parts WHERE upload_id = ?", (upload_id,))
-        if r[0] not in used
-    ]
+    unused = [tag for tag in tags.values() if tag not in used]
     queue_refs(tx.conn, [_ref(upload, width, tag) for tag in unused])
     result = install(tx, bid, versioning, version)
     clear_pending(tx, version)

@@ -24,7 +24,7 @@ from kurastore.metadata._records import (
     PartLayout,
     UploadRecord,
 )
-from kurastore.metadata.errors import PreconditionFailed
+from kurastore.metadata.errors import PartReplaced, PreconditionFailed
 
 _SEQ_SPACE = (1 << 64) - 1
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -201,6 +201,13 @@ def loads(text: str) -> Any:
 
 def is_null(version_id: str) -> bool:
     return version_id == NULL_VERSION
+
+
+def check_parts_current(version: ObjectVersion, tags: dict[int, str]) -> None:
+    """PartReplaced unless each part of `version` is its number's current tag (both backends)."""
+    stale = [p.part_number for p in version.parts if tags.get(p.part_number) != p.shard_tag]
+    if stale:
+        raise PartReplaced(f"parts {stale} were replaced or removed since they were read")
 
 
 def check_conditions(

@@ -192,7 +192,9 @@ class Store(Protocol):
     ) -> CommitResult:
         """Commits `version` (whose parts are a subset of the upload's parts) as in
         commit_version, removes the upload, and queues the shards of parts not
-        used. Raises UploadNotFound, PreconditionFailed."""
+        used. Raises UploadNotFound, PreconditionFailed, and PartReplaced when a part
+        of `version` is no longer its number's current record (re-uploaded since it was
+        read); then nothing changed."""
 
     async def abort_upload(self, upload_id: str) -> None:
         """Removes the upload and queues all its shards. Raises UploadNotFound."""

@@ -8,6 +8,7 @@
     ├── ObjectNotFound            (.delete_marker: the latest version is a delete marker)
     ├── VersionNotFound
     ├── UploadNotFound
+    ├── PartReplaced              (complete_upload named a part re-uploaded meanwhile)
     ├── PreconditionFailed        (If-Match / If-None-Match on commit or delete)
     ├── VersionProtected          (a delete's guard refused the version: Object Lock)
     ├── ConditionalConflict       (two conditional writes raced; the loser may retry)
@@ -54,6 +55,13 @@ class VersionNotFound(MetadataError):
 
 class UploadNotFound(MetadataError):
     pass
+
+
+class PartReplaced(MetadataError):
+    """complete_upload named a part whose record was replaced (the part number uploaded
+    again, a new shard tag) after the caller read it. Nothing changed: the replaced
+    tag's shards are already queued for collection, so a version naming them would
+    lose its data. The caller reads the parts again."""
 
 
 class PreconditionFailed(MetadataError):

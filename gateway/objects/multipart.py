@@ -11,6 +11,10 @@ Rules:
   every listed part exists with that ETag (InvalidPart), every part but the
   last is at least 5 MiB (EntityTooSmall). The ETag is MD5 of the parts' raw
   MD5s, hex, then "-N".
+- The commit checks that every part it names is still its number's current
+  record: a part uploaded again while Complete ran (a client's retry) had its old
+  shards queued for collection, and a version naming them lost its data (found by
+  fault injection). Complete then reads the parts again.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from kurastore.metadata import (
     ObjectVersion,
     PartLayout,
     PartRecord,
+    PartReplaced,
     PartsPage,
     PendingWrite,
     UploadNotFound,
@@ -55,6 +60,8 @@ from kurastore.metadata import (
 )
 
 Body = AsyncIterable[bytes | memoryview]
+# Complete reads the parts again when one was re-uploaded under it, this many times in all
+COMPLETE_ATTEMPTS = 5
 
 
 async def create_upload(
@@ -242,11 +249,33 @@ async def complete_upload(
         data_key_of(ctx.keyring, upload.encryption, upload.object_id, customer_key)
     # If-Match on a missing key is NoSuchKey, as for PutObject; the commit re-checks.
     await precheck_write(ctx.store, ctx.buckets, bucket, key, conditions)
-    layouts = _chosen_layouts(await all_parts(ctx, upload_id), parts)
+    for attempt in itertools.count(1):
+        layouts = _chosen_layouts(await all_parts(ctx, upload_id), parts)
+        version = _assembled(upload, bucket, key, layouts)
+        if check is not None:
+            check(version)
+        try:
+            result = await ctx.store.complete_upload(
+                upload_id, version, if_match=conditions.if_match,
+                if_none_match=conditions.if_none_match,
+            )  # fmt: skip
+            break
+        except PartReplaced:
+            # A listed part was uploaded again since all_parts read it (a client's retry
+            # racing its Complete): read the parts again; the ETags still decide.
+            if attempt >= COMPLETE_ATTEMPTS:
+                raise InvalidPart("a listed part is being uploaded again; retry") from None
+    ctx.stats.bytes_written += result.version.size
+    return result.version
+
+
+def _assembled(
+    upload: UploadRecord, bucket: str, key: str, layouts: Sequence[PartLayout]
+) -> ObjectVersion:
     md5s = b"".join(bytes.fromhex(layout.etag) for layout in layouts)
     etag = f"{hashlib.md5(md5s).hexdigest()}-{len(layouts)}"
     object_checksums = _object_checksum(upload, layouts)
-    version = ObjectVersion(
+    return ObjectVersion(
         bucket=bucket,
         key=key,
         version_id="",
@@ -270,14 +299,6 @@ async def complete_upload(
         parts=tuple(layouts),
         encryption=dict(upload.encryption),
     )
-    if check is not None:
-        check(version)
-    result = await ctx.store.complete_upload(
-        upload_id, version, if_match=conditions.if_match,
-        if_none_match=conditions.if_none_match,
-    )
-    ctx.stats.bytes_written += version.size
-    return result.version
 
 
 async def abort_upload(ctx: ObjectContext, bucket: str, key: str, upload_id: str) -> None:

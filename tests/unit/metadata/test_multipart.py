@@ -10,8 +10,10 @@ import pytest
 from kurastore.metadata import (
     REMOVED_VERSION_GRACE_S,
     BucketNotFound,
+    ObjectNotFound,
     PartLayout,
     PartRecord,
+    PartReplaced,
     PendingWrite,
     PreconditionFailed,
     ShardRef,
@@ -138,3 +140,29 @@ async def test_list_uploads_s3_order_and_markers(store: Store, bucket: str) -> N
     assert grouped.common_prefixes == ("b/",)
     prefixed = await store.list_uploads(bucket, prefix="b/", max_uploads=1)
     assert [u.upload_id for u in prefixed.uploads] == ["u4"] and prefixed.is_truncated
+
+
+async def test_complete_refuses_a_part_replaced_since_it_was_read(
+    store: Store, bucket: str, obj
+) -> None:
+    """Complete read part 1 (tag t1), then a retry of part 1 replaced it (t1b, t1 queued
+    for collection) before the commit: committing t1 would name collected shards."""
+    up = upload(bucket, "raced.bin", "u9")
+    await store.create_upload(up)
+    await store.put_part(part("u9", 1, "t1", size=1000))
+    read = (await store.list_parts("u9")).parts[0].part
+    await store.put_part(part("u9", 1, "t1b", size=1000))  # the retry commits first
+    assert await collected(store) == [ShardRef(up.object_id, 9, 3, 6, "t1")]
+    final = dataclasses.replace(obj(bucket, "raced.bin"), object_id=up.object_id,
+                                partition=9, epoch=3, parts=(read,))
+    with pytest.raises(PartReplaced):
+        await store.complete_upload("u9", final)
+    assert (await store.get_upload("u9")).upload_id == "u9"  # untouched
+    assert await collected(store) == []
+    with pytest.raises(ObjectNotFound):
+        await store.get_version(bucket, "raced.bin")
+    current = (await store.list_parts("u9")).parts[0].part
+    final = dataclasses.replace(final, parts=(current,))
+    await store.complete_upload("u9", final)
+    assert [p.shard_tag for p in (await store.get_version(bucket, "raced.bin")).parts] == ["t1b"]
+    assert await collected(store) == []
