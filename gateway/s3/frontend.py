@@ -172,7 +172,9 @@ def render_s3_error(request: web.Request, exc: BaseException, request_id: str) -
         raise exc
     err = s3e.to_s3_error(exc)
     request[server_log.ERROR_CODE] = err.code
-    if err.code == "InternalError" and not isinstance(exc, s3e.S3Error):
+    if isinstance(exc, dom.DataLost):  # the cause says it all; a traceback would not
+        log.error("request %s: object unreadable: %s", request_id, exc)
+    elif err.code == "InternalError" and not isinstance(exc, s3e.S3Error):
         log.error("request %s failed", request_id, exc_info=exc)
     elif err.status == 503 and not isinstance(exc, s3e.S3Error):  # pods or metadata out
         log.warning("request %s refused: %s", request_id, exc)

@@ -116,7 +116,7 @@ DOMAIN_TO_SWIFT: dict[type[BaseException], type[SwiftError]] = {
     dom.IncompleteBody: ClientDisconnect,
     dom.InvalidArgument: BadRequest,
     dom.QuorumNotReached: ServiceUnavailable,
-    dom.DataLost: InternalError,
+    dom.DataLost: ServiceUnavailable,  # as Swift's proxy: too few fragments answered
 }
 
 

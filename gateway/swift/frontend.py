@@ -165,7 +165,11 @@ def render_swift_error(request: web.Request, exc: BaseException, request_id: str
     if writer is not None and getattr(writer, "output_size", 0) > 0:
         raise exc
     err = swe.to_swift_error(exc)
-    if err.status == 500 and not isinstance(exc, swe.SwiftError):
+    if isinstance(exc, dom.DataLost):  # the cause says it all; a traceback would not
+        log.error("request %s: object unreadable: %s", request_id, exc)
+    elif err.status == 503 and not isinstance(exc, swe.SwiftError):  # pods or metadata out
+        log.warning("request %s refused: %s", request_id, exc)
+    elif err.status == 500 and not isinstance(exc, swe.SwiftError):
         log.error("request %s failed", request_id, exc_info=exc)
     headers = dict(err.headers)
     if isinstance(exc, dom.NotModified):

@@ -17,11 +17,13 @@ from __future__ import annotations
 import os
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from botocore.exceptions import ClientError
-from support.cluster import ServerProcess
+from support.cluster import ACCESS_KEY, SECRET_KEY, ServerProcess
 from support.faults import (
     FAST_REPAIR,
     full_redundancy,
@@ -130,11 +132,21 @@ def test_hung_pod_costs_a_bounded_wait(server: ServerProcess) -> None:
 
 
 
+def swift_get(server: ServerProcess, container: str, name: str) -> bytes:
+    with urllib.request.urlopen(urllib.request.Request(
+            f"{server.endpoint}/auth/v1.0",
+            headers={"X-Auth-User": ACCESS_KEY, "X-Auth-Key": SECRET_KEY}), timeout=5) as r:
+        token, url = r.headers["X-Auth-Token"], r.headers["X-Storage-Url"]
+    with urllib.request.urlopen(urllib.request.Request(
+            f"{url}/{container}/{name}", headers={"X-Auth-Token": token}), timeout=30) as r:
+        return r.read()
+
+
 def test_more_than_m_pods_down_answers_s3_errors(server: ServerProcess) -> None:
     """With m + 1 pods down no object above the inline size can be read or written: each
     request gets its S3 error document (a read 500 InternalError before any header, a
-    write 503 ServiceUnavailable with Retry-After), never a 200 cut off mid-body; once
-    the pods are back everything reads as before."""
+    write 503 ServiceUnavailable with Retry-After; a Swift read a 503 as Swift's proxy),
+    never a 200 cut off mid-body; once the pods are back everything reads as before."""
     s3 = make_client(server.endpoint, read_timeout_s=30)
     s3.create_bucket(Bucket="beyond")
     body = os.urandom(3 * MiB + 17)
@@ -147,6 +159,8 @@ def test_more_than_m_pods_down_answers_s3_errors(server: ServerProcess) -> None:
             s3.get_object(Bucket="beyond", Key="whole", Range=f"bytes=1-{len(body) - 2}")
         with pytest.raises(ClientError) as write:
             s3.put_object(Bucket="beyond", Key="new", Body=os.urandom(MiB))
+        with pytest.raises(urllib.error.HTTPError) as swift_read:  # the same object
+            swift_get(server, "beyond", "whole")
         # Listings and metadata need no pods.
         assert s3.head_object(Bucket="beyond", Key="whole")["ContentLength"] == len(body)
     for refused in (read, ranged):
@@ -154,6 +168,7 @@ def test_more_than_m_pods_down_answers_s3_errors(server: ServerProcess) -> None:
         assert error["ResponseMetadata"]["HTTPStatusCode"] == 500
         assert error["Error"]["Code"] == "InternalError"
         assert "shards" in error["Error"]["Message"]
+    assert swift_read.value.code == 503  # as Swift's proxy, when too few fragments answer
     error = write.value.response
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 503
     assert error["Error"]["Code"] == "ServiceUnavailable"
@@ -162,3 +177,4 @@ def test_more_than_m_pods_down_answers_s3_errors(server: ServerProcess) -> None:
     assert "new" not in {o["Key"] for o in
                          s3.list_objects_v2(Bucket="beyond").get("Contents", [])}
     assert s3.get_object(Bucket="beyond", Key="whole")["Body"].read() == body
+    assert swift_get(server, "beyond", "whole") == body
