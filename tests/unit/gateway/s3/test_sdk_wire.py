@@ -1,6 +1,6 @@
-"""List-valued request headers sent as one line per value, as the AWS SDK for Go v2
-sends them: HTTP makes repeated field lines the same list as one comma-joined line
-(RFC 9110 section 5.3), so the answer must not depend on which form a client uses."""
+"""What the AWS SDKs for Go v2 and Java v2 send and read, on the wire: list-valued
+headers as one line per value (HTTP makes repeated field lines the same list as one
+comma-joined line, RFC 9110 section 5.3), and PutObject's checksum type."""
 
 from __future__ import annotations
 
@@ -47,14 +47,18 @@ def signed_get(server: Server, path: str, headers: list[tuple[str, str]]) -> tup
         conn.close()
 
 
-def test_object_attributes_as_repeated_header_lines(server: Server) -> None:
-    s3 = boto3.client(
+def client(server: Server):
+    return boto3.client(
         "s3",
         endpoint_url=server.endpoint,
         aws_access_key_id=KEYS[0],
         aws_secret_access_key=KEYS[1],
         region_name=REGION,
     )
+
+
+def test_object_attributes_as_repeated_header_lines(server: Server) -> None:
+    s3 = client(server)
     bucket = f"t-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
     upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
@@ -107,3 +111,15 @@ def test_object_attributes_as_repeated_header_lines(server: Server) -> None:
         ],
     )
     assert status == 400 and b"InvalidArgument" in body
+
+
+def test_put_object_answers_its_checksum_type(server: Server) -> None:
+    """AWS: "For PutObject uploads, the checksum type is always FULL_OBJECT"; the SDKs
+    expose it as PutObjectOutput.ChecksumType."""
+    s3 = client(server)
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    put = s3.put_object(Bucket=bucket, Key="k", Body=b"data", ChecksumAlgorithm="CRC64NVME")
+    assert put["ChecksumType"] == "FULL_OBJECT" and put["ChecksumCRC64NVME"]
+    head = s3.head_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED")
+    assert head["ChecksumType"] == "FULL_OBJECT"
