@@ -171,10 +171,8 @@ def test_mc(server, s3, gobin: Path, workdir: Path) -> None:
 
 
 def test_s5cmd(server, s3, bucket: str, gobin: Path, workdir: Path) -> None:
-    s5 = [gobin / "s5cmd"]
-
     def s5cmd(*args: str) -> bytes:
-        return run(s5[0], workdir, "--endpoint-url", server.endpoint, *args).stdout
+        return run(gobin / "s5cmd", workdir, "--endpoint-url", server.endpoint, *args).stdout
 
     big = workdir / "big.bin"
     big.write_bytes(os.urandom(21 * MiB))

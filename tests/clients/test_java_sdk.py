@@ -86,6 +86,7 @@ def test_put_get_list_multipart_head_delete(server, s3, bucket: str,
     etag = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest()
     assert facts["manual_etag"] == facts["auto_etag"] == f'"{etag}-{len(parts)}"'
     assert facts["manual_parts"] == str(len(parts))
+    assert facts["attrs"] == f"{etag}-{len(parts)},{len(data)},{len(parts)}"
     whole = hashlib.md5(data).hexdigest()
     assert facts["manual_md5"] == facts["auto_md5"] == whole
     assert facts["range_md5"] == hashlib.md5(data[100:200]).hexdigest()

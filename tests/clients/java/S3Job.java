@@ -91,6 +91,13 @@ public class S3Job {
                             .build());
             fact("manual_etag", done.eTag());
             fact("manual_parts", parts.size());
+            // The SDK sends each requested attribute as its own header line.
+            GetObjectAttributesResponse attrs = s3.getObjectAttributes(
+                    GetObjectAttributesRequest.builder().bucket(bucket).key("dir/manual.bin")
+                            .objectAttributes(ObjectAttributes.E_TAG, ObjectAttributes.OBJECT_SIZE,
+                                    ObjectAttributes.OBJECT_PARTS).build());
+            fact("attrs", attrs.eTag() + "," + attrs.objectSize() + ","
+                    + (attrs.objectParts() == null ? null : attrs.objectParts().totalPartsCount()));
 
             // The async client's own multipart upload (the Java-based one, no CRT).
             try (S3AsyncClient async = S3AsyncClient.builder().endpointOverride(endpoint)
