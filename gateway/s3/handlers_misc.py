@@ -139,7 +139,7 @@ async def get_bucket_request_payment(s3: S3Request) -> web.StreamResponse:
 
 async def get_object_attributes(s3: S3Request) -> web.StreamResponse:
     # A list header may come as one comma-separated line (botocore) or as one line per
-    # value (the Go SDK); HTTP makes both the same list (RFC 9110 section 5.3).
+    # value (the Go and Java SDKs); HTTP makes both one list (RFC 9110 section 5.3).
     listed = ",".join(s3.headers.getall("x-amz-object-attributes", []))
     wanted = {a.strip() for a in listed.split(",")}
     wanted.discard("")
