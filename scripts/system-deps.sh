@@ -26,6 +26,8 @@ command -v s3cmd >/dev/null 2>&1 || need+=(s3cmd)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 # The Spark client test (tests/clients/spark): Java 17 runs it, Maven fetches hadoop-aws.
 ls /usr/lib/jvm/java-17-openjdk-*/bin/java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+# The Java SDK test (tests/clients/java) compiles its program: the JDK's javac.
+ls /usr/lib/jvm/java-17-openjdk-*/bin/javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then

@@ -138,7 +138,10 @@ async def get_bucket_request_payment(s3: S3Request) -> web.StreamResponse:
 
 
 async def get_object_attributes(s3: S3Request) -> web.StreamResponse:
-    wanted = {a.strip() for a in s3.headers.get("x-amz-object-attributes", "").split(",")}
+    # A list header may come as one comma-separated line (botocore) or as one line per
+    # value (the Go and Java SDKs); HTTP makes both one list (RFC 9110 section 5.3).
+    listed = ",".join(s3.headers.getall("x-amz-object-attributes", []))
+    wanted = {a.strip() for a in listed.split(",")}
     wanted.discard("")
     if not wanted or not wanted <= _ATTRIBUTES:
         raise s3e.InvalidArgument("Invalid attribute name specified.")

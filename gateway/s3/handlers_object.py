@@ -86,7 +86,10 @@ async def put_object(s3: S3Request) -> web.StreamResponse:
     headers = {"ETag": quoted(version.etag), **hdr.version_headers(version.version_id,
                                                                    s3.versioning_enabled)}
     headers.update(sse.response_headers(version.encryption))
-    headers.update(echo_checksum(version.checksums, spec))
+    echoed = echo_checksum(version.checksums, spec)
+    if echoed:  # a single PUT's checksum is always of the whole object (SDKs expose it)
+        echoed["x-amz-checksum-type"] = "FULL_OBJECT"
+    headers.update(echoed)
     headers.update(expiration(s3, version))
     return empty_response(headers=headers)
 
