@@ -36,6 +36,7 @@ from kurastore.metadata._sqlite_rows import (
     dumps,
     key_bytes,
     loads,
+    pinned_where_upload_is,
     upload_doc,
     width_of,
 )
@@ -136,6 +137,7 @@ async def complete_upload(
     )
     tags = {int(r[0]): str(r[1]) for r in rows}
     check_parts_current(version, tags)  # before anything changes, as the sqlite backend
+    version = pinned_where_upload_is(version, upload)
     result = await commit(conn, version, if_match, if_none_match)
     used = {p.shard_tag for p in version.parts}
     await queue_refs(conn, [_ref(upload, width, t) for t in tags.values() if t not in used])

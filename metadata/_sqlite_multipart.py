@@ -43,6 +43,7 @@ from kurastore.metadata._sqlite_rows import (
     dumps,
     key_bytes,
     loads,
+    pinned_where_upload_is,
     upload_doc,
     width_of,
 )
@@ -139,6 +140,7 @@ def complete_upload(
         "SELECT part_number, shard_tag FROM parts WHERE upload_id = ?", (upload_id,)
     ).fetchall())  # fmt: skip
     check_parts_current(version, tags)
+    version = pinned_where_upload_is(version, upload)
     used = {p.shard_tag for p in version.parts}
     unused = [tag for tag in tags.values() if tag not in used]
     queue_refs(tx.conn, [_ref(upload, width, tag) for tag in unused])

@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -208,6 +209,18 @@ def check_parts_current(version: ObjectVersion, tags: dict[int, str]) -> None:
     stale = [p.part_number for p in version.parts if tags.get(p.part_number) != p.shard_tag]
     if stale:
         raise PartReplaced(f"parts {stale} were replaced or removed since they were read")
+
+
+def pinned_where_upload_is(version: ObjectVersion, upload: UploadRecord) -> ObjectVersion:
+    """`version` pinned to the upload's epoch as the store holds it now (both backends).
+
+    The gateway built the version from the upload it read when Complete began; the
+    rebalancer may have copied the parts and re-pinned the upload since, and then
+    schedules the old copies for deletion: a version committed under the epoch read
+    earlier would name shards about to be deleted (found by reading the race)."""
+    if version.epoch == upload.epoch and version.partition == upload.partition:
+        return version
+    return dataclasses.replace(version, epoch=upload.epoch, partition=upload.partition)
 
 
 def check_conditions(

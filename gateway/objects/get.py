@@ -23,6 +23,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import deque
@@ -33,7 +34,12 @@ from kurastore.erasure import ErasureParams
 from kurastore.gateway.objects.api import ByteRange, ObjectReader, ReadConditions
 from kurastore.gateway.objects.conditions import check_read_conditions, resolve_range
 from kurastore.gateway.objects.context import ObjectContext
-from kurastore.gateway.objects.encryption import DecryptingReader, data_key_of
+from kurastore.gateway.objects.encryption import (
+    INLINE_LABEL,
+    DecryptingReader,
+    data_key_of,
+    keystream_xor,
+)
 from kurastore.gateway.objects.errors import (
     DataLost,
     InvalidArgument,
@@ -113,6 +119,7 @@ async def open_object(
     version = await lookup(ctx, bucket, key, version_id)
     data_key = data_key_of(ctx.keyring, version.encryption, version.object_id, customer_key)
     check_read_conditions(version, conditions)
+    check_inline(version, data_key)
     reader = reader_for(ctx, version, byte_range=byte_range, part_number=part_number)
     return reader if data_key is None else DecryptingReader(reader, data_key)
 
@@ -126,8 +133,24 @@ def decrypted_reader_for(
 ) -> ObjectReader:
     """A reader of `version`'s bytes in the clear (copies read their source this way)."""
     data_key = data_key_of(ctx.keyring, version.encryption, version.object_id, customer_key)
+    check_inline(version, data_key)
     reader = reader_for(ctx, version, byte_range=byte_range)
     return reader if data_key is None else DecryptingReader(reader, data_key)
+
+
+def check_inline(version: ObjectVersion, data_key: bytes | None) -> None:
+    """An inline version's bytes live in the metadata record, where no frame hash
+    guards them: they are checked against the ETag (their MD5, as written) before a
+    reader exists, so a record damaged on disk answers DataLost, never wrong bytes."""
+    data = version.inline
+    if data is None:
+        return
+    if data_key is not None:
+        data = keystream_xor(data_key, INLINE_LABEL, 0, data)
+    if len(data) != version.size or hashlib.md5(data).hexdigest() != version.etag:
+        log.error("inline version %s of %s/%s does not match its ETag: damaged record",
+                  version.object_id, version.bucket, version.key)
+        raise DataLost(f"{version.bucket}/{version.key}: stored bytes do not match the ETag")
 
 
 def reader_for(

@@ -166,3 +166,26 @@ async def test_complete_refuses_a_part_replaced_since_it_was_read(
     await store.complete_upload("u9", final)
     assert [p.shard_tag for p in (await store.get_version(bucket, "raced.bin")).parts] == ["t1b"]
     assert await collected(store) == []
+
+
+async def test_complete_pins_the_version_where_the_upload_is_now(store: Store, bucket: str,
+                                                                 obj) -> None:
+    """The gateway builds the version from the upload it read when Complete began; if the
+    rebalancer copied the parts and re-pinned the upload meanwhile (then deletes the old
+    copies after its grace), the version must be pinned to the upload's new epoch, never
+    to the one read earlier."""
+    for epoch in (3, 4):
+        await store.save_placement_map(epoch, "{}")
+    up = upload(bucket, "moving.bin", "u9")
+    await store.create_upload(up)
+    await store.put_part(part("u9", 1, "t1"))
+    seen = await store.get_upload("u9")  # Complete begins: epoch 3
+    assert await store.repin_partition(9, 3, 4) == 1  # the rebalancer moves partition 9
+    final = dataclasses.replace(
+        obj(bucket, "moving.bin"), object_id=up.object_id, partition=seen.partition,
+        epoch=seen.epoch, parts=(part("u9", 1, "t1").part,),
+    )
+    res = await store.complete_upload("u9", final)
+    assert res.version.epoch == 4
+    assert (await store.get_version(bucket, "moving.bin")).epoch == 4
+    assert await store.epochs_in_use() == {4}  # nothing pins the epoch being emptied
