@@ -14,7 +14,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import asyncpg
@@ -22,9 +22,11 @@ import asyncpg
 from kurastore.metadata._postgres_notify import notify
 from kurastore.metadata._postgres_schema import EPOCH_LOCK_CLASS
 from kurastore.metadata._records import HealItem, PodRecord, ShardRef, UserRecord
+from kurastore.metadata._sqlite_rows import loads
 from kurastore.metadata.errors import (
     AccessKeyNotFound,
     EpochRetired,
+    PartitionChanged,
     PlacementMapNotFound,
     UserExists,
     UserNotFound,
@@ -195,15 +197,54 @@ async def epochs_in_use(conn: Conn) -> set[int]:
     return {int(r[0]) for r in rows}
 
 
-async def repin_partition(conn: Conn, partition: int, from_epoch: int, to_epoch: int) -> int:
-    moved = 0
-    for table, cond in (("versions", "has_shards AND "), ("uploads", ""), ("pending", "")):
-        status = await conn.execute(
-            f"UPDATE {table} SET epoch = $1 WHERE {cond}epoch = $2 AND partition = $3",
-            to_epoch, from_epoch, partition,
+async def repin_partition(
+    conn: Conn, partition: int, from_epoch: int, to_epoch: int,
+    copied: Collection[tuple[str, str]] | None = None,
+) -> int:
+    if copied is None:
+        moved = 0
+        for table, cond in (("versions", "has_shards AND "), ("uploads", ""), ("pending", "")):
+            status = await conn.execute(
+                f"UPDATE {table} SET epoch = $1 WHERE {cond}epoch = $2 AND partition = $3",
+                to_epoch, from_epoch, partition,
+            )
+            moved += int(status.rsplit(" ", 1)[-1])
+        return moved
+    # Read committed: lock the uploads first (put_part locks its upload too, so a part
+    # is either seen here or recorded after the move and refused there), then check, and
+    # move only the versions checked: one committed meanwhile stays for the next pass.
+    uploads = await conn.fetch(
+        "SELECT upload_id, object_id FROM uploads WHERE epoch = $1 AND partition = $2 "
+        "FOR UPDATE", from_epoch, partition,
+    )
+    held: list[tuple[str, str | None]] = []
+    for upload_id, object_id in uploads:
+        tags = await conn.fetch("SELECT shard_tag FROM parts WHERE upload_id = $1", upload_id)
+        held.extend((object_id, r[0]) for r in tags)
+    versions = await conn.fetch(
+        "SELECT object_id, doc FROM versions WHERE has_shards AND epoch = $1 AND partition = $2",
+        from_epoch, partition,
+    )
+    for object_id, doc in versions:
+        held.extend((object_id, p[1]) for p in loads(doc).get("parts", ()))
+    if await conn.fetchval("SELECT 1 FROM pending WHERE epoch = $1 AND partition = $2 LIMIT 1",
+                           from_epoch, partition):
+        held.append(("", None))
+    if not set(held) <= set(copied):
+        raise PartitionChanged(
+            f"partition {partition} changed at epoch {from_epoch} since it was copied"
         )
-        moved += int(status.rsplit(" ", 1)[-1])
-    return moved
+    status = await conn.execute(
+        "UPDATE versions SET epoch = $1 WHERE has_shards AND epoch = $2 AND partition = $3 "
+        "AND object_id = ANY($4::text[])",
+        to_epoch, from_epoch, partition, [r[0] for r in versions],
+    )
+    moved = int(status.rsplit(" ", 1)[-1])
+    status = await conn.execute(
+        "UPDATE uploads SET epoch = $1 WHERE upload_id = ANY($2::text[])",
+        to_epoch, [r[0] for r in uploads],
+    )
+    return moved + int(status.rsplit(" ", 1)[-1])
 
 
 async def put_pod(conn: Conn, p: PodRecord) -> None:

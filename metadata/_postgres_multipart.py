@@ -40,7 +40,7 @@ from kurastore.metadata._sqlite_rows import (
     upload_doc,
     width_of,
 )
-from kurastore.metadata.errors import UploadNotFound
+from kurastore.metadata.errors import UploadNotFound, UploadRepinned
 
 Conn = asyncpg.Connection
 Row = Any
@@ -81,8 +81,15 @@ def _ref(u: UploadRecord, width: int, shard_tag: str | None) -> ShardRef:
 
 
 async def put_part(conn: Conn, rec: PartRecord) -> None:
-    upload, width = await _upload(conn, rec.upload_id, lock=True)
+    upload, width = await _upload(conn, rec.upload_id, lock=True)  # repin_partition locks too
     p = rec.part
+    written = await conn.fetchval(
+        "SELECT epoch FROM pending WHERE object_id = $1 AND shard_tag = $2",
+        upload.object_id, p.shard_tag,
+    )
+    if written is not None and written != upload.epoch:
+        raise UploadRepinned(f"upload {rec.upload_id} moved to epoch {upload.epoch} while "
+                             f"part {p.part_number} was written under epoch {written}")
     old = await conn.fetchval(
         "SELECT shard_tag FROM parts WHERE upload_id = $1 AND part_number = $2",
         rec.upload_id, p.part_number,

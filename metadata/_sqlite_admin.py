@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection
 from typing import Any
 
 from kurastore.metadata._records import PodRecord, UserRecord
 from kurastore.metadata._sqlite import WriteTx
+from kurastore.metadata._sqlite_rows import loads
 from kurastore.metadata.errors import (
     AccessKeyNotFound,
     EpochRetired,
+    PartitionChanged,
     PlacementMapNotFound,
     UserExists,
     UserNotFound,
@@ -191,17 +194,46 @@ def epochs_in_use(conn: sqlite3.Connection) -> set[int]:
     return {int(r[0]) for r in rows}
 
 
-def repin_partition(tx: WriteTx, partition: int, from_epoch: int, to_epoch: int) -> int:
+def repin_partition(
+    tx: WriteTx, partition: int, from_epoch: int, to_epoch: int,
+    copied: Collection[tuple[str, str]] | None = None,
+) -> int:
+    if copied is not None:
+        # One writer: nothing can land between this check and the updates.
+        held = set(pinned_at(tx.conn, partition, from_epoch))
+        if any(tag is None for _oid, tag in held) or not held <= set(copied):
+            raise PartitionChanged(
+                f"partition {partition} changed at epoch {from_epoch} since it was copied"
+            )
     moved = tx.conn.execute(
         "UPDATE versions SET epoch = ? WHERE has_shards = 1 AND epoch = ? AND partition = ?",
         (to_epoch, from_epoch, partition),
     ).rowcount
-    for table in ("uploads", "pending"):
+    for table in ("uploads",) if copied is not None else ("uploads", "pending"):
         moved += tx.conn.execute(
             f"UPDATE {table} SET epoch = ? WHERE epoch = ? AND partition = ?",
             (to_epoch, from_epoch, partition),
         ).rowcount
     return int(moved)
+
+
+def pinned_at(conn: sqlite3.Connection, partition: int, epoch: int) -> list[tuple[str, str | None]]:
+    """(object id, shard tag) of every part the records of `partition` pin at `epoch`;
+    a pending write is (object id, None): what it will hold is not known yet."""
+    found: list[tuple[str, str | None]] = []
+    for object_id, doc in conn.execute(
+        "SELECT object_id, doc FROM versions WHERE has_shards = 1 AND epoch = ? AND partition = ?",
+        (epoch, partition),
+    ):
+        found.extend((object_id, p[1]) for p in loads(doc).get("parts", ()))
+    found.extend(conn.execute(
+        "SELECT u.object_id, p.shard_tag FROM uploads u JOIN parts p ON p.upload_id = u.upload_id "
+        "WHERE u.epoch = ? AND u.partition = ?", (epoch, partition),
+    ).fetchall())  # fmt: skip
+    found.extend((r[0], None) for r in conn.execute(
+        "SELECT object_id FROM pending WHERE epoch = ? AND partition = ?", (epoch, partition),
+    ))  # fmt: skip
+    return found
 
 
 def put_pod(tx: WriteTx, p: PodRecord) -> None:

@@ -47,7 +47,7 @@ from kurastore.metadata._sqlite_rows import (
     upload_doc,
     width_of,
 )
-from kurastore.metadata.errors import UploadNotFound
+from kurastore.metadata.errors import UploadNotFound, UploadRepinned
 
 Row = tuple[Any, ...]
 
@@ -88,6 +88,13 @@ def _ref(u: UploadRecord, width: int, shard_tag: str | None) -> ShardRef:
 def put_part(tx: WriteTx, rec: PartRecord) -> None:
     upload, width = _upload(tx.conn, rec.upload_id)
     p = rec.part
+    written = tx.conn.execute(
+        "SELECT epoch FROM pending WHERE object_id = ? AND shard_tag = ?",
+        (upload.object_id, p.shard_tag),
+    ).fetchone()
+    if written is not None and written[0] != upload.epoch:
+        raise UploadRepinned(f"upload {rec.upload_id} moved to epoch {upload.epoch} while "
+                             f"part {p.part_number} was written under epoch {written[0]}")
     old = tx.conn.execute(
         "SELECT shard_tag FROM parts WHERE upload_id = ? AND part_number = ?",
         (rec.upload_id, p.part_number),

@@ -15,7 +15,7 @@ Rules every backend keeps:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from kurastore.metadata._records import (
@@ -248,9 +248,16 @@ class Store(Protocol):
         EpochRetired, atomically with respect to this check: no gateway writes under
         an epoch the cluster has retired. Returns the epochs retired by this call."""
 
-    async def repin_partition(self, partition: int, from_epoch: int, to_epoch: int) -> int:
+    async def repin_partition(self, partition: int, from_epoch: int, to_epoch: int,
+                              copied: Collection[tuple[str, str]] | None = None) -> int:
         """Moves every record of one partition from one epoch to another, in one
-        transaction. Returns how many records moved."""
+        transaction. Returns how many records moved.
+
+        `copied`: the (object id, shard tag) parts the caller put on the new epoch's
+        pods. Then it raises PartitionChanged, moving nothing, if the partition holds
+        anything else at `from_epoch`: a part or version written since the caller read
+        the partition, or a pending write (whose shards are going to the old pods).
+        Without it every record moves, pending writes included."""
 
     async def put_pod(self, pod: PodRecord) -> None: ...
 

@@ -16,7 +16,9 @@
     ├── UserExists
     ├── AccessKeyNotFound
     ├── PlacementMapNotFound
+    ├── PartitionChanged          (repin_partition: records the caller did not copy)
     └── MetadataUnavailable       (the database is unreachable; retry later)
+        ├── UploadRepinned        (put_part: the upload moved epochs under the part)
         └── EpochRetired          (a write placed under a retired epoch; retry with
                                    the current placement map)
 """
@@ -94,6 +96,18 @@ class PlacementMapNotFound(MetadataError):
 
 class MetadataUnavailable(MetadataError):
     pass
+
+
+class PartitionChanged(MetadataError):
+    """repin_partition found records of the partition at the old epoch that the caller
+    did not copy (a part or version written since it read them, or a write still
+    streaming). Nothing moved; the caller reads the partition again."""
+
+
+class UploadRepinned(MetadataUnavailable):
+    """put_part: the upload was re-pinned to another epoch while this part's shards
+    went to the old epoch's pods, so recording the part would name shards that are not
+    where the upload says. Nothing changed; the client retries the part (503)."""
 
 
 class EpochRetired(MetadataUnavailable):

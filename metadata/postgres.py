@@ -35,7 +35,7 @@ is cached. A commit never trusts the cache: ks_commit reads the bucket itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from kurastore.metadata import _postgres_admin as admin
@@ -342,8 +342,10 @@ class PostgresStore:
     async def epochs_in_use(self) -> set[int]:
         return await self._db.run(admin.epochs_in_use)
 
-    async def repin_partition(self, partition: int, from_epoch: int, to_epoch: int) -> int:
-        return await self._db.run(admin.repin_partition, partition, from_epoch, to_epoch)
+    async def repin_partition(self, partition: int, from_epoch: int, to_epoch: int,
+                              copied: Collection[tuple[str, str]] | None = None) -> int:
+        return await self._db.run(admin.repin_partition, partition, from_epoch, to_epoch,
+                                  copied)
 
     async def retire_epochs(self, below: int) -> list[int]:
         return await self._db.run(admin.retire_epochs, below)

@@ -13,7 +13,7 @@ access-key secrets; the SQL lives in the _sqlite_* modules.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from kurastore.metadata import _sqlite_admin as admin
@@ -274,8 +274,10 @@ class SQLiteStore:
     async def epochs_in_use(self) -> set[int]:
         return await self._ex.read(admin.epochs_in_use)
 
-    async def repin_partition(self, partition: int, from_epoch: int, to_epoch: int) -> int:
-        return await self._ex.write(admin.repin_partition, partition, from_epoch, to_epoch)
+    async def repin_partition(self, partition: int, from_epoch: int, to_epoch: int,
+                              copied: Collection[tuple[str, str]] | None = None) -> int:
+        return await self._ex.write(admin.repin_partition, partition, from_epoch, to_epoch,
+                                    copied)
 
     async def put_pod(self, pod: PodRecord) -> None:
         await self._ex.write(admin.put_pod, pod)

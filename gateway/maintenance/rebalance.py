@@ -27,6 +27,12 @@ Rules:
   that pinned e and commits after the re-pin is found by the next pass (every
   pass re-reads the pins) and moved the same way, so passes repeat until no
   record pins an epoch older than E.
+- The re-pin names the parts that were copied, and moves nothing if the partition
+  holds anything else at e by then (Store.repin_partition: PartitionChanged): an
+  upload's parts inherit its epoch, so a part stored between the read and the
+  re-pin would otherwise be re-pinned uncopied, and its old copies later deleted
+  as misplaced (found by fault injection). A part still being written when the
+  upload moves is refused at its commit (UploadRepinned) and retried by the client.
 - Throttled: every byte read and written is paid to one Throttle of
   `rate_bytes_s`; at most `concurrency` partitions move at once.
 """
@@ -49,7 +55,7 @@ from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.executor import CpuPool
 from kurastore.gateway.objects.health import PodHealth
 from kurastore.gateway.objects.topology import NoPlacementMap, Topology
-from kurastore.metadata import REMOVED_VERSION_GRACE_S, PinnedPart, Store
+from kurastore.metadata import REMOVED_VERSION_GRACE_S, PartitionChanged, PinnedPart, Store
 from kurastore.placement import PlacementMap
 from kurastore.storage import PodError, ShardExists, ShardId
 
@@ -274,16 +280,25 @@ class Rebalancer:
             by_epoch: dict[int, list[PinnedPart]] = {}
             for part in parts:
                 by_epoch.setdefault(part.epoch, []).append(part)
-            for epoch, group in sorted(by_epoch.items()):
-                old_map = await self._topology.get_map(epoch)
-                copied: list[OldCopy] = []
-                for part in group:
-                    copied.extend(await self._move_part(part, old_map, target))
-                await self._store.repin_partition(partition, epoch, target.epoch)
-                due = time.time() + self.settings.grace_s
-                self._old_copies.extend(
-                    OldCopy(due, c.pod_id, c.partition, c.shard) for c in copied
-                )
+            try:
+                for epoch, group in sorted(by_epoch.items()):
+                    old_map = await self._topology.get_map(epoch)
+                    copied: list[OldCopy] = []
+                    for part in group:
+                        copied.extend(await self._move_part(part, old_map, target))
+                    await self._store.repin_partition(
+                        partition, epoch, target.epoch,
+                        copied={(p.object_id, p.shard_tag) for p in group},
+                    )
+                    due = time.time() + self.settings.grace_s
+                    self._old_copies.extend(
+                        OldCopy(due, c.pod_id, c.partition, c.shard) for c in copied
+                    )
+            except PartitionChanged as exc:
+                # A part was written there since we read it (an upload's next part
+                # goes to the upload's epoch): read the partition again and copy it too.
+                log.info("rebalance: %s; reading it again", exc)
+                continue
             repinned = 1
         self.progress.partitions_moved += repinned
         self.progress.partitions_left = max(0, self.progress.partitions_left - repinned)

@@ -196,7 +196,7 @@ StorageUnavailable = _error(
 )
 MetadataUnavailable = _error(
     "ServiceUnavailable", 503,
-    "The metadata store is unreachable. Please try again.",
+    "The metadata store is unavailable or busy. Please try again.",
 )
 DataUnreadable = _error(
     "InternalError", 500,

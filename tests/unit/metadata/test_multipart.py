@@ -11,6 +11,7 @@ from kurastore.metadata import (
     REMOVED_VERSION_GRACE_S,
     BucketNotFound,
     ObjectNotFound,
+    PartitionChanged,
     PartLayout,
     PartRecord,
     PartReplaced,
@@ -20,6 +21,7 @@ from kurastore.metadata import (
     Store,
     UploadNotFound,
     UploadRecord,
+    UploadRepinned,
 )
 
 
@@ -189,3 +191,52 @@ async def test_complete_pins_the_version_where_the_upload_is_now(store: Store, b
     assert res.version.epoch == 4
     assert (await store.get_version(bucket, "moving.bin")).epoch == 4
     assert await store.epochs_in_use() == {4}  # nothing pins the epoch being emptied
+
+
+async def test_repin_moves_nothing_when_a_part_was_stored_since_the_copy(
+        store: Store, bucket: str) -> None:
+    """An upload's parts inherit its epoch: a part stored after the rebalancer read the
+    partition was never copied, so the re-pin naming the copied parts must refuse and
+    leave every record where it is (the rebalancer reads the partition again)."""
+    for epoch in (3, 4):
+        await store.save_placement_map(epoch, "{}")
+    up = upload(bucket, "growing.bin", "u7")
+    await store.create_upload(up)
+    await store.put_part(part("u7", 1, "t1"))
+    copied = {(up.object_id, "t1")}  # what the rebalancer read and copied
+    await store.put_part(part("u7", 2, "t2"))  # the client's next part, meanwhile
+    with pytest.raises(PartitionChanged):
+        await store.repin_partition(9, 3, 4, copied=copied)
+    assert (await store.get_upload("u7")).epoch == 3
+    # A write still streaming to the old pods refuses the move too.
+    pending = PendingWrite(up.object_id, "t3", bucket, "growing.bin", 9, 3, 6, time.time())
+    await store.begin_write(pending)
+    with pytest.raises(PartitionChanged):
+        await store.repin_partition(9, 3, 4, copied=copied | {(up.object_id, "t2")})
+    await store.abort_write(pending)
+    # Once everything there was copied, it moves.
+    assert await store.repin_partition(9, 3, 4, copied=copied | {(up.object_id, "t2")}) == 1
+    assert (await store.get_upload("u7")).epoch == 4
+
+
+async def test_a_part_written_under_the_epoch_its_upload_left_is_refused(
+        store: Store, bucket: str) -> None:
+    """A part whose shards went to the old epoch's pods (its write read the upload before
+    the re-pin) must not be recorded under the moved upload: the client retries it."""
+    for epoch in (3, 4):
+        await store.save_placement_map(epoch, "{}")
+    up = upload(bucket, "late.bin", "u8")
+    await store.create_upload(up)
+    pending = PendingWrite(up.object_id, "t1", bucket, "late.bin", 9, 3, 6, time.time())
+    await store.begin_write(pending)  # part 1 streams to epoch 3's pods
+    assert await store.repin_partition(9, 3, 4) == 2  # an unchecked move (upload, pending)
+    await store.abort_write(pending)
+    await store.begin_write(pending)  # as a writer that read the upload before the move
+    with pytest.raises(UploadRepinned):
+        await store.put_part(part("u8", 1, "t1"))
+    assert (await store.list_parts("u8")).parts == ()
+    await store.abort_write(pending)
+    retry = dataclasses.replace(pending, shard_tag="t2", epoch=4)
+    await store.begin_write(retry)  # the client's retry, under the upload's epoch
+    await store.put_part(part("u8", 1, "t2"))
+    assert [p.part.shard_tag for p in (await store.list_parts("u8")).parts] == ["t2"]

@@ -22,7 +22,7 @@ from kurastore.gateway.maintenance.rebalance import (
     moved_slots,
 )
 from kurastore.gateway.maintenance.scrub import Scrubber, ScrubSettings
-from kurastore.gateway.objects.api import PutOptions
+from kurastore.gateway.objects.api import CompletedPart, PutOptions
 from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.service import ObjectService
 from kurastore.gateway.objects.topology import Topology
@@ -257,7 +257,7 @@ async def test_write_under_a_retired_epoch_is_refused(scale: Scale) -> None:
 async def test_crash_before_repin_resumes_without_copying_again(scale: Scale) -> None:
     new = await scale.publish({f"pod-{i}": 1.0 for i in range(7)})
 
-    async def crash(partition: int, from_epoch: int, to_epoch: int) -> int:
+    async def crash(partition: int, from_epoch: int, to_epoch: int, **_: Any) -> int:
         raise RuntimeError("gateway died")
 
     scale.store.repin_partition = crash  # type: ignore[method-assign]
@@ -282,6 +282,41 @@ async def test_crash_before_repin_resumes_without_copying_again(scale: Scale) ->
         restarted.close()
     await scale.check_placed()
     await scale.read_all()
+
+
+async def test_a_part_stored_while_its_partition_moves_is_moved_too(scale: Scale) -> None:
+    """An upload's parts inherit its epoch. A part stored after the rebalancer read the
+    partition, before its re-pin, must be copied too (the re-pin refuses and the
+    partition is read again), never re-pinned while its shards are on the old pods
+    only (a fault-injection run lost two acknowledged uploads that way)."""
+    up = await scale.service.create_upload("b", "growing")
+    first, second = os.urandom(5 << 20), os.urandom(90 * KiB)  # S3: 5 MiB but the last
+    p1 = await scale.service.upload_part("b", "growing", up.upload_id, 1,
+                                         body_of(first, 16 * KiB))
+    new = await scale.publish({f"pod-{i}": 1.0 for i in range(7)})
+    moved = moved_slots(await scale.topology.get_map(up.epoch), new, up.partition, 6)
+    assert moved, "pick a seed whose upload partition moves"
+    repin = scale.store.repin_partition
+    parts: list[Any] = [p1]
+
+    async def part_arrives_first(partition: int, *args: Any, **kwargs: Any) -> int:
+        if partition == up.partition and len(parts) == 1:  # the client's next part
+            parts.append(await scale.service.upload_part(
+                "b", "growing", up.upload_id, 2, body_of(second, 16 * KiB)))
+        return await repin(partition, *args, **kwargs)
+
+    scale.store.repin_partition = part_arrives_first  # type: ignore[method-assign]
+    await rebalance_until_done(scale)
+    del scale.store.repin_partition
+    assert len(parts) == 2
+    assert (await scale.store.get_upload(up.upload_id)).epoch == new.epoch
+    await scale.check_placed()  # the late part's blocks are where the new epoch says
+    scale.rebalancer.settings = RebalanceSettings(rate_bytes_s=0, grace_s=0)
+    await scale.rebalancer.delete_old_copies(now=time.time() + 2 * GRACE_S)
+    await scale.service.complete_upload(
+        "b", "growing", up.upload_id,
+        [CompletedPart(p.part.part_number, p.part.etag) for p in parts])
+    assert await scale.read("growing") == first + second
 
 
 async def test_scale_in_within_the_grace_keeps_copies_that_became_homes(scale: Scale) -> None:
