@@ -15,6 +15,9 @@ Rules:
 - An object id with a pending write is left alone (its shard tags are not all known).
 - A copy younger than the grace is left alone: it may be a copy toward an epoch newer
   than the maps the caller knew when it listed the pods.
+- A copy of a pinned block is deleted only when the pod the record names listed that
+  block too: otherwise it may be the last copy (a re-pin that outran its copy lost
+  acknowledged parts that way once), and the scrub queues the home for healing instead.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from kurastore.metadata import PinnedPart
-from kurastore.storage import ShardInfo
+from kurastore.storage import ShardId, ShardInfo
 
 # (epoch, partition, width) -> the pods of that partition in that epoch's map, slot order;
 # None when the map is unknown (a copy is then never called misplaced by it).
@@ -52,10 +55,23 @@ def find_misplaced(
                     or info.mtime >= cutoff):
                 continue  # an orphan (the collector's) or not to be judged now
             homes = pins.get((shard.object_id, shard.shard_tag), [])
-            if not any(_placed(part, shard.index, pod_id, owners, newest_epoch)
-                       for part in homes):
-                found.append((pod_id, info))
+            if any(_placed(part, shard.index, pod_id, owners, newest_epoch)
+                   for part in homes):
+                continue
+            if homes and not any(_home_holds(part, shard, held, owners) for part in homes):
+                continue  # maybe the only copy left: kept; the scrub queues the home's heal
+            found.append((pod_id, info))
     return found
+
+
+def _home_holds(part: PinnedPart, shard: ShardId,
+                held: Mapping[str, Mapping[str, ShardInfo] | None], owners: Owners) -> bool:
+    """Whether the pod the record names for this block listed it."""
+    row = owners(part.epoch, part.partition, part.width)
+    if row is None or shard.index >= len(row):
+        return False
+    listing = held.get(row[shard.index])
+    return listing is not None and shard.name in listing
 
 
 def _placed(part: PinnedPart, index: int, pod_id: str, owners: Owners, newest: int) -> bool:

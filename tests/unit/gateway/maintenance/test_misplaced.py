@@ -50,3 +50,12 @@ def test_a_shard_tag_no_record_pins_is_misplaced() -> None:
     shards = held(p0=[info(0, tag="p1-old")])
     found = find_misplaced(shards, [part(2, tag="p1-new")], owners, 2, cutoff=10.0)
     assert [(pod, i.shard.shard_tag) for pod, i in found] == [("p0", "p1-old")]
+
+
+def test_an_old_copy_whose_home_lacks_the_block_is_kept() -> None:
+    # The record says epoch 2 (slot 1 on p3), but p3 never got the block: the copy on p1
+    # may be the last one, so it stays until the home is healed.
+    shards = held(p0=[info(0)], p1=[info(1)], p2=[info(2)], p3=[])
+    assert find_misplaced(shards, [part(2)], owners, newest_epoch=2, cutoff=10.0) == []
+    unknown = held(p0=[info(0)], p1=[info(1)], p2=[info(2)])  # p3 did not answer
+    assert find_misplaced(unknown, [part(2)], owners, newest_epoch=2, cutoff=10.0) == []
