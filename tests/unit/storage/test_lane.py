@@ -87,7 +87,7 @@ async def test_whole_body_puts_store_exact_bytes(pod: Any, size: int) -> None:
     data = os.urandom(size)
     info = await pod.client.put_shard(pod.url, 3, _sid(size), data)
     assert info.size == size
-    path = pod.data_dir / "shards" / "3" / _sid(size).object_id / "p1.0"
+    path = pod.data_dir / "shards" / "3" / _sid(size).name
     assert path.read_bytes() == data
     assert await pod.client.read_shard(pod.url, 3, _sid(size)) == data
     assert os.listdir(pod.data_dir / "tmp") == []
