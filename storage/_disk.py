@@ -21,7 +21,7 @@ Rules:
   directory is fsynced before the caller is told. A write that fails or is cut off is
   aborted: its temporary file is removed; `tmp/` is emptied at every start, so a crash
   leaves nothing behind either. A whole small shard (write_whole) uses an unnamed
-  O_TMPFILE file in its object's directory where the volume allows it: nothing to name
+  O_TMPFILE file in its partition's directory where the volume allows it: nothing to name
   or remove, and nothing left by a crash.
 - Disk full (ENOSPC, EDQUOT) or the configured capacity becoming exceeded raises
   InsufficientStorage after the partial file is removed; reads are unaffected.
@@ -662,7 +662,8 @@ class ShardStore:
             pass  # removed by a concurrent delete, which made it durable itself
 
     def _prune(self, partition: int, object_id: str) -> None:
-        """Fsync the object's directory, then drop it and its partition when empty."""
+        """Old layout: fsync the object's directory, then drop it and its partition when
+        empty."""
         obj_dir = self.object_dir(partition, object_id)
         durable_parent = obj_dir
         for directory in (obj_dir, obj_dir.parent):

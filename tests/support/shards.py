@@ -1,7 +1,8 @@
 """What the pods hold on their disks against what the metadata records reference.
 
 Fault tests check redundancy where it lives: shard files under each pod's volume
-(`shards/<partition>/<object_id>/<tag>.<index>`), named here
+(`shards/<partition>/<object_id>.<tag>.<index>`, or `.../<object_id>/<tag>.<index>` as
+older volumes hold them), named here
 "pod-id/partition/object_id/tag.index". The records' side is read through the
 metadata Store itself (SQLite WAL: a second reader beside the running server):
 every part of a committed version or of a stored upload part pins `width` shards on
