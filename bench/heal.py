@@ -61,8 +61,9 @@ def pod_pid(data: Path, pod_id: str) -> int:
 
 def shard_sizes(data: Path, pod_id: str) -> dict[str, int]:
     root = data / "pods" / pod_id / "shards"
+    # <partition>/<shard name>, and <partition>/<object_id>/<tag>.<i> on older volumes
     return {str(p.relative_to(root)): p.stat().st_size
-            for p in root.glob("*/*/*") if p.is_file()}
+            for pattern in ("*/*", "*/*/*") for p in root.glob(pattern) if p.is_file()}
 
 
 def maintenance(endpoint: str) -> dict:

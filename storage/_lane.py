@@ -486,7 +486,7 @@ class _LaneConnection:
             self._send(status, found.data, _OCTETS, extra, close=close_after)
             return status, len(found.data)
         try:
-            file = open(store.shard_file(request.partition, request.shard), "rb")
+            file = open(found.path, "rb")
         except FileNotFoundError:
             raise ShardNotFound(f"shard {request.shard.name} went away") from None
         with file:

@@ -101,7 +101,8 @@ class ShardId:
 
     @property
     def file_name(self) -> str:
-        """The file name inside the object's directory on a pod: `<shard_tag>.<index>`."""
+        """The file name inside the object's directory in the pods' old layout:
+        `<shard_tag>.<index>` (shards are now stored under their `name`)."""
         return f"{self.shard_tag}.{self.index}"
 
     @classmethod

@@ -29,6 +29,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -333,7 +334,7 @@ async def get_shard(request: web.Request) -> web.StreamResponse:
         # Large: sendfile, Range (206/416) and all blocking calls off the loop; 404 if the
         # shard went away meanwhile.
         return _ShardFileResponse(
-            store.shard_file(partition, shard),
+            Path(found.path),
             chunk_size=1 << 20,
             headers={"Content-Type": "application/octet-stream"},
         )
@@ -364,10 +365,11 @@ async def delete_shard(request: web.Request) -> web.StreamResponse:
 
 async def verify_shard(request: web.Request) -> web.StreamResponse:
     partition, shard = _shard_of(request)
-    path = request.app[SHARD_STORE].shard_file(partition, shard)
+    store, owner = request.app[SHARD_STORE], frame_owner(shard.object_id, shard.shard_tag)
     try:
-        result = await _run_io(request, _scrub.verify_file, path, shard.index,
-                               frame_owner(shard.object_id, shard.shard_tag))
+        result = await _run_io(  # shard_file looks for the file: off the loop too
+            request, lambda: _scrub.verify_file(store.shard_file(partition, shard),
+                                                shard.index, owner))
     except FileNotFoundError:
         raise ShardNotFound(f"shard {shard.name} not in partition {partition}") from None
     body = {"ok": result.ok, "frames": result.frames, "bad_stripes": list(result.bad_stripes)}

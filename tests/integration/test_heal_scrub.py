@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import fnmatch
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import pytest
 from botocore.exceptions import ClientError
 from support.cluster import ACCESS_KEY, SECRET_KEY, ServerProcess
 from support.s3client import make_client
+from support.shards import disk_shards, pod_dirs
 
 from kurastore.erasure import (
     ErasureError,
@@ -59,15 +61,16 @@ def maintenance(server: ServerProcess) -> dict:
 
 def shard_files(server: ServerProcess, pod: str = "pod-*") -> dict[str, Path]:
     """'pod-N/partition/object_id/tag.index' -> path, for every shard file on disk."""
-    root = server.data_dir / "pods"
-    return {str(p.relative_to(root)).replace("/shards", ""): p
-            for p in root.glob(f"{pod}/shards/*/*/*") if p.is_file()}
+    pods = {name: path for name, path in pod_dirs(server.data_dir).items()
+            if fnmatch.fnmatch(name, pod)}
+    return disk_shards(pods)  # both layouts: <partition>/<name>, <partition>/<id>/<tag>.<i>
 
 
 def is_valid(path: Path) -> bool:
     """Every frame of the shard file verifies with its own index and stripe number."""
-    tag, index_text = path.name.rsplit(".", 1)
-    index, owner = int(index_text), frame_owner(path.parent.name, tag)  # <object_id>/<tag>.<i>
+    parts = path.name.split(".")  # <object_id>.<tag>.<i>, or <object_id>/<tag>.<i> (old)
+    object_id, tag, index_text = parts if len(parts) == 3 else [path.parent.name, *parts]
+    index, owner = int(index_text), frame_owner(object_id, tag)
     try:
         data = path.read_bytes()
     except FileNotFoundError:  # a corrupt copy deleted, its rebuild not yet in place

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from support.cluster import ACCESS_KEY, SECRET_KEY, ServerProcess
 from support.s3client import make_client
+from support.shards import disk_shards
 
 from kurastore.gateway.admin.client import AdminClient
 
@@ -53,8 +54,8 @@ def wait_ready(server: ServerProcess, timeout_s: float = 60.0) -> None:
 
 
 def shard_names(server: ServerProcess, pod: str) -> set[str]:
-    root = server.data_dir / "pods" / pod / "shards"
-    return {str(p.relative_to(root)) for p in root.glob("*/*/*") if p.is_file()}
+    found = disk_shards({pod: server.data_dir / "pods" / pod})  # 'pod/partition/id/tag.i'
+    return {name.split("/", 1)[1] for name in found}
 
 
 def test_pod_lost_is_degraded_until_rebuilt(tmp_path: Path) -> None:

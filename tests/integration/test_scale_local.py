@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import fnmatch
 import json
 import os
 import random
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 from support.cluster import ACCESS_KEY, SECRET_KEY, ServerProcess
 from support.s3client import make_client
+from support.shards import disk_shards, pod_dirs
 
 from kurastore.gateway.admin.client import AdminClient
 
@@ -99,8 +101,9 @@ def conditions(status: dict[str, Any]) -> dict[str, str]:
 
 
 def shards_on(server: ServerProcess, pod: str = "*") -> int:
-    root = server.data_dir / "pods"
-    return sum(1 for p in root.glob(f"{pod}/shards/*/*/*") if p.is_file())
+    pods = {name: path for name, path in pod_dirs(server.data_dir).items()
+            if fnmatch.fnmatch(name, pod)}
+    return len(disk_shards(pods))  # either layout
 
 
 def wait_rebalanced(server: ServerProcess, epoch: int, timeout_s: float = 30.0) -> dict:

@@ -17,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 from support.cluster import ServerProcess
 from support.s3client import make_client
+from support.shards import disk_shards, pod_dirs
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,7 @@ def metric(server: ServerProcess, name: str) -> float:
 
 
 def shard_files(server: ServerProcess) -> list[Path]:
-    return [p for p in (server.data_dir / "pods").glob("pod-*/shards/*/*/*") if p.is_file()]
+    return list(disk_shards(pod_dirs(server.data_dir)).values())
 
 
 def test_reads_survive_losing_m_pods(fresh_server: ServerProcess) -> None:

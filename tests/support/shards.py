@@ -1,7 +1,8 @@
 """What the pods hold on their disks against what the metadata records reference.
 
 Fault tests check redundancy where it lives: shard files under each pod's volume
-(`shards/<partition>/<object_id>/<tag>.<index>`), named here
+(`shards/<partition>/<object_id>.<tag>.<index>`, or `.../<object_id>/<tag>.<index>` as
+older volumes hold them), named here
 "pod-id/partition/object_id/tag.index". The records' side is read through the
 metadata Store itself (SQLite WAL: a second reader beside the running server):
 every part of a committed version or of a stored upload part pins `width` shards on
@@ -91,8 +92,9 @@ def shards_per_part(names: set[str] | Mapping[str, Path]) -> Counter[str]:
 
 def is_valid(path: Path, params: ErasureParams) -> bool:
     """Every frame of the shard file verifies with its own index and stripe number."""
-    tag, index_text = path.name.rsplit(".", 1)
-    index, owner = int(index_text), frame_owner(path.parent.name, tag)  # <object_id>/<tag>.<i>
+    parts = path.name.split(".")  # <object_id>.<tag>.<i>, or <object_id>/<tag>.<i> (old)
+    object_id, tag, index_text = parts if len(parts) == 3 else [path.parent.name, *parts]
+    index, owner = int(index_text), frame_owner(object_id, tag)
     try:
         data = path.read_bytes()
         for stripe, frame in enumerate(split_frames(data, params)):

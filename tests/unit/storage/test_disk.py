@@ -36,11 +36,69 @@ def put(store: ShardStore, partition: int, shard: ShardId, data: bytes) -> None:
         raise
 
 
-def test_layout_is_partition_then_object(store: ShardStore) -> None:
-    put(store, 12, sid(5, "p2", 3), b"abc")
-    path = store.root / "shards" / "12" / f"{5:032x}" / "p2.3"
+@pytest.mark.parametrize("whole", [False, True])
+def test_layout_is_partition_then_shard_name(store: ShardStore, whole: bool) -> None:
+    if whole:
+        store.write_whole(12, sid(5, "p2", 3), b"abc")
+    else:
+        put(store, 12, sid(5, "p2", 3), b"abc")
+    path = store.root / "shards" / "12" / f"{5:032x}.p2.3"
     assert path.read_bytes() == b"abc"
+    assert os.listdir(store.root / "shards" / "12") == [path.name]  # no object directory
     assert os.listdir(store.tmp_dir) == []
+
+
+def put_legacy(root: Path, partition: int, shard: ShardId, data: bytes) -> Path:
+    """A shard file where the old layout kept it: shards/<partition>/<object_id>/<tag>.<i>."""
+    obj_dir = root / "shards" / str(partition) / shard.object_id
+    obj_dir.mkdir(parents=True, exist_ok=True)
+    path = obj_dir / shard.file_name
+    path.write_bytes(data)
+    return path
+
+
+def test_old_layout_shards_are_read_listed_and_deleted(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    old = [put_legacy(root, 4, sid(1, "p1", i), b"old%d" % i) for i in range(3)]
+    put_legacy(root, 5, sid(2), b"gone")
+    store = ShardStore(root)
+    store.open()
+    assert store.usage().shards == 4 and store.usage().used_bytes == 16
+    store.write_whole(4, sid(3), b"new")  # the new layout, beside the old one
+    assert store.list_partitions() == [4, 5]
+    assert [i.shard for i in store.list_partition(4)] == [
+        sid(1, "p1", 0), sid(1, "p1", 1), sid(1, "p1", 2), sid(3)]
+    assert store.read(4, sid(1, "p1", 1)) == b"old1"
+    assert store.read_range(4, sid(1, "p1", 2), 1, None, 100).data == b"ld2"
+    assert store.read_range(4, sid(1, "p1", 2), None, None, 100).path == str(old[2])
+    assert store.stat(4, sid(1, "p1", 0)).size == 4
+    assert store.shard_file(4, sid(1, "p1", 0)) == old[0]
+    assert store.shard_file(4, sid(3)) == root / "shards" / "4" / sid(3).name
+    # Its name is taken: neither write path makes a second copy in the new layout.
+    with pytest.raises(ShardExists):
+        store.write_whole(4, sid(1, "p1", 0), b"again")
+    with pytest.raises(ShardExists):
+        store.begin_write(4, sid(1, "p1", 0))
+    assert store.delete(4, sid(1, "p1", 0))
+    assert store.delete_object(4, f"{1:032x}", "p1") == 2
+    assert not old[0].parent.exists()  # the emptied object directory is pruned
+    assert store.delete(5, sid(2))
+    assert store.list_partitions() == [4]  # and the emptied partition's
+    assert store.usage().shards == 1 and store.usage().used_bytes == 3
+
+
+def test_delete_object_takes_only_that_object_and_tag(store: ShardStore) -> None:
+    for tag in ("p1", "p2"):
+        for i in range(3):
+            store.write_whole(7, sid(1, tag, i), b"x")
+    store.write_whole(7, sid(2, "p1", 0), b"y")
+    put_legacy(store.root, 7, sid(1, "p1", 5), b"z")
+    assert store.delete_object(7, f"{1:032x}", "p1") == 4  # the old layout's one too
+    assert not (store.partition_dir(7) / f"{1:032x}").exists()
+    assert [i.shard for i in store.list_partition(7)] == [
+        sid(1, "p2", 0), sid(1, "p2", 1), sid(1, "p2", 2), sid(2, "p1", 0)]
+    assert store.delete_object(7, f"{1:032x}") == 3
+    assert [i.shard for i in store.list_partition(7)] == [sid(2, "p1", 0)]
 
 
 def test_shard_invisible_until_commit(store: ShardStore) -> None:
@@ -141,11 +199,14 @@ def test_delete_prunes_empty_directories(store: ShardStore) -> None:
 def test_stray_files_are_ignored(store: ShardStore) -> None:
     put(store, 2, sid(1), b"a")
     (store.root / "shards" / "not-a-partition").mkdir()
+    (store.root / "shards" / "2" / f"{1:032x}").mkdir()
     (store.root / "shards" / "2" / f"{1:032x}" / "junk.txt").write_bytes(b"x")
+    (store.root / "shards" / "2" / f"{1:032x}.junk").write_bytes(b"x")
     assert store.list_partitions() == [2]
     assert [i.shard for i in store.list_partition(2)] == [sid(1)]
     assert store.delete_object(2, f"{1:032x}") == 1
     assert (store.root / "shards" / "2" / f"{1:032x}" / "junk.txt").exists()
+    assert (store.root / "shards" / "2" / f"{1:032x}.junk").exists()
 
 
 @pytest.mark.parametrize("whole", [False, True], ids=["streamed", "whole"])
@@ -227,17 +288,16 @@ def test_whole_writes_are_atomic_and_never_overwrite(store: ShardStore, unnamed:
 def test_whole_write_lands_when_a_delete_prunes_its_directory_midway(
     store: ShardStore, monkeypatch
 ) -> None:
-    """The object's directory (and its partition's) removed while the unnamed file is
-    written, as a delete of the object's last shard does: the write places the file by
-    path, making the directories again, and it reads back."""
+    """The partition's directory removed while the unnamed file is written, as a delete
+    of the partition's last shard does: the write places the file by path, making the
+    directory again, and it reads back."""
     assert store._unnamed_files
     real_write_all = disk._write_all
-    obj_dir = store.object_dir(6, f"{5:032x}")
+    part_dir = store.partition_dir(6)
 
     def write_then_prune(fd: int, data: bytes) -> None:
         real_write_all(fd, data)
-        os.rmdir(obj_dir)  # empty: the unnamed file has no name in it
-        os.rmdir(obj_dir.parent)
+        os.rmdir(part_dir)  # empty: the unnamed file has no name in it
 
     monkeypatch.setattr(disk, "_write_all", write_then_prune)
     info = store.write_whole(6, sid(5, "0", 1), b"w" * 3000)
