@@ -1,6 +1,6 @@
 """Storage pod throughput next to the machine's limits, measured in the same run.
 
-    python bench/pod.py [--dir DIR] [--runs 5]
+    python bench/pod.py [--dir DIR] [--runs 5] [--cpu-only]
 
 Starts a real pod process (`python -m kurastore.storage`) and a bare aiohttp process on
 loopback, then prints medians of `--runs` runs:
@@ -317,7 +317,7 @@ class Bench:
         return lambda: self.client.put_shard(self.pod_url, partition, sid, data)
 
 
-async def bench(workdir: Path, runs: int) -> None:
+async def bench(workdir: Path, runs: int, cpu_only: bool = False) -> None:
     pod_port, raw_port = free_port(), free_port()
     procs = await asyncio.to_thread(spawn, workdir, pod_port, raw_port)
     b = Bench(workdir, f"http://127.0.0.1:{pod_port}", f"http://127.0.0.1:{raw_port}",
@@ -325,8 +325,9 @@ async def bench(workdir: Path, runs: int) -> None:
     try:
         await wait_ready(b.pod_url, "/readyz")
         await wait_ready(b.raw_url, "/blob/1")
-        rows = [(size, await b.large(size, count, runs)) for size, count in LARGE.items()]
-        report(rows, await b.small(runs), runs)
+        if not cpu_only:
+            rows = [(size, await b.large(size, count, runs)) for size, count in LARGE.items()]
+            report(rows, await b.small(runs), runs)
         report_cpu(await b.shard_cpu(runs))
     finally:
         await b.close()
@@ -367,6 +368,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", help="where the pod and raw files go (default: a temp dir)")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--cpu-only", action="store_true",
+                        help="only the CPU ms per 256 KiB shard PUT and GET")
     parser.add_argument("--raw-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_server:
@@ -374,7 +377,7 @@ def main() -> None:
         return
     workdir = Path(tempfile.mkdtemp(prefix="kura-bench-pod-", dir=args.dir))
     try:
-        asyncio.run(bench(workdir, max(5, args.runs)))
+        asyncio.run(bench(workdir, max(5, args.runs), args.cpu_only))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
