@@ -604,42 +604,40 @@ class ShardStore:
         """Remove every shard of `object_id` (only those of `shard_tag` if given); count them."""
         obj_dir = self.object_dir(partition, object_id)
         tag = None if shard_tag is None else validate_shard_tag(shard_tag)
-        count = size = 0
         flat = f"{object_id}." if tag is None else f"{object_id}.{tag}."
-        try:
-            entries = list(os.scandir(self.partition_dir(partition)))
-        except FileNotFoundError:
-            entries = []
-        for entry in entries:  # this layout: the object's files among the partition's
-            if not entry.name.startswith(flat) or self._info_of(
-                partition, None, entry
-            ) is None:
-                continue
-            removed = _unlink_entry(entry)
-            if removed is not None:
-                count += 1
-                size += removed
+        count = self._unlink_listed(
+            self.partition_dir(partition),  # this layout: the object's files among the partition's
+            lambda entry: entry.name.startswith(flat)
+            and self._info_of(partition, None, entry) is not None,
+        )
         if count:
-            self._forget(size, count)
             self._prune_partition(partition)
-        try:
-            entries = list(os.scandir(obj_dir))
-        except FileNotFoundError:
-            return count
-        old_count = old_size = 0
-        for entry in entries:  # the old layout's directory of the object
-            if self._info_of(partition, object_id, entry) is None:
-                continue
-            if tag is not None and not entry.name.startswith(tag + "."):
-                continue
-            removed = _unlink_entry(entry)
-            if removed is not None:
-                old_count += 1
-                old_size += removed
+        old_count = self._unlink_listed(
+            obj_dir,  # the old layout's directory of the object
+            lambda entry: self._info_of(partition, object_id, entry) is not None
+            and (tag is None or entry.name.startswith(tag + ".")),
+        )
         if old_count:
-            self._forget(old_size, old_count)
             self._prune(partition, object_id)
         return count + old_count
+
+    def _unlink_listed(self, directory: str | Path,
+                       wanted: Callable[[os.DirEntry[str]], bool]) -> int:
+        """Remove the files of `directory` that `wanted` picks; how many went."""
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            return 0
+        count = size = 0
+        for entry in entries:
+            if wanted(entry):
+                removed = _unlink_entry(entry)
+                if removed is not None:
+                    count += 1
+                    size += removed
+        if count:
+            self._forget(size, count)
+        return count
 
     def _forget(self, size: int, count: int) -> None:
         with self._lock:

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.cli_env import aws_env
 from support.cluster import ACCESS_KEY, REGION, SECRET_KEY
 
 # A cold machine builds the clients first (minutes); warm, the module takes ~30 s.
@@ -49,13 +50,8 @@ def _report_versions() -> None:
 
 def client_env(home: Path) -> dict[str, str]:
     return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        **aws_env(home),  # keys, no config files of the machine's user
         "AWS_REGION": REGION,
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         "AWS_EC2_METADATA_DISABLED": "true",  # never ask a metadata service for keys
         "MC_CONFIG_DIR": str(home / ".mc"),
         "NO_COLOR": "1",
