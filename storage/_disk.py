@@ -194,6 +194,11 @@ class ShardStore:
         # Partitions found holding old-layout object directories at open(): a write there
         # checks the old name too. Nothing makes new ones, so the set never grows.
         self._legacy: set[int] = set()
+        # Partitions whose directory entry in shards/ is known durable: those found at
+        # open() (shards/ fsynced then) and those whose maker fsynced shards/ since. A
+        # write that found its partition's directory made by another writer, not yet
+        # synced, syncs shards/ itself before answering (_entry_durable).
+        self._durable_entries: set[int] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -214,9 +219,12 @@ class ShardStore:
         for info in self._walk(self.list_partitions(), legacy):
             used += info.size
             shards += 1
+        partitions = set(self.list_partitions())
+        _fsync_dir(self.shards_dir)  # entries a crashed run made stay made from here on
         with self._lock:
             self._used_bytes, self._shards, self._reserved_bytes = used, shards, 0
             self._legacy = legacy
+            self._durable_entries = partitions
 
     def close(self) -> None:
         """Stop the helper threads (after the last write has finished)."""
@@ -479,6 +487,7 @@ class ShardStore:
                 _fsync_dir(obj_dir)
         finally:
             os.close(dir_fd)
+        self._entry_durable(partition, made_here=bool(created) and linked_here)
         return len(data), mtime
 
     def _open_unnamed(self, obj_dir: str, created: list[str]) -> tuple[int, int]:
@@ -523,6 +532,7 @@ class ShardStore:
             _fsync_parents(created)
             _fsync_parents(self._link_new(tmp, obj_dir, dest, shard, partition))
             _fsync_dir(obj_dir)
+            self._entry_durable(partition, made_here=bool(created))
         finally:
             _unlink_quietly(tmp)
         return st.st_size, st.st_mtime
@@ -644,10 +654,21 @@ class ShardStore:
             self._used_bytes -= size
             self._shards -= count
 
+    def _entry_durable(self, partition: int, made_here: bool) -> None:
+        """Before a write answers: its partition's directory entry is on disk. Made here,
+        the write fsynced shards/ already; found, it was either known durable or made by
+        a writer still on its way to that fsync (then done here, once)."""
+        if partition in self._durable_entries:
+            return
+        if not made_here:
+            _fsync_dir(self.shards_dir)
+        self._durable_entries.add(partition)
+
     def _prune_partition(self, partition: int) -> None:
         """Fsync the partition's directory, or drop it when empty and fsync its parent."""
         part_dir = self.partition_dir(partition)
         durable = part_dir
+        self._durable_entries.discard(partition)  # before the rmdir: a re-made one is new
         try:
             os.rmdir(part_dir)
             durable = part_dir.parent
@@ -664,6 +685,7 @@ class ShardStore:
         empty."""
         obj_dir = self.object_dir(partition, object_id)
         durable_parent = obj_dir
+        self._durable_entries.discard(partition)  # as in _prune_partition
         for directory in (obj_dir, obj_dir.parent):
             try:
                 os.rmdir(directory)
@@ -753,6 +775,7 @@ class ShardWriter:
         _fsync_parents(self.store._link_new(
             str(self.tmp_path), part_dir, dest, self.shard, self.partition))
         _fsync_dir(part_dir)
+        self.store._entry_durable(self.partition, made_here=self._made_dirs)
         self._done = True
         self.store._settle(self._reserved, st.st_size)
         self._reserved = 0

@@ -306,3 +306,31 @@ def test_whole_write_lands_when_a_delete_prunes_its_directory_midway(
     assert store.read(6, sid(5, "0", 1)) == b"w" * 3000
     assert [i.shard for i in store.list_partition(6)] == [sid(5, "0", 1)]
     assert store.usage().shards == 1 and store.usage().used_bytes == 3000
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_a_write_into_a_partition_another_writer_made_syncs_its_entry(
+        store: ShardStore, whole: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partition directory another writer has just made may not have its entry in
+    shards/ on disk yet: the first write that finds it (per process) fsyncs shards/
+    before answering; later writes there, and the maker's own, pay nothing extra."""
+    synced: list[str] = []
+    real = disk._fsync_dir
+    monkeypatch.setattr(disk, "_fsync_dir", lambda path: (synced.append(str(path)), real(path)))
+    shards = str(store.shards_dir)
+
+    def write(partition: int, n: int) -> None:
+        if whole:
+            store.write_whole(partition, sid(n), b"x" * 1000)
+        else:
+            put(store, partition, sid(n), b"x" * 1000)
+
+    os.mkdir(store.partition_dir(7))  # made by a writer still on its way to the fsync
+    write(7, 1)
+    assert synced.count(shards) == 1
+    write(7, 2)
+    assert synced.count(shards) == 1  # known durable now
+    write(8, 3)  # made here: the maker's own parent fsync, no second one
+    assert synced.count(shards) == 2
+    write(8, 4)
+    assert synced.count(shards) == 2
