@@ -297,9 +297,15 @@ async def test_metrics_and_access_log(
     c, url = pod.client, pod.url
     await c.put_shard(url, 1, shard(1), b"m" * 5000)
     await c.read_shard(url, 1, shard(1), 0, 1000)
-    status, body = await raw_request(url, "GET", "/metrics")
-    assert status == 200
-    text = body.decode()
+    # A request is counted once its answer is written, which may be just after the
+    # client has read it: scrape until both are in (a busy machine delays it).
+    for _ in range(50):
+        status, body = await raw_request(url, "GET", "/metrics")
+        assert status == 200
+        text = body.decode()
+        if 'op="GetShard"' in text:
+            break
+        await asyncio.sleep(0.1)
     assert 'kurastore_pod_requests_total{op="PutShard",status="201"} 1.0' in text
     assert 'kurastore_pod_requests_total{op="GetShard",status="206"} 1.0' in text
     assert "kurastore_pod_received_bytes_total 5000.0" in text
