@@ -7,16 +7,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import urllib.error
-import urllib.request
 
 import pytest
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from support.cluster import ACCESS_KEY, REGION, SECRET_KEY
-from support.s3client import error_code
+from support.s3client import error_code, signed_put
 
 pytestmark = pytest.mark.clients
 
@@ -96,17 +90,7 @@ def test_bad_configurations_are_refused_and_change_nothing(s3, bucket: str) -> N
 
 def _raw_put(server, bucket: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
     """A signed PUT ?encryption with exactly this body and these headers."""
-    url = f"{server.endpoint}/{bucket}?encryption"
-    request = AWSRequest(method="PUT", url=url, data=body, headers=headers)
-    request.headers["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest()
-    S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(request)
-    prepared = urllib.request.Request(url, data=body, method="PUT",
-                                      headers=dict(request.headers.items()))
-    try:
-        with urllib.request.urlopen(prepared) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+    return signed_put(f"{server.endpoint}/{bucket}?encryption", body, headers)
 
 
 def test_malformed_xml_and_a_wrong_content_md5(server, s3, bucket: str) -> None:

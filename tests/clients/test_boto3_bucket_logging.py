@@ -5,7 +5,6 @@ come back as S3 server access log records in objects of the target bucket."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shlex
@@ -17,12 +16,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from support.cluster import ACCESS_KEY, REGION, SECRET_KEY, ServerProcess, create_user
-from support.s3client import error_code, make_client
+from support.cluster import REGION, ServerProcess, create_user
+from support.s3client import error_code, make_client, signed_put
 
 pytestmark = pytest.mark.clients
 
@@ -168,17 +164,7 @@ def test_object_lock_default_retention_target_is_refused(s3, bucket: str) -> Non
 
 def _raw_put_logging(server, bucket: str, body: bytes) -> tuple[int, bytes]:
     """A signed PUT ?logging with exactly this body."""
-    url = f"{server.endpoint}/{bucket}?logging"
-    request = AWSRequest(method="PUT", url=url, data=body)
-    request.headers["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest()
-    S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(request)
-    prepared = urllib.request.Request(url, data=body, method="PUT",
-                                      headers=dict(request.headers.items()))
-    try:
-        with urllib.request.urlopen(prepared) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+    return signed_put(f"{server.endpoint}/{bucket}?logging", body)
 
 
 def test_malformed_documents(server, s3, bucket: str, target: str) -> None:
