@@ -111,17 +111,23 @@ async def test_a_corrupt_shard_whose_good_frames_are_needed_stays_in_place(clust
     assert await cluster.read("k") == data
 
 
-async def test_a_missing_shard_healed_first_makes_a_corrupt_one_replaceable(cluster) -> None:
-    # Shard 5 is gone; shard 0 is bad in stripe 0 and shard 1 in stripe 1. Before
-    # shard 5 is back, stripe 1 has only k good frames with shard 0's: shard 0 can be
-    # replaced only after shard 5 is rebuilt (from the corrupt shards' good frames).
-    data = os.urandom(300 * KiB)
-    v = await cluster.put("k", data)
+async def _missing_5_and_corrupt_0_1(cluster) -> tuple[ObjectVersion, dict[int, bytes]]:
+    """A 300 KiB object whose shard 5 is gone, shard 0 bad in stripe 0 and shard 1 in
+    stripe 1; returns it and its shards as written."""
+    v = await cluster.put("k", os.urandom(300 * KiB))
     originals = {i: cluster.shard(v, i) for i in range(6)}
     assert cluster.pods.drop_shards(cluster.holders(v)[5], v.object_id) == 1
     for index, stripe in ((0, 0), (1, 1)):
         assert cluster.pods.corrupt(cluster.holders(v)[index], v.object_id,
                                     _frame_offset(v, stripe)) == 1
+    return v, originals
+
+
+async def test_a_missing_shard_healed_first_makes_a_corrupt_one_replaceable(cluster) -> None:
+    # Shard 5 is gone; shard 0 is bad in stripe 0 and shard 1 in stripe 1. Before
+    # shard 5 is back, stripe 1 has only k good frames with shard 0's: shard 0 can be
+    # replaced only after shard 5 is rebuilt (from the corrupt shards' good frames).
+    v, originals = await _missing_5_and_corrupt_0_1(cluster)
     await cluster.store.queue_heal([item(v, 0, "corrupt"), item(v, 1, "corrupt"),
                                     item(v, 5, "missing")])
 
@@ -135,13 +141,7 @@ async def test_damage_found_beside_a_queued_shard_is_queued_and_healed(cluster) 
     # Only shard 0 was reported (a degraded read), yet checking the other shards before
     # replacing it finds shard 1 corrupt and shard 5 gone: those are healed too, not
     # left for the scrubber's next pass.
-    data = os.urandom(300 * KiB)
-    v = await cluster.put("k", data)
-    originals = {i: cluster.shard(v, i) for i in range(6)}
-    assert cluster.pods.drop_shards(cluster.holders(v)[5], v.object_id) == 1
-    for index, stripe in ((0, 0), (1, 1)):
-        assert cluster.pods.corrupt(cluster.holders(v)[index], v.object_id,
-                                    _frame_offset(v, stripe)) == 1
+    v, originals = await _missing_5_and_corrupt_0_1(cluster)
     await cluster.store.queue_heal([item(v, 0, "corrupt")])
 
     await cluster.healer.heal_once()  # shard 0 waits: stripe 1 needs its good frame
