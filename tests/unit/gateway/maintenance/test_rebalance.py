@@ -50,17 +50,21 @@ class Scale:
         reader = await (service or self.service).open_object("b", key)
         return b"".join([bytes(piece) async for piece in reader])
 
-    async def publish(self, weights: dict[str, float]) -> PlacementMap:
-        """A new epoch over the pods named (weight 0: draining, holds nothing)."""
+    async def next_map(self, weights: dict[str, float]) -> PlacementMap:
+        """The epoch publish(weights) would make, not saved."""
         latest = await self.store.latest_placement_map()
         assert latest is not None
         previous = PlacementMap.from_json(latest[1])
+        specs = [PodSpec(r.pod_id, r.zone, r.node, weight=weights[r.pod_id])
+                 for r in self.pods.records() if r.pod_id in weights]
+        return build_map(specs, self.config.width, previous=previous, partition_bits=BITS)
+
+    async def publish(self, weights: dict[str, float]) -> PlacementMap:
+        """A new epoch over the pods named (weight 0: draining, holds nothing)."""
         for record in self.pods.records():
             if record.pod_id in weights:
                 await self.store.put_pod(record)
-        specs = [PodSpec(r.pod_id, r.zone, r.node, weight=weights[r.pod_id])
-                 for r in self.pods.records() if r.pod_id in weights]
-        new = build_map(specs, self.config.width, previous=previous, partition_bits=BITS)
+        new = await self.next_map(weights)
         await self.store.save_placement_map(new.epoch, new.to_json())
         await self.topology.refresh()
         return new
@@ -289,13 +293,19 @@ async def test_a_part_stored_while_its_partition_moves_is_moved_too(scale: Scale
     partition, before its re-pin, must be copied too (the re-pin refuses and the
     partition is read again), never re-pinned while its shards are on the old pods
     only (a fault-injection run lost two acknowledged uploads that way)."""
-    up = await scale.service.create_upload("b", "growing")
+    seven = {f"pod-{i}": 1.0 for i in range(7)}
+    old, coming = scale.topology.current, await scale.next_map(seven)
+    # object ids are random: start uploads until one lands in a partition that moves
+    for _ in range(200):
+        up = await scale.service.create_upload("b", "growing")
+        if moved_slots(old, coming, up.partition, 6):
+            break
+        await scale.service.abort_upload("b", "growing", up.upload_id)
     first, second = os.urandom(5 << 20), os.urandom(90 * KiB)  # S3: 5 MiB but the last
     p1 = await scale.service.upload_part("b", "growing", up.upload_id, 1,
                                          body_of(first, 16 * KiB))
-    new = await scale.publish({f"pod-{i}": 1.0 for i in range(7)})
-    moved = moved_slots(await scale.topology.get_map(up.epoch), new, up.partition, 6)
-    assert moved, "pick a seed whose upload partition moves"
+    new = await scale.publish(seven)
+    assert moved_slots(await scale.topology.get_map(up.epoch), new, up.partition, 6)
     repin = scale.store.repin_partition
     parts: list[Any] = [p1]
 
