@@ -373,6 +373,7 @@ async def main_async(args: argparse.Namespace) -> None:
     if args.sse:
         limits["AES-256-CTR MiB/s"] = statistics.median(limit_aes_ctr(buf) for _ in range(3))
     scratch = Path(args.dir) if args.dir else Path(tempfile.gettempdir())
+    scratch.mkdir(parents=True, exist_ok=True)
     for direct in (False, True):
         runs = [limit_disk(scratch, direct) for _ in range(3)]
         name = "O_DIRECT" if direct else "buffered"
@@ -384,7 +385,8 @@ async def main_async(args: argparse.Namespace) -> None:
     del buf
     from kurastore.erasure._isal import isal_available
 
-    print(f"codec in use: {'ISA-L (zfec code)' if isal_available() else 'zfec'}")
+    print(f"codec in use: {'ISA-L (zfec code)' if isal_available() else 'zfec'}"
+          + ("" if isal_available() else " (libisal2 missing: scripts/system-deps.sh --runtime)"))
     print("machine limits (same run):")
     for k, v in limits.items():
         print(f"  {k:34s} {v:10.2f}")

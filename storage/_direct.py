@@ -20,14 +20,24 @@ file's size or block map) and its directory.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import mmap
 import os
+import sys
 import threading
 from collections.abc import Sequence
 
-__all__ = ["ALIGN", "DirectAppender", "StagingPool", "open_for_append"]
+__all__ = [
+    "ALIGN",
+    "DirectAppender",
+    "StagingPool",
+    "is_cached",
+    "open_for_append",
+    "read_uncached",
+    "write_whole_direct",
+]
 
 ALIGN = 4096
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
@@ -107,12 +117,20 @@ class DirectAppender:
         return written
 
     def finish(self) -> int:
-        """Write what is staged (through the page cache); returns the bytes written."""
+        """Write what is staged: its whole blocks directly, the last partial block through
+        the page cache. Returns the bytes written."""
         written = 0
         if self._stage is not None and self._filled:
-            if self._direct:
-                self._buffered()
-            written = _write_all(self._fd, [memoryview(self._stage)[: self._filled]])
+            stage = memoryview(self._stage)
+            aligned = self._filled - self._filled % ALIGN if self._direct else 0
+            try:
+                if aligned:
+                    written = self._write_direct(stage[:aligned])
+                if self._direct:
+                    self._buffered()
+                written += _write_all(self._fd, [stage[written: self._filled]])
+            finally:
+                stage.release()
             self._filled = 0
         self.release()
         return written
@@ -127,20 +145,24 @@ class DirectAppender:
         assert self._stage is not None
         view = memoryview(self._stage)[: self._filled]
         try:
-            written = _write_all(self._fd, [view])
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            # The device wants a larger alignment than ALIGN: go on through the page cache.
-            self._buffered()
-            written = _write_all(self._fd, [view])
+            written = self._write_direct(view)
         finally:
             view.release()
         self._filled = 0
         return written
 
+    def _write_direct(self, view: memoryview) -> int:
+        try:
+            return _write_all(self._fd, [view])
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # The device wants a larger alignment than ALIGN: go on through the page cache.
+            self._buffered()
+            return _write_all(self._fd, [view])
+
     def _buffered(self) -> None:
-        if self._direct:
+        if self._direct:  # (Linux lets F_SETFL switch O_DIRECT either way)
             flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
             fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~_O_DIRECT)
             self._direct = False
@@ -158,3 +180,96 @@ def _write_all(fd: int, views: list[memoryview]) -> int:
         if views and written:
             views[0] = views[0][written:]
     return total
+
+
+def write_whole_direct(fd: int, data: bytes | bytearray | memoryview, pool: StagingPool) -> None:
+    """Write `data` (at most one staging buffer) at the start of the empty file `fd`, opened
+    without O_DIRECT: its whole blocks directly from a staging buffer, the rest through the
+    page cache. Why: on these VMs every fresh page-cache page costs the guest a host fault
+    (free memory is handed back to the host), so a buffered 256 KiB write cost 1.0-1.7
+    ms of CPU against 0.35 direct (8 threads, write+fsync+link+directory fsync)."""
+    if len(data) < ALIGN or not _O_DIRECT:
+        _write_all(fd, [memoryview(data).cast("B")])
+        return
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT)
+    except OSError:
+        _write_all(fd, [memoryview(data).cast("B")])  # the filesystem refuses O_DIRECT
+        return
+    out = DirectAppender(fd, True, pool)
+    try:
+        out.write([data])
+        out.finish()
+    finally:
+        out.release()
+
+
+_SYS_CACHESTAT = 451  # cachestat(2), Linux 6.5+: the same number on every architecture
+_PAGE = mmap.PAGESIZE
+
+
+class _Range(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+
+class _CacheStat(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "nr_cache", "nr_dirty", "nr_writeback", "nr_evicted", "nr_recently_evicted")]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_cachestat_works = sys.platform == "linux"
+
+
+def is_cached(fd: int, offset: int, length: int) -> bool | None:
+    """Does the page cache hold every page of the range? None if the kernel cannot tell
+    (no cachestat). Unlike a RWF_NOWAIT read, asking starts no readahead."""
+    global _cachestat_works
+    if not _cachestat_works:
+        return None
+    first = offset - offset % _PAGE
+    span = offset + length - first
+    stat = _CacheStat()
+    if _libc.syscall(_SYS_CACHESTAT, fd, ctypes.byref(_Range(first, span)),
+                     ctypes.byref(stat), 0) != 0:
+        if ctypes.get_errno() in (errno.ENOSYS, errno.EPERM):
+            _cachestat_works = False  # an older kernel, or a sandbox refusing it
+        return None
+    return stat.nr_cache * _PAGE >= span
+
+
+def read_uncached(
+    fd: int, offset: int, length: int, pool: StagingPool, *, admit: bool = False
+) -> bytes:
+    """`length` bytes of `fd` from `offset` (fewer at the end of the file): from the page
+    cache when it holds them all or when `admit` (the read fills the cache); else
+    directly from the disk through a reused staging buffer. Why: shards are written
+    around the page cache (write_whole_direct), and a buffered read of one read once
+    would fill fresh cache pages, each a host fault on these VMs (measured, 256 KiB, 4
+    threads: 0.26-0.98 ms of CPU buffered against 0.17 direct). `fd` may be left in
+    O_DIRECT mode."""
+    first = offset - offset % ALIGN
+    span = -(-(offset + length - first) // ALIGN) * ALIGN
+    if admit or not _O_DIRECT or span > pool.size or is_cached(fd, offset, length):
+        return os.pread(fd, length, offset)
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT)
+    except OSError:
+        return os.pread(fd, length, offset)
+    stage = pool.take()
+    view = memoryview(stage)
+    try:
+        try:
+            got = os.preadv(fd, [view[:span]], first)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)  # a larger alignment than ALIGN: plain
+            return os.pread(fd, length, offset)
+        skip = offset - first
+        return bytes(view[skip: max(skip, min(got, skip + length))])
+    finally:
+        view.release()
+        pool.give(stage)

@@ -23,6 +23,11 @@ Rules:
   leaves nothing behind either. A whole small shard (write_whole) uses an unnamed
   O_TMPFILE file in its partition's directory where the volume allows it: nothing to name
   or remove, and nothing left by a crash.
+- Shard bytes go around the page cache from DIRECT_MIN_BYTES up (O_DIRECT, _direct.py):
+  on these VMs a fresh page-cache page costs a host fault, which made buffered writes the
+  pods' largest cost. A range of such a shard is read from the page cache when it is
+  there, else directly, except the second read of a shard lately read once, which fills
+  the cache: hot shards get cached, a read after a write or a scan does not evict them.
 - Disk full (ENOSPC, EDQUOT) or the configured capacity becoming exceeded raises
   InsufficientStorage after the partial file is removed; reads are unaffected.
 - Empty (old) object and partition directories are removed after deletes, so listing shows only
@@ -45,7 +50,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from kurastore.storage._direct import DirectAppender, StagingPool, open_for_append
+from kurastore.storage._direct import (
+    DirectAppender,
+    StagingPool,
+    open_for_append,
+    read_uncached,
+    write_whole_direct,
+)
 from kurastore.storage.api import (
     PodUsage,
     ShardId,
@@ -66,6 +77,10 @@ __all__ = ["RangeRead", "ShardStore", "ShardWriter"]
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)
 _DIR_RACE_RETRIES = 5
+# Whole shards from this size up skip the page cache (write_whole_direct); smaller ones
+# gain nothing: one or two pages.
+DIRECT_MIN_BYTES = 64 << 10
+READ_ONCE_REMEMBERED = 65536  # shards (about 8 MiB of names)
 
 
 def _fsync_dir(path: str | Path) -> None:
@@ -199,6 +214,8 @@ class ShardStore:
         # write that found its partition's directory made by another writer, not yet
         # synced, syncs shards/ itself before answering (_entry_durable).
         self._durable_entries: set[int] = set()
+        # Shards lately read once around the page cache, oldest first (_read_before).
+        self._read_once: dict[str, None] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -322,9 +339,27 @@ class ShardStore:
                 return RangeRead(size, first, first, None, path)
             if end - first > limit:
                 return RangeRead(size, first, end, None, path)
-            return RangeRead(size, first, end, os.pread(fd, end - first, first), path)
+            if end - first >= DIRECT_MIN_BYTES:
+                data = read_uncached(fd, first, end - first, self.staging,
+                                     admit=self._read_before(path))
+            else:
+                data = os.pread(fd, end - first, first)
+            return RangeRead(size, first, end, data, path)
         finally:
             os.close(fd)
+
+    def _read_before(self, path: str) -> bool:
+        """Was this shard read (around the page cache) lately? A shard read a second time
+        is read into the page cache, so hot shards stay there while shards read once (a
+        scan, a heal, the read after a write) do not push them out."""
+        with self._lock:
+            if path in self._read_once:
+                del self._read_once[path]
+                return True
+            self._read_once[path] = None
+            if len(self._read_once) > READ_ONCE_REMEMBERED:
+                del self._read_once[next(iter(self._read_once))]
+            return False
 
     def list_partitions(self) -> list[int]:
         """Partitions that hold at least one shard directory, ascending."""
@@ -415,9 +450,8 @@ class ShardStore:
 
         The same guarantees as begin_write + commit, in fewer system calls: no existence
         check first (the link refuses an existing name), no writeback hint, no staging,
-        the size and mtime known without a stat, and plain string paths. Written through the
-        page cache: a shard this small is often read back soon (measured: 1 MiB GETs cost
-        a third more CPU when their shards were written with O_DIRECT).
+        the size and mtime known without a stat, and plain string paths. From
+        DIRECT_MIN_BYTES up, written directly from a staging buffer.
         """
         nbytes = len(data)
         if nbytes >= self.staging.size:
@@ -463,7 +497,7 @@ class ShardStore:
         try:
             linked_here = True
             try:
-                _write_all(fd, data)
+                self._write_data(fd, data)
                 os.fsync(fd)
                 mtime = time.time()
                 _fsync_parents(created)
@@ -489,6 +523,14 @@ class ShardStore:
             os.close(dir_fd)
         self._entry_durable(partition, made_here=bool(created) and linked_here)
         return len(data), mtime
+
+    def _write_data(self, fd: int, data: bytes | bytearray | memoryview) -> None:
+        """The bytes of a whole shard into the new file `fd`: directly from a staging
+        buffer from DIRECT_MIN_BYTES up (see _direct.write_whole_direct)."""
+        if len(data) >= DIRECT_MIN_BYTES:
+            write_whole_direct(fd, data, self.staging)
+        else:
+            _write_all(fd, data)
 
     def _open_unnamed(self, obj_dir: str, created: list[str]) -> tuple[int, int]:
         """An fd of the directory `obj_dir` (the partition's; made first if missing, noted
@@ -523,7 +565,7 @@ class ShardStore:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
             try:
-                _write_all(fd, data)
+                self._write_data(fd, data)
                 _make_dirs(obj_dir, created)
                 os.fsync(fd)
                 st = os.fstat(fd)

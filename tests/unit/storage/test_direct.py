@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 
 from kurastore.storage import ShardId
-from kurastore.storage._direct import ALIGN, DirectAppender, StagingPool, open_for_append
-from kurastore.storage._disk import ShardStore
+from kurastore.storage._direct import (
+    ALIGN,
+    DirectAppender,
+    StagingPool,
+    is_cached,
+    open_for_append,
+)
+from kurastore.storage._disk import DIRECT_MIN_BYTES, ShardStore
 
 FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 
@@ -102,3 +108,54 @@ def test_a_device_refusing_the_alignment_falls_back_in_order(tmp_path: Path) -> 
     finally:
         os.close(fd)
     assert (tmp_path / "odd").read_bytes() == data
+
+
+def _cached(path: Path, length: int) -> bool:
+    """Are the first `length` bytes of `path` all in the page cache? (cachestat(2): asking
+    reads nothing in.)"""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        cached = is_cached(fd, 0, length)
+    finally:
+        os.close(fd)
+    assert cached is not None, "this kernel (6.5+) has cachestat"
+    return cached
+
+
+@pytest.mark.parametrize("size", [DIRECT_MIN_BYTES - 1, DIRECT_MIN_BYTES,
+                                  (256 << 10) + 37, (2 << 20) - 1])
+def test_whole_shards_read_back_exactly_whatever_the_range(tmp_path: Path, size: int) -> None:
+    store = ShardStore(tmp_path / "pod")
+    store.open()
+    try:
+        data = random.Random(size).randbytes(size)
+        shard = ShardId(f"{size:032x}", "0", 1)
+        assert store.write_whole(9, shard, data).size == size
+        assert store.shard_file(9, shard).read_bytes() == data
+        for start, stop in ((None, None), (0, size), (1, size - 1), (ALIGN + 3, None),
+                            (-5000, None), (size - 70_000, size - 3)):
+            found = store.read_range(9, shard, start, stop, 4 << 20)
+            assert found.data == data[found.start:found.stop]
+            assert len(found.data) == found.stop - found.start > 0
+    finally:
+        store.close()
+
+
+def test_whole_shards_go_around_the_page_cache_until_read_twice(tmp_path: Path) -> None:
+    """A 256 KiB shard (one of a 1 MiB object at 4+2) is written and first read directly;
+    read a second time, it is read into the page cache, where later reads find it."""
+    store = ShardStore(tmp_path / "pod")
+    store.open()
+    try:
+        data = os.urandom(256 << 10)
+        shard = ShardId(f"{5:032x}", "0", 0)
+        store.write_whole(3, shard, data)
+        path = store.shard_file(3, shard)
+        assert not _cached(path, 64 << 10)
+        assert store.read_range(3, shard, None, None, 1 << 20).data == data
+        assert not _cached(path, 64 << 10), "a shard read once stays out of the cache"
+        assert store.read_range(3, shard, None, None, 1 << 20).data == data
+        assert _cached(path, len(data))
+        assert store.read_range(3, shard, 100, 200_000, 1 << 20).data == data[100:200_000]
+    finally:
+        store.close()
