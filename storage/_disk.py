@@ -52,6 +52,7 @@ from pathlib import Path
 
 from kurastore.storage._direct import (
     DirectAppender,
+    Lent,
     StagingPool,
     open_for_append,
     read_uncached,
@@ -176,8 +177,14 @@ class RangeRead:
     size: int
     start: int
     stop: int
-    data: bytes | None
+    data: bytes | memoryview | None
     path: str = ""  # the file it read, for a sendfile of a larger range
+    lent: Lent | None = None  # holds `data` when lent from a staging buffer: release it
+
+    def release(self) -> None:
+        """Give back the staging buffer `data` was lent from (once it is sent)."""
+        if self.lent is not None:
+            self.lent.release()
 
 
 class ShardStore:
@@ -309,13 +316,15 @@ class ShardStore:
             raise ShardNotFound(f"shard {shard.name} not in partition {partition}") from None
 
     def read_range(
-        self, partition: int, shard: ShardId, start: int | None, stop: int | None, limit: int
+        self, partition: int, shard: ShardId, start: int | None, stop: int | None, limit: int,
+        *, lend: bool = False,
     ) -> RangeRead:
         """Resolve an HTTP byte range (`Request.http_range` form: stop exclusive, negative
         start = suffix) against the shard and, if it spans at most `limit` bytes, read it.
 
         `data` is None when the range is larger (serve it with sendfile instead) or not
-        satisfiable (`start >= stop`). ShardNotFound if absent.
+        satisfiable (`start >= stop`). ShardNotFound if absent. With `lend`, `data` may be
+        a view of a staging buffer: call `release()` on the answer once it is sent.
         """
         path = self.shard_path(partition, shard)
         try:
@@ -339,12 +348,13 @@ class ShardStore:
                 return RangeRead(size, first, first, None, path)
             if end - first > limit:
                 return RangeRead(size, first, end, None, path)
-            if end - first >= DIRECT_MIN_BYTES:
-                data = read_uncached(fd, first, end - first, self.staging,
-                                     admit=self._read_before(path))
-            else:
-                data = os.pread(fd, end - first, first)
-            return RangeRead(size, first, end, data, path)
+            if end - first < DIRECT_MIN_BYTES:
+                return RangeRead(size, first, end, os.pread(fd, end - first, first), path)
+            got = read_uncached(fd, first, end - first, self.staging,
+                                admit=self._read_before(path), lend=lend)
+            if isinstance(got, Lent):
+                return RangeRead(size, first, end, got.view, path, got)
+            return RangeRead(size, first, end, got, path)
         finally:
             os.close(fd)
 

@@ -475,16 +475,20 @@ class _LaneConnection:
         start, stop = _range_of(request.headers.get("range"))
         store = self.lane.store
         found = store.read_range(request.partition, request.shard, start, stop,
-                                 self.lane.inline_read_bytes)
-        ranged = start is not None
-        if found.start >= found.stop and (ranged or found.size):
-            raise InvalidRange(f"range not satisfiable for a {found.size}-byte shard")
-        status = 206 if ranged else 200
-        extra = (f"Content-Range: bytes {found.start}-{found.stop - 1}/{found.size}\r\n"
-                 if ranged else "")
-        if found.data is not None:
-            self._send(status, found.data, _OCTETS, extra, close=close_after)
-            return status, len(found.data)
+                                 self.lane.inline_read_bytes, lend=True)
+        try:
+            ranged = start is not None
+            if found.start >= found.stop and (ranged or found.size):
+                raise InvalidRange(f"range not satisfiable for a {found.size}-byte shard")
+            status = 206 if ranged else 200
+            extra = (f"Content-Range: bytes {found.start}-{found.stop - 1}/{found.size}\r\n"
+                     if ranged else "")
+            if found.data is not None:
+                # A blocking send: the bytes are the kernel's when it returns.
+                self._send(status, found.data, _OCTETS, extra, close=close_after)
+                return status, len(found.data)
+        finally:
+            found.release()
         try:
             file = open(found.path, "rb")
         except FileNotFoundError:

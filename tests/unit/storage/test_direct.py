@@ -159,3 +159,25 @@ def test_whole_shards_go_around_the_page_cache_until_read_twice(tmp_path: Path) 
         assert store.read_range(3, shard, 100, 200_000, 1 << 20).data == data[100:200_000]
     finally:
         store.close()
+
+
+def test_a_direct_read_lends_its_staging_buffer_until_released(tmp_path: Path) -> None:
+    """The lane sends a shard read directly from the staging buffer it was read into (no
+    copy) and gives the buffer back after the send."""
+    store = ShardStore(tmp_path / "pod")
+    store.open()
+    try:
+        data = os.urandom((256 << 10) + 40)
+        shard = ShardId(f"{6:032x}", "0", 2)
+        store.write_whole(2, shard, data)
+        found = store.read_range(2, shard, 7, None, 1 << 20, lend=True)
+        assert isinstance(found.data, memoryview) and found.lent is not None
+        assert found.data == data[7:]
+        stage = found.lent._stage
+        found.release()
+        found.release()  # twice is harmless
+        assert store.staging.take() is stage
+        copied = store.read_range(2, shard, 7, None, 1 << 20)  # not lent: bytes of its own
+        assert isinstance(copied.data, bytes) and copied.data == data[7:]
+    finally:
+        store.close()
