@@ -27,7 +27,7 @@ import mmap
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = [
     "ALIGN",
@@ -37,6 +37,7 @@ __all__ = [
     "is_cached",
     "open_for_append",
     "read_uncached",
+    "send_uncached",
     "write_whole_direct",
 ]
 
@@ -302,3 +303,48 @@ def read_uncached(
         if lent is None:
             view.release()
             pool.give(stage)
+
+
+def send_uncached(
+    fd: int, offset: int, count: int, pool: StagingPool, send: Callable[[memoryview], None]
+) -> bool:
+    """Hand `count` bytes of `fd` from `offset` to `send`, read directly from the disk a
+    staging buffer at a time, and return True; or return False at once, before sending
+    anything, where O_DIRECT is refused (the caller then sends the file its own way).
+    Raises EOFError when the file ends early (it shrank)."""
+    if not _O_DIRECT:
+        return False
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT)
+    except OSError:
+        return False
+    stage = pool.take()
+    view = memoryview(stage)
+    try:
+        first = offset - offset % ALIGN
+        skip, left, sent_any = offset - first, count, False
+        while left:
+            try:
+                got = os.preadv(fd, [view], first)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or sent_any:
+                    raise
+                return False  # a larger alignment than ALIGN: let the caller send it
+            take = min(left, got - skip)
+            if take <= 0:
+                raise EOFError(f"the file ended {left} bytes early")
+            chunk = view[skip: skip + take]
+            try:
+                send(chunk)
+            finally:
+                chunk.release()
+            sent_any = True
+            left -= take
+            first += got
+            skip = 0
+        return True
+    finally:
+        view.release()
+        pool.give(stage)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)

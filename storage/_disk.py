@@ -49,13 +49,16 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from kurastore.storage._direct import (
     DirectAppender,
     Lent,
     StagingPool,
+    is_cached,
     open_for_append,
     read_uncached,
+    send_uncached,
     write_whole_direct,
 )
 from kurastore.storage.api import (
@@ -357,6 +360,24 @@ class ShardStore:
             return RangeRead(size, first, end, got, path)
         finally:
             os.close(fd)
+
+    def send_range(
+        self, file: BinaryIO, path: str, start: int, count: int,
+        send: Callable[[memoryview], None],
+    ) -> bool:
+        """Send `count` bytes of the open shard `file` (at `path`) from `start` through
+        `send`, read directly from the disk, and return True; False (nothing sent) when
+        the page cache should serve them instead (sendfile): the range is cached, the
+        shard was read lately, or the volume refuses O_DIRECT. ShardNotFound if the file
+        shrank meanwhile. Why: like read_range's, a large read of a shard read once
+        should not fill the page cache (fresh pages are host faults on these VMs)."""
+        fd = file.fileno()
+        if self._read_before(path) or is_cached(fd, start, count) is not False:
+            return False
+        try:
+            return send_uncached(fd, start, count, self.staging, send)
+        except EOFError as exc:
+            raise ShardNotFound(f"shard at {path} shrank while it was sent: {exc}") from None
 
     def _read_before(self, path: str) -> bool:
         """Was this shard read (around the page cache) lately? A shard read a second time
@@ -765,9 +786,9 @@ class ShardWriter:
         self._reserved = 0
         self.tmp_path = store.tmp_dir / f"{partition}.{shard.name}.{uuid.uuid4().hex}.part"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        # A shard smaller than one staging buffer would be written through the page cache
-        # anyway (see _direct.py): open it plainly and skip the staging copy.
-        small = expected_size is not None and expected_size < store.staging.size
+        # A small shard gains nothing from O_DIRECT (DIRECT_MIN_BYTES): open it plainly
+        # and skip the staging copy.
+        small = expected_size is not None and expected_size < DIRECT_MIN_BYTES
         fd, direct = open_for_append(self.tmp_path, flags, 0o640, direct=not small)
         self._fd: int | None = fd
         self._out = DirectAppender(fd, direct, store.staging)

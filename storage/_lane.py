@@ -497,7 +497,11 @@ class _LaneConnection:
             count = found.stop - found.start
             self._send(status, b"", _OCTETS, extra, close=close_after, length=count)
             try:
+                if store.send_range(file, found.path, found.start, count, self.sock.sendall):
+                    return status, count
                 sent = self.sock.sendfile(file, found.start, count)
+            except ShardNotFound:
+                raise _CutOff("the shard shrank while it was sent") from None
             except OSError as exc:
                 raise _CutOff(str(exc)) from exc
             if sent != count:

@@ -357,10 +357,17 @@ def test_upload_part_copy_from_an_sse_c_source(s3, bucket: str) -> None:
 
 
 def _files_containing(root: Path, marker: bytes) -> list[Path]:
+    """Files under `root` holding `marker`. The server keeps working meanwhile (a pod
+    prunes a partition directory its collector emptied): what vanishes is skipped."""
     found = []
-    for path in root.rglob("*"):
-        if path.is_file() and marker in path.read_bytes():
-            found.append(path)
+    for directory, _dirs, files in os.walk(root):  # os.walk skips directories that vanish
+        for name in files:
+            path = Path(directory, name)
+            try:
+                if marker in path.read_bytes():
+                    found.append(path)
+            except FileNotFoundError:
+                continue
     return found
 
 

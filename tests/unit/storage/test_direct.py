@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kurastore.storage import ShardId
+from kurastore.storage import ShardId, ShardNotFound
 from kurastore.storage._direct import (
     ALIGN,
     DirectAppender,
@@ -80,12 +80,18 @@ def test_small_shards_skip_direct_io_and_large_ones_use_it(tmp_path: Path) -> No
         small = store.begin_write(1, ShardId(f"{1:032x}", "0", 0), expected_size=4096)
         large = store.begin_write(1, ShardId(f"{2:032x}", "0", 0), expected_size=8 << 20)
         unknown = store.begin_write(1, ShardId(f"{3:032x}", "0", 0))
+        # a 5 MiB part's shard at 4+2: less than one staging buffer, still written directly
+        medium = store.begin_write(1, ShardId(f"{4:032x}", "0", 0), expected_size=5 << 18)
         assert small._out._direct is False
         assert large._out._direct is True and unknown._out._direct is True
-        for w, size in ((small, 4096), (large, 8 << 20), (unknown, 3 << 20)):
+        assert medium._out._direct is True
+        for w, size in ((small, 4096), (large, 8 << 20), (unknown, 3 << 20),
+                        (medium, (5 << 18) + 300)):
             data = os.urandom(size)
-            w.write([data])
+            w.write([data[:size // 3], data[size // 3:]])
             info = w.commit()
+            if w is medium:
+                assert not _cached(store.shard_file(1, info.shard), 1 << 20)
             assert store.shard_file(1, info.shard).read_bytes() == data
     finally:
         store.close()
@@ -179,5 +185,36 @@ def test_a_direct_read_lends_its_staging_buffer_until_released(tmp_path: Path) -
         assert store.staging.take() is stage
         copied = store.read_range(2, shard, 7, None, 1 << 20)  # not lent: bytes of its own
         assert isinstance(copied.data, bytes) and copied.data == data[7:]
+    finally:
+        store.close()
+
+
+def test_a_large_range_is_sent_around_the_page_cache_once_and_through_it_after(
+        tmp_path: Path) -> None:
+    """A 16 MiB shard (of a 64 MiB object): its first large read is sent from staging
+    buffers read directly, any range, exact bytes; a second one is left to sendfile."""
+    store = ShardStore(tmp_path / "pod")
+    store.open()
+    try:
+        data = os.urandom((16 << 20) + 123)
+        shard = ShardId(f"{8:032x}", "0", 1)
+        w = store.begin_write(5, shard, expected_size=len(data))
+        w.write([data])
+        w.commit()
+        path = str(store.shard_file(5, shard))
+        for start, count in ((0, len(data)), (ALIGN + 7, (5 << 20) + 1)):
+            store._read_once.clear()
+            got = bytearray()
+            with open(path, "rb") as f:
+                assert store.send_range(f, path, start, count, got.extend)
+            assert got == data[start:start + count]
+            assert not _cached(Path(path), 1 << 20)
+        with open(path, "rb") as f:  # read lately: the page cache may have it now
+            assert not store.send_range(f, path, 0, len(data), lambda v: None)
+        with open(path, "rb") as f:
+            os.truncate(path, 1 << 20)  # shrank under the reader
+            store._read_once.clear()
+            with pytest.raises(ShardNotFound):
+                store.send_range(f, path, 0, len(data), lambda v: None)
     finally:
         store.close()
