@@ -375,6 +375,8 @@ def main() -> None:
     if args.raw_server:
         run_raw_server(args.raw_server)
         return
+    if args.dir:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="kura-bench-pod-", dir=args.dir))
     try:
         asyncio.run(bench(workdir, max(5, args.runs), args.cpu_only))
