@@ -32,7 +32,7 @@ from aiohttp import web
 
 from kurastore.gateway.app import build_gateway_app, open_metadata
 from kurastore.gateway.config import GatewayConfig
-from kurastore.process import tune_gc
+from kurastore.process import keep_heap_trimmed, tune_gc
 
 log = logging.getLogger("kurastore.gateway")
 
@@ -177,10 +177,12 @@ async def run_gateway(opts: GatewayOptions, *, ready: asyncio.Event | None = Non
     config = dataclasses.replace(config, k=k, m=m)
     runner = web.AppRunner(build_gateway_app(config), access_log=None, auto_decompress=False)
     await runner.setup()
+    heap_keeper: asyncio.Task[None] | None = None
     try:
         site = web.TCPSite(runner, opts.host, opts.port, backlog=1024)
         await site.start()
         tune_gc()
+        heap_keeper = asyncio.create_task(keep_heap_trimmed(), name="heap-keeper")
         print(f"kurastore gateway on http://{opts.host}:{opts.port} "
               f"(erasure {k}+{m}, metadata on {'SQLite' if path else 'PostgreSQL'})",
               flush=True)
@@ -193,4 +195,6 @@ async def run_gateway(opts: GatewayOptions, *, ready: asyncio.Event | None = Non
                 loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
+        if heap_keeper is not None:
+            heap_keeper.cancel()
         await runner.cleanup()

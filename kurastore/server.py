@@ -47,7 +47,7 @@ from kurastore.operator.local_spec import LocalSpec, load_spec, save_spec
 from kurastore.operator.platforms.local import LocalPods, pod_ids
 from kurastore.operator.platforms.local_control import LocalOperator
 from kurastore.operator.spec import SpecError
-from kurastore.process import MALLOC_ENV, tune_gc
+from kurastore.process import MALLOC_ENV, keep_heap_trimmed, tune_gc
 from kurastore.state import load_or_create, write_secret_file
 
 log = logging.getLogger("kurastore.server")
@@ -209,6 +209,7 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
     await platform.start()
     runner: web.AppRunner | None = None
     control: asyncio.Task[None] | None = None
+    heap_keeper: asyncio.Task[None] | None = None
     try:
         records = [PodRecord(p.pod_id, p.url) for p in platform.pods.values()]
         epoch = await _bootstrap(config, access_key, secret_key, records, k + m)
@@ -224,6 +225,7 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
         site = web.TCPSite(runner, opts.host, opts.port, backlog=1024)
         await site.start()
         tune_gc()
+        heap_keeper = asyncio.create_task(keep_heap_trimmed(), name="heap-keeper")
         control = asyncio.create_task(operator[0].run(), name="local-operator")
         _print_banner(opts, data, access_key, secret_key, k, m, epoch, created,
                       len(spec.pods))
@@ -231,6 +233,8 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
             ready.set()
         await _wait_for_stop()
     finally:
+        if heap_keeper is not None:
+            heap_keeper.cancel()
         if control is not None:
             control.cancel()
             with contextlib.suppress(asyncio.CancelledError):
