@@ -8,11 +8,15 @@ object stores (MinIO, Ceph's BlueStore) write this way for the same reason.
 
 O_DIRECT needs the buffer address, the length and the file offset aligned to the device's
 logical block (4096 covers the usual 512 and 4096). The appender stages bytes in a
-page-aligned buffer and writes whole staged buffers directly; what remains at the end
-(less than one buffer) is written through the page cache after O_DIRECT is switched off
-for the descriptor, so the file holds exactly the bytes given. A shard that never fills
-one buffer is written entirely through the page cache: small writes gain nothing from
-O_DIRECT. Filesystems that refuse O_DIRECT (tmpfs) get plain writes throughout.
+page-aligned buffer and writes whole staged buffers directly; at the end, the whole blocks
+still staged go directly too and only the last partial block is written through the page
+cache, after O_DIRECT is switched off for the descriptor, so the file holds exactly the
+bytes given. Which shards are written this way (64 KiB and up) is the store's choice
+(_disk.DIRECT_MIN_BYTES). Filesystems that refuse O_DIRECT get plain writes throughout.
+
+Reads follow suit (read_uncached, send_uncached): from the page cache when it holds the
+range (cachestat(2) tells without reading anything in), else directly into a staging
+buffer, which a send may borrow instead of a copy.
 
 Durability is unchanged: the caller still fsyncs the file (O_DIRECT does not persist the
 file's size or block map) and its directory.
@@ -325,8 +329,9 @@ def send_uncached(
         first = offset - offset % ALIGN
         skip, left, sent_any = offset - first, count, False
         while left:
+            want = min(len(view), -(-(skip + left) // ALIGN) * ALIGN)  # no more than asked
             try:
-                got = os.preadv(fd, [view], first)
+                got = os.preadv(fd, [view[:want]], first)
             except OSError as exc:
                 if exc.errno != errno.EINVAL or sent_any:
                     raise
