@@ -4,6 +4,7 @@ reuse, chunked bodies, early refusals, wrong lengths and connections the pod clo
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 from collections.abc import AsyncIterator
@@ -153,3 +154,22 @@ async def test_a_silent_pod_times_out_but_a_slow_steady_one_does_not() -> None:
         await client.close()
         for server in (silent, slow):
             server.close()
+
+
+async def test_an_answered_read_leaves_no_garbage_cycle_holding_its_body(pod: Any) -> None:
+    """Each answer's body is freed when its reader drops it, not at the next full garbage
+    collection (a timer callback that re-armed itself once kept every body alive)."""
+    data = os.urandom(1 << 20)
+    await pod.client.put_shard(pod.url, 9, SID, data)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(3):
+            assert await pod.client.read_shard(pod.url, 9, SID) == data
+        gc.collect()
+        held = [o for o in gc.garbage if type(o).__name__ in ("WireResponse", "Future")
+                or getattr(o, "__qualname__", "").endswith("_await_answer.<locals>.watch")]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert held == []
