@@ -20,8 +20,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support.cli_env import aws_env
-from support.cluster import ACCESS_KEY, REGION, SECRET_KEY
+from support.cli_env import sdk_env
+from support.cluster import ACCESS_KEY, SECRET_KEY
 
 # A cold machine builds the clients first (minutes); warm, the module takes ~30 s.
 pytestmark = [pytest.mark.clients, pytest.mark.timeout(1200)]
@@ -50,9 +50,7 @@ def _report_versions() -> None:
 
 def client_env(home: Path) -> dict[str, str]:
     return {
-        **aws_env(home),  # keys, no config files of the machine's user
-        "AWS_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",  # never ask a metadata service for keys
+        **sdk_env(home),  # keys, no config files of the machine's user, no metadata service
         "MC_CONFIG_DIR": str(home / ".mc"),
         "NO_COLOR": "1",
     }

@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.cluster import ACCESS_KEY, REGION, SECRET_KEY
+from support.cli_env import sdk_env
 
 pytestmark = [pytest.mark.clients, pytest.mark.timeout(900)]
 
@@ -58,19 +58,10 @@ def test_put_get_list_multipart_head_delete(server, s3, bucket: str,
     big = workdir / "big.bin"
     big.write_bytes(data)
     classpath = f"{prepared / 'classes'}:{(prepared / 'classpath.txt').read_text().strip()}"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(workdir),  # no ~/.aws of the host
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_REGION": REGION,
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
     proc = subprocess.run([str(jdk / "bin" / "java"), "-cp", classpath, "S3Job",
                            server.endpoint, bucket, str(big)],
-                          capture_output=True, text=True, env=env, cwd=workdir, timeout=300)
+                          capture_output=True, text=True, env=sdk_env(workdir), cwd=workdir,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-6000:]
     facts = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
 

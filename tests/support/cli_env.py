@@ -1,4 +1,4 @@
-"""Environments for the command-line clients the tests run (aws-cli, rclone), set up
+"""Environments for the command-line clients the tests run (aws-cli, the SDKs, rclone), set up
 the way a user points them at a kurastore endpoint: keys and endpoint from the
 environment, no config file of the machine's user read."""
 
@@ -20,6 +20,16 @@ def aws_env(home: Path) -> dict[str, str]:
         "AWS_DEFAULT_REGION": REGION,
         "AWS_CONFIG_FILE": "/dev/null",
         "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
+
+
+def sdk_env(home: Path) -> dict[str, str]:
+    """An AWS SDK program (Go, Java) with the root keys and region from the environment,
+    and no instance metadata service asked for keys."""
+    return {
+        **aws_env(home),
+        "AWS_REGION": REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
     }
 
 

@@ -17,10 +17,8 @@ K8S=1.36.3
 STG=0.36.3
 ETCD=v3.6.16
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-cache="${KURASTORE_CACHE:-$HOME/.cache/kurastore}"
-
-export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false
-export GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build"
+# shellcheck source=/dev/null
+. "$here/../go-env.sh"  # GOTOOLCHAIN, GOMODCACHE, GOCACHE and `cache`
 cd "$here"
 
 if [ "${1:-}" = "--bootstrap" ]; then

@@ -15,10 +15,8 @@ set -euo pipefail
 MC=v0.0.0-20250313080218-cf909e1063a9  # mc has no semver tags: RELEASE.2025-03-12
 S5CMD=v2.3.0
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-cache="${KURASTORE_CACHE:-$HOME/.cache/kurastore}"
-
-export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false
-export GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build"
+# shellcheck source=/dev/null
+. "$here/../../../tools/go-env.sh"  # GOTOOLCHAIN, GOMODCACHE, GOCACHE and `cache`
 cd "$here"
 
 if [ "${1:-}" = "--bootstrap" ]; then
