@@ -1,7 +1,9 @@
 """Shard files on one volume: layout, atomic durable writes, deletes, listing, usage.
 
 Layout under the data directory:
-    shards/<partition>/<object_id>.<shard_tag>.<index>     one file per shard (its name)
+    packs/<number>.pack                                    whole shards up to 1 MiB,
+                                                           appended (_pack.py)
+    shards/<partition>/<object_id>.<shard_tag>.<index>     one file per larger shard
     shards/<partition>/<object_id>/<shard_tag>.<index>     the same, as written before
                                                            (read, listed, deleted; never written)
     tmp/<...>.part                                         writes in progress (same filesystem)
@@ -41,6 +43,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import logging
 import os
 import threading
 import time
@@ -51,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from kurastore.storage import _scrub
 from kurastore.storage._direct import (
     DirectAppender,
     Lent,
@@ -61,10 +65,12 @@ from kurastore.storage._direct import (
     send_uncached,
     write_whole_direct,
 )
+from kurastore.storage._pack import PACK_MAX_SHARD, PackStore, Place
 from kurastore.storage.api import (
     PodUsage,
     ShardId,
     ShardInfo,
+    VerifyResult,
     validate_object_id,
     validate_partition,
     validate_shard_tag,
@@ -85,6 +91,9 @@ _DIR_RACE_RETRIES = 5
 # gain nothing: one or two pages.
 DIRECT_MIN_BYTES = 64 << 10
 READ_ONCE_REMEMBERED = 65536  # shards (about 8 MiB of names)
+COMPACT_EVERY_S = 30.0  # how often mostly-dead packs are looked for
+
+log = logging.getLogger("kurastore.storage")
 
 
 def _fsync_dir(path: str | Path) -> None:
@@ -199,6 +208,7 @@ class ShardStore:
         *,
         capacity_bytes: int | None = None,
         max_shard_bytes: int = 16 << 30,
+        pack_max_shard: int = PACK_MAX_SHARD,
     ) -> None:
         self.root = Path(data_dir).absolute()
         self.shards_dir = self.root / "shards"
@@ -212,6 +222,11 @@ class ShardStore:
         self._dir_syncer = ThreadPoolExecutor(4, thread_name_prefix="pod-dirsync")
         # Page-aligned buffers for O_DIRECT shard writes (_direct.py), reused across shards.
         self.staging = StagingPool()
+        # Whole shards up to pack_max_shard bytes are appended to packs (0: never).
+        self.pack_max_shard = min(pack_max_shard, PACK_MAX_SHARD)
+        self.packs = PackStore(self.root, self.staging)
+        self._stopping = threading.Event()
+        self._compactor: threading.Thread | None = None
         self._used_bytes = 0
         self._reserved_bytes = 0
         self._shards = 0
@@ -243,11 +258,17 @@ class ShardStore:
         self._unnamed_files = _unnamed_files_work(self.tmp_dir)
         used = shards = 0
         legacy: set[int] = set()
-        for info in self._walk(self.list_partitions(), legacy):
+        for info in self._walk(self._file_partitions(), legacy):
             used += info.size
             shards += 1
-        partitions = set(self.list_partitions())
+        partitions = set(self._file_partitions())
         _fsync_dir(self.shards_dir)  # entries a crashed run made stay made from here on
+        self.packs.open()
+        self._compactor = threading.Thread(target=self._compact_loop, name="pod-compactor",
+                                           daemon=True)
+        self._compactor.start()
+        used += self.packs.live_bytes
+        shards += self.packs.live_shards
         with self._lock:
             self._used_bytes, self._shards, self._reserved_bytes = used, shards, 0
             self._legacy = legacy
@@ -255,7 +276,22 @@ class ShardStore:
 
     def close(self) -> None:
         """Stop the helper threads (after the last write has finished)."""
+        self._stopping.set()
+        if self._compactor is not None:
+            self._compactor.join()
         self._dir_syncer.shutdown(wait=True)
+        self.packs.close()
+
+    def compact_packs(self) -> int:
+        """Compact every sealed pack that is mostly dead (_pack.py); bytes reclaimed."""
+        return sum(self.packs.compact(number) for number in self.packs.compactable())
+
+    def _compact_loop(self) -> None:
+        while not self._stopping.wait(COMPACT_EVERY_S):
+            try:
+                self.compact_packs()
+            except Exception:  # a disk error: logged, tried again next time
+                log.exception("compacting packs failed")
 
     def is_ready(self) -> bool:
         """True if the volume is there and writable."""
@@ -299,6 +335,9 @@ class ShardStore:
 
     def stat(self, partition: int, shard: ShardId) -> ShardInfo:
         """Size and mtime of one shard; ShardNotFound if absent."""
+        place = self.packs.place(partition, shard.name)
+        if place is not None:
+            return ShardInfo(partition, shard, place.size, place.mtime)
         try:
             st = os.stat(self.shard_path(partition, shard))
         except FileNotFoundError:
@@ -311,6 +350,14 @@ class ShardStore:
 
     def read(self, partition: int, shard: ShardId, offset: int = 0, length: int = -1) -> bytes:
         """Read up to `length` bytes (all when -1) from `offset`; ShardNotFound if absent."""
+        place = self.packs.place(partition, shard.name)
+        if place is not None:
+            first = min(offset, place.size)
+            count = place.size - first if length < 0 else min(length, place.size - first)
+            got = self.packs.read(partition, shard, first, count, admit=True, lend=False)
+            if got is not None:
+                assert isinstance(got[1], bytes)
+                return got[1]
         try:
             with open(self.shard_file(partition, shard), "rb", buffering=0) as f:
                 f.seek(offset)
@@ -328,7 +375,13 @@ class ShardStore:
         `data` is None when the range is larger (serve it with sendfile instead) or not
         satisfiable (`start >= stop`). ShardNotFound if absent. With `lend`, `data` may be
         a view of a staging buffer: call `release()` on the answer once it is sent.
+        Packed shards (at most 1 MiB) are always read, whatever `limit`.
         """
+        place = self.packs.place(partition, shard.name)
+        if place is not None:
+            packed = self._read_packed(partition, shard, place, start, stop, lend)
+            if packed is not None:
+                return packed
         path = self.shard_path(partition, shard)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -341,12 +394,7 @@ class ShardStore:
                     f"shard {shard.name} not in partition {partition}") from None
         try:
             size = os.fstat(fd).st_size
-            if start is None:
-                first, end = 0, size
-            elif start < 0:
-                first, end = max(0, size + start), size
-            else:
-                first, end = start, size if stop is None else min(stop, size)
+            first, end = _resolve(size, start, stop)
             if first >= end and not (start is None and size == 0):
                 return RangeRead(size, first, first, None, path)
             if end - first > limit:
@@ -360,6 +408,25 @@ class ShardStore:
             return RangeRead(size, first, end, got, path)
         finally:
             os.close(fd)
+
+    def _read_packed(self, partition: int, shard: ShardId, place: Place, start: int | None,
+                     stop: int | None, lend: bool) -> RangeRead | None:
+        """read_range of a packed shard; None if it went away meanwhile (compacted: the
+        caller looks again, by its file name)."""
+        first, end = _resolve(place.size, start, stop)
+        key = f"pack:{partition}/{shard.name}"
+        if first >= end:
+            return RangeRead(place.size, first, first, None if start is not None or
+                             place.size else b"", key)
+        got = self.packs.read(partition, shard, first, end - first,
+                              admit=self._read_before(key) if end - first >= DIRECT_MIN_BYTES
+                              else True, lend=lend)
+        if got is None:
+            return None
+        data = got[1]
+        if isinstance(data, Lent):
+            return RangeRead(place.size, first, end, data.view, key, data)
+        return RangeRead(place.size, first, end, data, key)
 
     def send_range(
         self, file: BinaryIO, path: str, start: int, count: int,
@@ -393,7 +460,11 @@ class ShardStore:
             return False
 
     def list_partitions(self) -> list[int]:
-        """Partitions that hold at least one shard directory, ascending."""
+        """Partitions that hold at least one shard, ascending."""
+        return sorted(set(self._file_partitions()) | self.packs.partitions())
+
+    def _file_partitions(self) -> list[int]:
+        """Partitions that have a directory of shard files."""
         found = []
         for entry in os.scandir(self.shards_dir):
             try:
@@ -402,11 +473,25 @@ class ShardStore:
                 continue  # not ours: never listed, never touched
             if entry.is_dir(follow_symlinks=False):
                 found.append(partition)
-        return sorted(found)
+        return found
 
     def list_partition(self, partition: int) -> list[ShardInfo]:
         """Every shard of one partition, ordered by shard name."""
-        return sorted(self._walk([partition]), key=lambda info: info.shard.name)
+        return sorted([*self._walk([partition]), *self.packs.list(partition)],
+                      key=lambda info: info.shard.name)
+
+    def verify(self, partition: int, shard: ShardId, owner: bytes | None) -> VerifyResult:
+        """Check every frame of one shard (the scrubber's question); ShardNotFound."""
+        place = self.packs.place(partition, shard.name)
+        if place is not None:
+            got = self.packs.read(partition, shard, 0, place.size, admit=False, lend=False)
+            if got is not None:
+                assert isinstance(got[1], bytes)
+                return _scrub.verify_bytes(got[1], shard.index, owner)
+        try:
+            return _scrub.verify_file(self.shard_file(partition, shard), shard.index, owner)
+        except FileNotFoundError:
+            raise ShardNotFound(f"shard {shard.name} not in partition {partition}") from None
 
     def _walk(self, partitions: Sequence[int], legacy: set[int] | None = None
               ) -> Iterator[ShardInfo]:
@@ -470,7 +555,7 @@ class ShardStore:
         `expected_size`, when known, lets a small shard skip O_DIRECT staging."""
         if os.path.lexists(self.shard_path(partition, shard)) or self._legacy_exists(
             partition, shard
-        ):
+        ) or self.packs.holds(partition, shard.name):
             raise ShardExists(f"shard {shard.name} already in partition {partition}")
         return ShardWriter(self, partition, shard, expected_size)
 
@@ -485,6 +570,8 @@ class ShardStore:
         DIRECT_MIN_BYTES up, written directly from a staging buffer.
         """
         nbytes = len(data)
+        if nbytes <= self.pack_max_shard:
+            return self._write_packed(partition, shard, data)
         if nbytes >= self.staging.size:
             writer = self.begin_write(partition, shard, nbytes)  # large: O_DIRECT staging
             try:
@@ -513,6 +600,25 @@ class ShardStore:
             if not stored and created:
                 self._prune_partition(partition)
         return ShardInfo(partition, shard, stored, mtime)
+
+    def _write_packed(
+        self, partition: int, shard: ShardId, data: bytes | bytearray | memoryview
+    ) -> ShardInfo:
+        """write_whole into the current pack (_pack.py): durable when it returns."""
+        path = self.shard_path(partition, shard)
+        self._reserve(len(data))
+        try:
+            place = self.packs.put(
+                partition, shard, data, time.time(),
+                exists=lambda: os.path.lexists(path) or self._legacy_exists(partition, shard))
+        except BaseException:
+            self._settle(len(data), 0)
+            raise
+        with self._lock:  # counted even when empty
+            self._reserved_bytes -= len(data)
+            self._used_bytes += place.size
+            self._shards += 1
+        return ShardInfo(partition, shard, place.size, place.mtime)
 
     def _write_unnamed(
         self, obj_dir: str, dest: str, shard: ShardId, partition: int,
@@ -667,7 +773,11 @@ class ShardStore:
     # -- deletes ---------------------------------------------------------------------------
 
     def delete(self, partition: int, shard: ShardId) -> bool:
-        """Remove one shard (in either layout); False if it was not there."""
+        """Remove one shard (in any layout); False if it was not there."""
+        size = self.packs.delete(partition, shard.name)
+        if size is not None:
+            self._forget(size, 1)
+            return True
         for path, prune in ((self.shard_path(partition, shard), self._prune_partition),
                             (self.legacy_shard_path(partition, shard), None)):
             try:
@@ -688,6 +798,12 @@ class ShardStore:
         obj_dir = self.object_dir(partition, object_id)
         tag = None if shard_tag is None else validate_shard_tag(shard_tag)
         flat = f"{object_id}." if tag is None else f"{object_id}.{tag}."
+        packed = 0
+        for name in self.packs.names_with_prefix(partition, flat):
+            size = self.packs.delete(partition, name)
+            if size is not None:
+                self._forget(size, 1)
+                packed += 1
         count = self._unlink_listed(
             self.partition_dir(partition),  # this layout: the object's files among the partition's
             lambda entry: entry.name.startswith(flat)
@@ -702,7 +818,7 @@ class ShardStore:
         )
         if old_count:
             self._prune(partition, object_id)
-        return count + old_count
+        return packed + count + old_count
 
     def _unlink_listed(self, directory: str | Path,
                        wanted: Callable[[os.DirEntry[str]], bool]) -> int:
@@ -874,6 +990,15 @@ class ShardWriter:
 
     def _unlink_tmp(self) -> None:
         _unlink_quietly(self.tmp_path)
+
+
+def _resolve(size: int, start: int | None, stop: int | None) -> tuple[int, int]:
+    """An HTTP byte range (stop exclusive, negative start = suffix) against `size` bytes."""
+    if start is None:
+        return 0, size
+    if start < 0:
+        return max(0, size + start), size
+    return start, size if stop is None else min(stop, size)
 
 
 def _make_dirs(obj_dir: str, created: list[str]) -> None:

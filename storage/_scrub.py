@@ -1,4 +1,5 @@
-"""Scrub: re-read one shard file and check every frame (the pod side of `verify_shard`).
+"""Scrub: re-read one shard (file or packed) and check every frame (the pod side of
+`verify_shard`).
 
 The pod does not know the part's geometry, so it learns it from the shard itself: the
 first frame whose checksum matches gives k, m and the block size (a full frame's payload
@@ -17,6 +18,7 @@ Rules:
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -31,7 +33,7 @@ from kurastore.erasure import (
 )
 from kurastore.storage.api import VerifyResult
 
-__all__ = ["verify_file"]
+__all__ = ["verify_bytes", "verify_file"]
 
 _HEADER = FRAME_HEADER_SIZE
 _MAGIC = FRAME_MAGIC
@@ -52,6 +54,17 @@ def verify_file(path: Path, index: int, owner: bytes | None = None) -> VerifyRes
         if params is None:
             return VerifyResult(False, 0, ())
         return _check_frames(f, size, index, params, owner)
+
+
+def verify_bytes(data: bytes, index: int, owner: bytes | None = None) -> VerifyResult:
+    """verify_file for a shard held in memory (a packed shard, read whole)."""
+    with io.BytesIO(data) as f:
+        if not data:
+            return VerifyResult(True, 0, ())
+        params = _geometry(f, len(data), index, owner)
+        if params is None:
+            return VerifyResult(False, 0, ())
+        return _check_frames(f, len(data), index, params, owner)
 
 
 def _check_frames(f: BinaryIO, size: int, index: int, params: ErasureParams,

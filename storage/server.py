@@ -37,7 +37,6 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import HttpProcessingError
 
 from kurastore.erasure import frame_owner
-from kurastore.storage import _scrub
 from kurastore.storage._disk import ShardStore, ShardWriter
 from kurastore.storage._metrics import CONTENT_TYPE_LATEST, PodMetrics
 from kurastore.storage.api import (
@@ -366,12 +365,7 @@ async def delete_shard(request: web.Request) -> web.StreamResponse:
 async def verify_shard(request: web.Request) -> web.StreamResponse:
     partition, shard = _shard_of(request)
     store, owner = request.app[SHARD_STORE], frame_owner(shard.object_id, shard.shard_tag)
-    try:
-        result = await _run_io(  # shard_file looks for the file: off the loop too
-            request, lambda: _scrub.verify_file(store.shard_file(partition, shard),
-                                                shard.index, owner))
-    except FileNotFoundError:
-        raise ShardNotFound(f"shard {shard.name} not in partition {partition}") from None
+    result = await _run_io(request, store.verify, partition, shard, owner)
     body = {"ok": result.ok, "frames": result.frames, "bad_stripes": list(result.bad_stripes)}
     return web.json_response(body)
 

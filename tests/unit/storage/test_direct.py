@@ -131,7 +131,7 @@ def _cached(path: Path, length: int) -> bool:
 @pytest.mark.parametrize("size", [DIRECT_MIN_BYTES - 1, DIRECT_MIN_BYTES,
                                   (256 << 10) + 37, (2 << 20) - 1])
 def test_whole_shards_read_back_exactly_whatever_the_range(tmp_path: Path, size: int) -> None:
-    store = ShardStore(tmp_path / "pod")
+    store = ShardStore(tmp_path / "pod", pack_max_shard=0)  # files
     store.open()
     try:
         data = random.Random(size).randbytes(size)
@@ -150,7 +150,7 @@ def test_whole_shards_read_back_exactly_whatever_the_range(tmp_path: Path, size:
 def test_whole_shards_go_around_the_page_cache_until_read_twice(tmp_path: Path) -> None:
     """A 256 KiB shard (one of a 1 MiB object at 4+2) is written and first read directly;
     read a second time, it is read into the page cache, where later reads find it."""
-    store = ShardStore(tmp_path / "pod")
+    store = ShardStore(tmp_path / "pod", pack_max_shard=0)  # files
     store.open()
     try:
         data = os.urandom(256 << 10)

@@ -21,7 +21,8 @@ def sid(n: int = 1, tag: str = "p1", index: int = 0) -> ShardId:
 
 @pytest.fixture
 def store(tmp_path: Path) -> ShardStore:
-    s = ShardStore(tmp_path / "data")
+    # Shard files, whatever their size: packed shards have test_pack.py.
+    s = ShardStore(tmp_path / "data", pack_max_shard=0)
     s.open()
     return s
 

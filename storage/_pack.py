@@ -1,0 +1,650 @@
+"""Small shards packed into append-only pack files, written with group commit.
+
+Why: a shard in a file of its own costs an inode (ext4 walks its inode tables to find
+one), a data fsync, a link and a directory fsync. Measured on this project's VMs, 8
+writers of 256 KiB shards (the shards of a 1 MiB object): 0.72-0.98 ms of CPU per shard
+as files against 0.14-0.18 appended to a pack with one fdatasync per batch of writers,
+and twice the throughput. The pack is the layout of Haystack, Bitcask and SeaweedFS
+volumes; it holds whole shards up to PACK_MAX_SHARD (written in one request), larger or
+streamed shards stay files (_disk.py).
+
+Layout under the data directory:
+    packs/<number, 16 hex digits>.pack
+
+A pack starts with one 4 KiB block: magic and a random 64-bit nonce. Records follow, each
+starting on a 4 KiB boundary (O_DIRECT):
+    header  magic "KSPR" | kind (1 shard, 2 deletion) | name length | partition |
+            payload length | mtime | payload xxh3-64 | name | header xxh3-64
+    payload (shard bytes), then zeros up to the next 4 KiB boundary
+Both checksums are seeded with the pack's nonce, so bytes a user stored (shard payloads
+hold object bytes verbatim) can never pass for a record.
+
+Rules:
+- One writer at a time appends (the leader of the batch: the first waiting thread);
+  records are acknowledged only after the batch's fdatasync. The order of records in the
+  packs (pack number, then offset) is the order of operations: opening replays every pack
+  in that order, the last record of a key wins (a shard, or its deletion).
+- The index (partition -> name -> where) lives in memory. It changes under one lock in the
+  same order as records are queued, so a deletion queued after a write of the same key is
+  also after it in the pack, and a compaction's copy never outlives a deletion.
+- A crash can leave only the last batch torn, in the last pack. Opening verifies every
+  payload of the last pack and skips a bad record (header or payload) by scanning on to the
+  next good header; anything it skips was never acknowledged, or is bitrot the healer
+  repairs as it repairs a damaged shard file.
+- Sealed packs are compacted when less than half of their bytes are live: the live records
+  are copied into the current pack (through the same group commit), deletions only while
+  an older pack could still hold what they delete, then the pack is removed. A reader that
+  found a record's place before the copy keeps its own file descriptor on the old pack.
+- Everything here blocks; callers run it on worker threads.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import secrets
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xxhash
+
+from kurastore.storage._direct import ALIGN, Lent, StagingPool, open_for_append, read_uncached
+from kurastore.storage.api import ShardId, ShardInfo
+from kurastore.storage.errors import InsufficientStorage, ShardExists
+
+__all__ = ["PACK_MAX_SHARD", "PackStore", "Place"]
+
+PACK_MAX_SHARD = 1 << 20  # whole shards up to this size are packed
+PACK_BYTES = 256 << 20  # a pack is sealed once it holds this much
+_GROW = 64 << 20  # the current pack is extended (fallocate) this much at a time
+_BATCH_BYTES = 16 << 20  # at most this much per write and fdatasync
+_BATCH_RECORDS = 256  # and at most this many records (IOV_MAX is 1024)
+_COMPACT_LIVE = 0.5  # a sealed pack is compacted below this share of live bytes
+_SCAN_STEP = 1 << 20
+
+_PACK_MAGIC = b"KSPACK01"
+_RECORD_MAGIC = b"KSPR"
+_SHARD, _DELETION = 1, 2
+_FIXED = struct.Struct("<4sBBHIQdQ")  # magic kind reserved name_len partition length mtime xxh
+_SUM = struct.Struct("<Q")
+_HEADER_MAX = _FIXED.size + 255 + _SUM.size  # names are well under 255 bytes
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _round_up(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a packed shard's bytes are: pack number, payload offset, length, mtime."""
+
+    pack: int
+    offset: int
+    size: int
+    mtime: float
+
+
+@dataclass
+class _Pack:
+    number: int
+    path: str
+    nonce: int
+    end: int = ALIGN  # the next record's offset
+    live: int = 0  # bytes of records the index points at
+    readers: int = 0  # reads that found a place here and have not opened the file yet
+    retired: bool = False
+
+
+class _Stage:
+    """A page-aligned buffer to build one record in (from the pool, or one small block for
+    a deletion); the views lent out of it are released before it is given back."""
+
+    def __init__(self, pool: StagingPool | None) -> None:
+        self._pool = pool
+        self.buf = pool.take() if pool is not None else mmap.mmap(-1, ALIGN)
+        self._views: list[memoryview] = []
+
+    def view(self, nbytes: int) -> memoryview:
+        view = memoryview(self.buf)[:nbytes]
+        self._views.append(view)
+        return view
+
+    def __enter__(self) -> _Stage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for view in self._views:
+            view.release()
+        if self._pool is not None:
+            self._pool.give(self.buf)
+        else:
+            self.buf.close()
+
+
+class _Pending:
+    """A write not yet durable: the index holds this where its place will be."""
+
+    __slots__ = ()
+
+
+@dataclass
+class _Op:
+    kind: int
+    partition: int
+    name: str
+    record: memoryview  # aligned, padded record bytes
+    length: int  # payload bytes
+    mtime: float
+    # What to do with the index once durable (under the lock), or after a failure.
+    on_durable: Callable[[Place], None] = field(repr=False, default=lambda place: None)
+    on_failure: Callable[[], None] = field(repr=False, default=lambda: None)
+    place: Place | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class PackStore:
+    """The packs of one pod and the index of the shards in them. Thread-safe."""
+
+    def __init__(self, root: Path, staging: StagingPool) -> None:
+        self.dir = root / "packs"
+        self._staging = staging
+        self._cond = threading.Condition()
+        self._index: dict[int, dict[str, Place | _Pending]] = {}
+        self._packs: dict[int, _Pack] = {}
+        self._queue: list[_Op] = []
+        self._leading = False
+        self._current: _Pack | None = None  # the pack being appended to (by the leader)
+        self._fd = -1  # the current pack, open for appending
+        self._allocated = 0  # its size on disk (fallocate)
+        self.live_bytes = 0
+        self.live_shards = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Replay every pack into the index; make a first pack on a new volume."""
+        if not self.dir.is_dir():
+            self.dir.mkdir()
+            _fsync_dir(self.dir.parent)
+        numbers = sorted(int(p.name[:16], 16) for p in self.dir.glob("*.pack")
+                         if len(p.name) == 21)
+        index: dict[int, dict[str, Place | _Pending]] = {}
+        for number in numbers:
+            pack = self._read_pack_header(number)
+            if pack is None:
+                # Its first block never reached the disk, so nothing was ever appended.
+                os.unlink(self.dir / f"{number:016x}.pack")
+                _fsync_dir(self.dir)
+                continue
+            self._packs[number] = pack
+            last = number == max(numbers)
+            for kind, partition, name, place, end in _records(pack, verify=last):
+                names = index.setdefault(partition, {})
+                old = names.pop(name, None)
+                if isinstance(old, Place):
+                    self._packs[old.pack].live -= _record_bytes(old.size)
+                if kind == _SHARD:
+                    names[name] = place
+                    pack.live += _record_bytes(place.size)
+                if not names:
+                    del index[partition]
+                pack.end = end
+        self._index = index
+        self.live_shards = sum(len(names) for names in index.values())
+        self.live_bytes = sum(p.size for names in index.values() for p in names.values()
+                              if isinstance(p, Place))
+        if self._packs:
+            self._open_current(self._packs[max(self._packs)])
+        else:
+            self._start_pack(0)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _read_pack_header(self, number: int) -> _Pack | None:
+        path = str(self.dir / f"{number:016x}.pack")
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if len(head) < 16 or head[:8] != _PACK_MAGIC:
+            return None
+        return _Pack(number, path, int.from_bytes(head[8:16], "little"))
+
+    def _open_current(self, pack: _Pack) -> None:
+        """Append to `pack` from its last good record on: what lies beyond (a torn batch,
+        records skipped as bad) is cut off first, so no later replay can mistake it for
+        something written after the records that will follow."""
+        fd, _ = open_for_append(pack.path, os.O_RDWR | os.O_CLOEXEC, 0o640)
+        if os.fstat(fd).st_size > pack.end:
+            os.ftruncate(fd, pack.end)
+            os.fsync(fd)
+        self._fd, self._allocated, self._current = fd, pack.end, pack
+
+    def _start_pack(self, number: int) -> _Pack:
+        """Make pack `number` durable (its first block, then its directory entry)."""
+        pack = _Pack(number, str(self.dir / f"{number:016x}.pack"), secrets.randbits(64))
+        fd, _ = open_for_append(pack.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                0o640)
+        block = mmap.mmap(-1, ALIGN)
+        try:
+            block[:16] = _PACK_MAGIC + pack.nonce.to_bytes(8, "little")
+            os.pwritev(fd, [block], 0)
+            os.fsync(fd)
+        finally:
+            block.close()
+        _fsync_dir(self.dir)
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd, self._allocated, self._current = fd, ALIGN, pack
+        self._packs[number] = pack
+        return pack
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def place(self, partition: int, name: str) -> Place | None:
+        """Where a durable packed shard is, or None."""
+        with self._cond:
+            found = self._index.get(partition, {}).get(name)
+        return found if isinstance(found, Place) else None
+
+    def holds(self, partition: int, name: str) -> bool:
+        """Is the key taken (durable, or a write on its way)?"""
+        with self._cond:
+            return name in self._index.get(partition, {})
+
+    def open_shard(self, partition: int, shard: ShardId) -> tuple[int, Place] | None:
+        """An fd of its own (the caller closes it) on the pack that holds the shard, and
+        the shard's place; None if not packed."""
+        with self._cond:
+            found = self._index.get(partition, {}).get(shard.name)
+            if not isinstance(found, Place):
+                return None
+            pack = self._packs[found.pack]
+            pack.readers += 1
+        try:
+            return os.open(pack.path, os.O_RDONLY | os.O_CLOEXEC), found
+        finally:
+            with self._cond:
+                pack.readers -= 1
+                self._cond.notify_all()
+
+    def read(self, partition: int, shard: ShardId, first: int, length: int, *,
+             admit: bool, lend: bool) -> tuple[Place, bytes | Lent] | None:
+        """`length` bytes of a packed shard from `first` (already within its size)."""
+        opened = self.open_shard(partition, shard)
+        if opened is None:
+            return None
+        fd, place = opened
+        try:
+            return place, read_uncached(fd, place.offset + first, length, self._staging,
+                                        admit=admit, lend=lend)
+        finally:
+            os.close(fd)
+
+    def partitions(self) -> set[int]:
+        with self._cond:
+            return {p for p, names in self._index.items()
+                    if any(isinstance(v, Place) for v in names.values())}
+
+    def list(self, partition: int) -> list[ShardInfo]:
+        with self._cond:
+            items = list(self._index.get(partition, {}).items())
+        return [ShardInfo(partition, ShardId.parse(name), place.size, place.mtime)
+                for name, place in items if isinstance(place, Place)]
+
+    def names_with_prefix(self, partition: int, prefix: str) -> list[str]:
+        with self._cond:
+            return [name for name, place in self._index.get(partition, {}).items()
+                    if name.startswith(prefix) and isinstance(place, Place)]
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def put(self, partition: int, shard: ShardId, data: bytes | bytearray | memoryview,
+            mtime: float, exists: Callable[[], bool]) -> Place:
+        """Append a whole shard and return its place once durable; ShardExists if the key is
+        packed already or `exists()` (a file of the same name) says so."""
+        name = shard.name
+        with _Stage(self._staging) as stage:
+            record = _encode(stage, _SHARD, partition, name, data, mtime)
+            token = _Pending()
+
+            def durable(place: Place) -> None:
+                names = self._index.get(partition)
+                if names is not None and names.get(name) is token:
+                    names[name] = place
+                    self._packs[place.pack].live += _record_bytes(place.size)
+                    self.live_bytes += place.size
+                    self.live_shards += 1
+
+            def failed() -> None:
+                names = self._index.get(partition)
+                if names is not None and names.get(name) is token:
+                    del names[name]
+                    if not names:
+                        del self._index[partition]
+
+            op = _Op(_SHARD, partition, name, record, len(data), mtime, durable, failed)
+            with self._cond:
+                names = self._index.setdefault(partition, {})
+                if name in names or exists():
+                    if not names:
+                        del self._index[partition]
+                    raise ShardExists(f"shard {name} already in partition {partition}")
+                names[name] = token
+                self._queue.append(op)
+            self._wait(op)
+        assert op.place is not None
+        return op.place
+
+    def delete(self, partition: int, name: str) -> int | None:
+        """Record the deletion of a packed shard; its size, or None if it is not packed."""
+        with _Stage(None) as block:
+            with self._cond:
+                names = self._index.get(partition, {})
+                old = names.get(name)
+                if old is None:
+                    return None
+                del names[name]
+                if not names:
+                    self._index.pop(partition, None)
+                if isinstance(old, Place):
+                    self._forget(old)
+                op = self._queue_deletion(block, partition, name, old)
+            self._wait(op)
+        return old.size if isinstance(old, Place) else 0
+
+    def _queue_deletion(self, block: _Stage, partition: int, name: str,
+                        old: Place | _Pending | None) -> _Op:
+        record = _encode(block, _DELETION, partition, name, b"", 0.0)
+
+        def failed() -> None:  # the deletion is not on disk: the shard is still there
+            names = self._index.setdefault(partition, {})
+            if isinstance(old, Place) and name not in names:
+                names[name] = old
+                self._packs[old.pack].live += _record_bytes(old.size)
+                self.live_bytes += old.size
+                self.live_shards += 1
+
+        op = _Op(_DELETION, partition, name, record, 0, 0.0, on_failure=failed)
+        self._queue.append(op)
+        return op
+
+    def _forget(self, place: Place) -> None:
+        pack = self._packs.get(place.pack)
+        if pack is not None:
+            pack.live -= _record_bytes(place.size)
+        self.live_bytes -= place.size
+        self.live_shards -= 1
+
+    def _wait(self, op: _Op) -> None:
+        """Wait until `op` is durable, leading batches while nobody else does."""
+        with self._cond:
+            while not op.done:
+                if self._leading:
+                    self._cond.wait()
+                    continue
+                self._leading = True
+                try:
+                    self._lead()
+                finally:
+                    self._leading = False
+                    self._cond.notify_all()
+        if op.error is not None:
+            raise op.error
+
+    def _lead(self) -> None:
+        """Write one batch from the queue (called with the lock held, released meanwhile)."""
+        batch, nbytes = [], 0
+        while self._queue and len(batch) < _BATCH_RECORDS and (
+                not batch or nbytes + len(self._queue[0].record) <= _BATCH_BYTES):
+            op = self._queue.pop(0)
+            batch.append(op)
+            nbytes += len(op.record)
+        self._cond.release()
+        error: BaseException | None = None
+        try:
+            places = self._append(batch, nbytes)
+        except BaseException as exc:  # every waiter hears it
+            error, places = exc, []
+        finally:
+            self._cond.acquire()
+        for i, op in enumerate(batch):
+            if error is None:
+                op.place = places[i]
+                op.on_durable(places[i])
+            else:
+                op.error = _storage_error(error)
+                op.on_failure()
+            op.done = True
+        self._cond.notify_all()
+
+    def _append(self, batch: list[_Op], nbytes: int) -> list[Place]:
+        """Write `batch` at the end of the current pack (a new one when it is full) and
+        fdatasync. Only the leader runs this."""
+        current = self._current
+        assert current is not None, "append before open"
+        if current.end > ALIGN and current.end + nbytes > PACK_BYTES:
+            self._seal(current)
+            current = self._start_pack(current.number + 1)
+        start = current.end
+        if start + nbytes > self._allocated:
+            grow = max(_GROW, start + nbytes - self._allocated)
+            try:
+                os.posix_fallocate(self._fd, self._allocated, grow)
+                self._allocated += grow
+            except OSError as exc:
+                if exc.errno in _DISK_FULL:
+                    raise
+                # No fallocate here: writes past the end extend the file instead.
+        places, offset = [], start
+        for op in batch:
+            header = _header_size(op.name)
+            places.append(Place(current.number, offset + header, op.length, op.mtime))
+            offset += len(op.record)
+        for op in batch:
+            _seal_record(op.record, op.name, op.length, current.nonce)
+        views = [op.record for op in batch]
+        done = 0
+        while done < nbytes:
+            written = os.pwritev(self._fd, views, start + done)
+            done += written
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if views and written:
+                views[0] = views[0][written:]
+        os.fdatasync(self._fd)
+        current.end = offset
+        return places
+
+    def _seal(self, pack: _Pack) -> None:
+        """Cut the preallocated tail off a full pack."""
+        os.ftruncate(self._fd, pack.end)
+        os.fsync(self._fd)
+
+    # -- compaction --------------------------------------------------------------------------
+
+    def compactable(self) -> list[int]:
+        """Sealed packs with less than half of their bytes live, oldest first."""
+        with self._cond:
+            current = self._current.number if self._current else -1
+            return [n for n, p in sorted(self._packs.items())
+                    if n != current and not p.retired and p.live < _COMPACT_LIVE * p.end]
+
+    def compact(self, number: int) -> int:
+        """Copy the live records of sealed pack `number` into the current pack, then remove
+        it; returns the bytes reclaimed."""
+        with self._cond:
+            pack = self._packs.get(number)
+            if pack is None or pack is self._current:
+                return 0
+            oldest = number == min(self._packs)
+        for kind, partition, name, place, _ in _records(pack, verify=False):
+            if kind == _SHARD:
+                self._move(pack, partition, name, place)
+            elif not oldest:
+                self._carry_deletion(partition, name)
+        with self._cond:
+            pack.retired = True
+            while pack.readers:
+                self._cond.wait()
+            del self._packs[number]
+        os.unlink(pack.path)
+        _fsync_dir(self.dir)
+        return pack.end
+
+    def _move(self, pack: _Pack, partition: int, name: str, place: Place) -> None:
+        with self._cond:
+            if self._index.get(partition, {}).get(name) != place:
+                return  # deleted, or a later copy: nothing to keep
+        fd = os.open(pack.path, os.O_RDONLY | os.O_CLOEXEC)  # read_uncached may leave
+        try:                                                # O_DIRECT set: one fd a read
+            data = read_uncached(fd, place.offset, place.size, self._staging)
+        finally:
+            os.close(fd)
+        assert isinstance(data, bytes)
+        if len(data) != place.size:
+            return  # cut short on disk: the healer rebuilds it from the other shards
+        with _Stage(self._staging) as stage:
+            record = _encode(stage, _SHARD, partition, name, data, place.mtime)
+
+            def durable(new: Place) -> None:
+                names = self._index.get(partition, {})
+                if names.get(name) == place:
+                    names[name] = new
+                    self._packs[place.pack].live -= _record_bytes(place.size)
+                    self._packs[new.pack].live += _record_bytes(new.size)
+
+            op = _Op(_SHARD, partition, name, record, place.size, place.mtime, durable)
+            with self._cond:
+                if self._index.get(partition, {}).get(name) != place:
+                    return
+                self._queue.append(op)
+            self._wait(op)
+
+    def _carry_deletion(self, partition: int, name: str) -> None:
+        """Keep a deletion that an older pack's record may still need, unless the key was
+        written again since (that write supersedes the older record anyway)."""
+        with _Stage(None) as block:
+            with self._cond:
+                if name in self._index.get(partition, {}):
+                    return
+                op = self._queue_deletion(block, partition, name, None)
+            self._wait(op)
+
+    # -- replay ------------------------------------------------------------------------------
+
+
+def _records(pack: _Pack, *, verify: bool) -> Iterator[tuple[int, int, str, Place, int]]:
+    """(kind, partition, name, place, next offset) of every good record of `pack`, in order.
+    A bad header is skipped by looking for the next good one on a 4 KiB boundary; with
+    `verify`, a record whose payload fails its checksum is skipped too."""
+    with open(pack.path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        offset = ALIGN
+        while offset < size:
+            head = os.pread(f.fileno(), _HEADER_MAX, offset)
+            parsed = _decode_header(head, pack.nonce)
+            if parsed is None:
+                offset = _next_header(f.fileno(), offset + ALIGN, size, pack.nonce)
+                continue
+            kind, partition, name, length, mtime, payload_sum, header = parsed
+            end = offset + _round_up(header + length)
+            if end > size:
+                break
+            if verify and kind == _SHARD:
+                payload = os.pread(f.fileno(), length, offset + header)
+                if xxhash.xxh3_64_intdigest(payload, seed=pack.nonce) != payload_sum:
+                    offset = _next_header(f.fileno(), offset + ALIGN, size, pack.nonce)
+                    continue
+            yield kind, partition, name, Place(pack.number, offset + header, length, mtime), end
+            offset = end
+
+
+def _next_header(fd: int, offset: int, size: int, nonce: int) -> int:
+    """The first 4 KiB boundary from `offset` holding a good header, else `size`."""
+    while offset < size:
+        chunk = os.pread(fd, min(_SCAN_STEP, size - offset), offset)
+        if not chunk:
+            break
+        for at in range(0, len(chunk), ALIGN):
+            if chunk[at:at + 4] == _RECORD_MAGIC and _decode_header(
+                    os.pread(fd, _HEADER_MAX, offset + at), nonce) is not None:
+                return offset + at
+        offset += len(chunk)
+    return size
+
+
+def _decode_header(head: bytes, nonce: int
+                   ) -> tuple[int, int, str, int, float, int, int] | None:
+    if len(head) < _FIXED.size or head[:4] != _RECORD_MAGIC:
+        return None
+    _, kind, _, name_len, partition, length, mtime, payload_sum = _FIXED.unpack_from(head)
+    header = _FIXED.size + name_len + _SUM.size
+    if kind not in (_SHARD, _DELETION) or len(head) < header or length > PACK_MAX_SHARD:
+        return None
+    (stored,) = _SUM.unpack_from(head, header - _SUM.size)
+    if xxhash.xxh3_64_intdigest(head[:header - _SUM.size], seed=nonce) != stored:
+        return None
+    try:
+        name = head[_FIXED.size:_FIXED.size + name_len].decode("ascii")
+        ShardId.parse(name)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return kind, partition, name, length, mtime, payload_sum, header
+
+
+def _header_size(name: str) -> int:
+    return _FIXED.size + len(name) + _SUM.size
+
+
+def _record_bytes(size: int) -> int:
+    """Bytes a record takes in its pack (names are 36-80 bytes: one size fits all)."""
+    return _round_up(_FIXED.size + 80 + _SUM.size + size)
+
+
+def _encode(stage: _Stage, kind: int, partition: int, name: str,
+            data: bytes | bytearray | memoryview, mtime: float) -> memoryview:
+    """The record, padded to 4 KiB, built in `stage`. The nonce is not known yet (the
+    pack may roll over before the write): the leader seals it in (_seal_record)."""
+    raw = name.encode("ascii")
+    header = _FIXED.size + len(raw) + _SUM.size
+    total = _round_up(header + len(data))
+    view = stage.view(total)
+    view[header:header + len(data)] = memoryview(data).cast("B")
+    view[header + len(data):] = bytes(total - header - len(data))
+    _FIXED.pack_into(view, 0, _RECORD_MAGIC, kind, 0, len(raw), partition, len(data),
+                     mtime, 0)
+    view[_FIXED.size:_FIXED.size + len(raw)] = raw
+    return view
+
+
+def _seal_record(record: memoryview, name: str, length: int, nonce: int) -> None:
+    """Write the nonce-seeded checksums into an encoded record."""
+    header = _header_size(name)
+    payload_sum = xxhash.xxh3_64_intdigest(record[header:header + length], seed=nonce)
+    _SUM.pack_into(record, _FIXED.size - _SUM.size, payload_sum)
+    _SUM.pack_into(record, header - _SUM.size,
+                   xxhash.xxh3_64_intdigest(record[:header - _SUM.size], seed=nonce))
+
+
+def _storage_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        return InsufficientStorage("disk full")
+    return exc
+
