@@ -41,6 +41,7 @@ Rules:
 from __future__ import annotations
 
 import errno
+import logging
 import mmap
 import os
 import secrets
@@ -56,7 +57,7 @@ from kurastore.storage._direct import ALIGN, Lent, StagingPool, open_for_append,
 from kurastore.storage.api import ShardId, ShardInfo
 from kurastore.storage.errors import InsufficientStorage, ShardExists
 
-__all__ = ["PACK_MAX_SHARD", "PackStore", "Place"]
+__all__ = ["PACK_MAX_SHARD", "PackStore", "Place", "packed_shards"]
 
 PACK_MAX_SHARD = 1 << 20  # whole shards up to this size are packed
 PACK_BYTES = 256 << 20  # a pack is sealed once it holds this much
@@ -73,6 +74,8 @@ _FIXED = struct.Struct("<4sBBHIQdQ")  # magic kind reserved name_len partition l
 _SUM = struct.Struct("<Q")
 _HEADER_MAX = _FIXED.size + 255 + _SUM.size  # names are well under 255 bytes
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+log = logging.getLogger("kurastore.storage")
 
 
 def _round_up(n: int) -> int:
@@ -170,6 +173,7 @@ class PackStore:
         self._current: _Pack | None = None  # the pack being appended to (by the leader)
         self._fd = -1  # the current pack, open for appending
         self._allocated = 0  # its size on disk (fallocate)
+        self._highest = -1  # the highest pack number on disk
         self.live_bytes = 0
         self.live_shards = 0
 
@@ -183,15 +187,18 @@ class PackStore:
         numbers = sorted(int(p.name[:16], 16) for p in self.dir.glob("*.pack")
                          if len(p.name) == 21)
         index: dict[int, dict[str, Place | _Pending]] = {}
+        self._highest = max(numbers, default=-1)
         for number in numbers:
             pack = self._read_pack_header(number)
             if pack is None:
-                # Its first block never reached the disk, so nothing was ever appended.
-                os.unlink(self.dir / f"{number:016x}.pack")
-                _fsync_dir(self.dir)
+                # A crash before its first block was durable: nothing was appended to it.
+                # (Rot in an older pack's first block loses that pack's records, which
+                # the healer rebuilds; the file is kept for a person to look at.)
+                log.warning("pack %016x has no valid first block: its records are skipped",
+                            number)
                 continue
             self._packs[number] = pack
-            last = number == max(numbers)
+            last = number == self._highest
             for kind, partition, name, place, end in _records(pack, verify=last):
                 names = index.setdefault(partition, {})
                 old = names.pop(name, None)
@@ -207,10 +214,10 @@ class PackStore:
         self.live_shards = sum(len(names) for names in index.values())
         self.live_bytes = sum(p.size for names in index.values() for p in names.values()
                               if isinstance(p, Place))
-        if self._packs:
-            self._open_current(self._packs[max(self._packs)])
+        if self._highest in self._packs:
+            self._open_current(self._packs[self._highest])
         else:
-            self._start_pack(0)
+            self._start_pack(self._highest + 1)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -252,6 +259,7 @@ class PackStore:
             os.close(self._fd)
         self._fd, self._allocated, self._current = fd, ALIGN, pack
         self._packs[number] = pack
+        self._highest = number
         return pack
 
     # -- reads -------------------------------------------------------------------------------
@@ -440,17 +448,15 @@ class PackStore:
         assert current is not None, "append before open"
         if current.end > ALIGN and current.end + nbytes > PACK_BYTES:
             self._seal(current)
-            current = self._start_pack(current.number + 1)
+            current = self._start_pack(self._highest + 1)
         start = current.end
         if start + nbytes > self._allocated:
             grow = max(_GROW, start + nbytes - self._allocated)
             try:
                 os.posix_fallocate(self._fd, self._allocated, grow)
                 self._allocated += grow
-            except OSError as exc:
-                if exc.errno in _DISK_FULL:
-                    raise
-                # No fallocate here: writes past the end extend the file instead.
+            except OSError:
+                pass  # no room to reserve ahead, or no fallocate: the write extends the file
         places, offset = [], start
         for op in batch:
             header = _header_size(op.name)
@@ -547,7 +553,34 @@ class PackStore:
                 op = self._queue_deletion(block, partition, name, None)
             self._wait(op)
 
-    # -- replay ------------------------------------------------------------------------------
+
+
+def packed_shards(root: Path) -> dict[tuple[int, str], tuple[str, Place]]:
+    """(partition, shard name) -> (pack file, place) for every shard the packs of the volume
+    at `root` hold, replayed read-only: for tools and tests looking at a volume while its
+    pod may be running (a record being written then may be missed)."""
+    found: dict[tuple[int, str], tuple[str, Place]] = {}
+    directory = root / "packs"
+    if not directory.is_dir():
+        return found
+    for path in sorted(directory.glob("*.pack")):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(16)
+        except FileNotFoundError:
+            continue  # compacted meanwhile
+        if len(head) < 16 or head[:8] != _PACK_MAGIC or len(path.name) != 21:
+            continue
+        pack = _Pack(int(path.name[:16], 16), str(path), int.from_bytes(head[8:16], "little"))
+        try:
+            for kind, partition, name, place, _ in _records(pack, verify=False):
+                if kind == _SHARD:
+                    found[(partition, name)] = (pack.path, place)
+                else:
+                    found.pop((partition, name), None)
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def _records(pack: _Pack, *, verify: bool) -> Iterator[tuple[int, int, str, Place, int]]:

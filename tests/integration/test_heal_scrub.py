@@ -22,14 +22,11 @@ import pytest
 from botocore.exceptions import ClientError
 from support.cluster import ACCESS_KEY, SECRET_KEY, ServerProcess
 from support.s3client import make_client
-from support.shards import disk_shards, pod_dirs
+from support.shards import StoredShard, disk_shards, pod_dirs
+from support.shards import is_valid as shard_is_valid
 
 from kurastore.erasure import (
-    ErasureError,
     ErasureParams,
-    frame_owner,
-    split_frames,
-    verify_frame,
 )
 from kurastore.gateway.admin.client import AdminClient
 
@@ -59,36 +56,22 @@ def maintenance(server: ServerProcess) -> dict:
     return asyncio.run(fetch())
 
 
-def shard_files(server: ServerProcess, pod: str = "pod-*") -> dict[str, Path]:
-    """'pod-N/partition/object_id/tag.index' -> path, for every shard file on disk."""
+def shard_files(server: ServerProcess, pod: str = "pod-*") -> dict[str, StoredShard]:
+    """'pod-N/partition/object_id/tag.index' -> shard, for every shard on disk."""
     pods = {name: path for name, path in pod_dirs(server.data_dir).items()
             if fnmatch.fnmatch(name, pod)}
-    return disk_shards(pods)  # both layouts: <partition>/<name>, <partition>/<id>/<tag>.<i>
+    return disk_shards(pods)  # files of both layouts, and packed shards
 
 
-def is_valid(path: Path) -> bool:
-    """Every frame of the shard file verifies with its own index and stripe number."""
-    parts = path.name.split(".")  # <object_id>.<tag>.<i>, or <object_id>/<tag>.<i> (old)
-    object_id, tag, index_text = parts if len(parts) == 3 else [path.parent.name, *parts]
-    index, owner = int(index_text), frame_owner(object_id, tag)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:  # a corrupt copy deleted, its rebuild not yet in place
-        return False
-    try:
-        for stripe, frame in enumerate(split_frames(data, PARAMS)):
-            verify_frame(frame, index=index, stripe=stripe, params=PARAMS, owner=owner)
-    except ErasureError:
-        return False
-    return True
+def is_valid(stored: StoredShard) -> bool:
+    """Every frame of the shard verifies with its own index and stripe number (False
+    while a corrupt copy is deleted and its rebuild not yet in place)."""
+    return shard_is_valid(stored, PARAMS)
 
 
-def flip(path: Path, offset: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0xFF]))
+def flip(stored: StoredShard, offset: int) -> None:
+    byte = stored.read_bytes()[offset]
+    stored.patch(offset, bytes([byte ^ 0xFF]))
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 40.0) -> float:
@@ -119,7 +102,7 @@ def test_bitrot_is_found_by_the_scrubber_and_repaired(server: ServerProcess) -> 
     # One shard of each object, data and parity blocks both; some in frame headers.
     victims = [names[i % 6] for i, names in enumerate(by_object.values())]
     for n, name in enumerate(victims):
-        size = files[name].stat().st_size
+        size = files[name].size
         flip(files[name], [5, size // 2, size - 1, 40, size // 3, 17][n % 6])
     assert not any(is_valid(files[name]) for name in victims)
     flipped = Counter(name.split("/")[0] for name in victims)
@@ -135,7 +118,7 @@ def test_bitrot_is_found_by_the_scrubber_and_repaired(server: ServerProcess) -> 
     # Bitrot under readers: data blocks rot, GETs still return the right bytes.
     readers_victims = [names[i % 4] for i, names in enumerate(by_object.values())]
     for name in readers_victims:
-        flip(files[name], files[name].stat().st_size // 2)
+        flip(files[name], files[name].size // 2)
     for key, data in payloads.items():
         assert s3.get_object(Bucket="rot", Key=key)["Body"].read() == data
     wait_for("the healer to repair what readers found",
@@ -172,7 +155,7 @@ def test_a_shard_file_of_another_object_is_never_served(server: ServerProcess) -
         by_object.setdefault(name.split("/")[2], {})[name.rsplit(".", 1)[1]] = name
     first, second = by_object.values()
     for index in ("0", "1"):  # two data blocks: a GET must decode around both
-        files[first[index]].write_bytes(files[second[index]].read_bytes())
+        files[first[index]].patch(0, files[second[index]].read_bytes())
     assert not any(is_valid(files[first[index]]) for index in ("0", "1"))
 
     for key, data in payloads.items():
@@ -195,9 +178,12 @@ def test_wiped_pod_is_rebuilt_completely(server: ServerProcess) -> None:
 
     # Stop the pod, empty its volume, kill it: the local platform restarts it empty.
     server.kill_pod("pod-3", signal.SIGSTOP)
-    shards_dir = server.data_dir / "pods" / "pod-3" / "shards"
-    for entry in shards_dir.iterdir():
-        shutil.rmtree(entry)
+    volume = server.data_dir / "pods" / "pod-3"
+    for entry in [*(volume / "shards").iterdir(), *(volume / "packs").iterdir()]:
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
     server.kill_pod("pod-3", signal.SIGKILL)
     assert not shard_files(server, "pod-3")
 

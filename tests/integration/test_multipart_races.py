@@ -7,17 +7,17 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from support.cluster import ServerProcess
 from support.s3client import make_client
+from support.shards import StoredShard, disk_shards, pod_dirs
 
 pytestmark = pytest.mark.integration
 
 
-def shard_files(server: ServerProcess) -> list[Path]:
-    return [p for p in (server.data_dir / "pods").glob("pod-*/shards/*/*/*") if p.is_file()]
+def shard_files(server: ServerProcess) -> list[StoredShard]:
+    return list(disk_shards(pod_dirs(server.data_dir)).values())
 
 
 def test_complete_racing_retries_of_its_part_keeps_the_object(

@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 from support.cluster import ServerProcess
 from support.s3client import make_client
-from support.shards import disk_shards, pod_dirs
+from support.shards import StoredShard, disk_shards, pod_dirs
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def metric(server: ServerProcess, name: str) -> float:
     return total
 
 
-def shard_files(server: ServerProcess) -> list[Path]:
+def shard_files(server: ServerProcess) -> list[StoredShard]:
     return list(disk_shards(pod_dirs(server.data_dir)).values())
 
 

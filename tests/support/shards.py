@@ -1,8 +1,8 @@
 """What the pods hold on their disks against what the metadata records reference.
 
-Fault tests check redundancy where it lives: shard files under each pod's volume
-(`shards/<partition>/<object_id>.<tag>.<index>`, or `.../<object_id>/<tag>.<index>` as
-older volumes hold them), named here
+Fault tests check redundancy where it lives: shards on each pod's volume (files
+`shards/<partition>/<object_id>.<tag>.<index>`, or `.../<object_id>/<tag>.<index>` as
+older volumes hold them, and records in `packs/*.pack`), named here
 "pod-id/partition/object_id/tag.index". The records' side is read through the
 metadata Store itself (SQLite WAL: a second reader beside the running server):
 every part of a committed version or of a stored upload part pins `width` shards on
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 from collections import Counter
 from collections.abc import Mapping
@@ -28,7 +29,8 @@ from kurastore.erasure import (
 )
 from kurastore.metadata.sqlite import SQLiteStore
 from kurastore.placement import PlacementMap
-from kurastore.storage import ShardStore
+from kurastore.storage import ShardId, ShardStore
+from kurastore.storage._pack import Place, packed_shards
 
 
 def pod_dirs(data_dir: Path) -> dict[str, Path]:
@@ -36,22 +38,88 @@ def pod_dirs(data_dir: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted((data_dir / "pods").glob("pod-*")) if p.is_dir()}
 
 
-def disk_shards(pods: Mapping[str, Path]) -> dict[str, Path]:
-    """'pod/partition/object_id/tag.index' -> file, for every shard file of the pods,
-    as the pod's own listing finds them (it skips what a delete prunes meanwhile)."""
-    found: dict[str, Path] = {}
+_replays: dict[Path, tuple[object, dict[tuple[int, str], tuple[str, Place]]]] = {}
+
+
+def _packed(root: Path) -> dict[tuple[int, str], tuple[str, Place]]:
+    """packed_shards(root), replayed again only when a pack file changed."""
+    try:
+        signature = tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns)
+                                 for e in os.scandir(root / "packs")))
+    except FileNotFoundError:
+        return {}
+    cached = _replays.get(root)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    found = packed_shards(root)
+    _replays[root] = (signature, found)
+    return found
+
+
+class StoredShard:
+    """One shard on a pod's volume, in a file of its own or packed (a record in a pack
+    file). Read and written where it is when asked: a healed packed shard is a new
+    record, so its place is looked up again every time."""
+
+    def __init__(self, root: Path, partition: int, shard: ShardId, file: Path | None) -> None:
+        self.root, self.partition, self.shard, self.file = root, partition, shard, file
+
+    def _where(self) -> tuple[Path, int, int]:
+        """(file, offset, size) of the shard's bytes now; FileNotFoundError if gone."""
+        if self.file is not None:
+            return self.file, 0, self.file.stat().st_size
+        found = _packed(self.root).get((self.partition, self.shard.name))
+        if found is None:
+            raise FileNotFoundError(f"{self.shard.name} is in no pack of {self.root}")
+        return Path(found[0]), found[1].offset, found[1].size
+
+    @property
+    def size(self) -> int:
+        return self._where()[2]
+
+    def exists(self) -> bool:
+        try:
+            self._where()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def read_bytes(self) -> bytes:
+        path, offset, size = self._where()
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+    def patch(self, at: int, data: bytes) -> None:
+        """Overwrite bytes of the shard in place (bitrot, a misdirected write)."""
+        path, offset, size = self._where()
+        assert at + len(data) <= size, "a patch stays within the shard"
+        with open(path, "r+b") as f:
+            f.seek(offset + at)
+            f.write(data)
+
+
+def disk_shards(pods: Mapping[str, Path]) -> dict[str, StoredShard]:
+    """'pod/partition/object_id/tag.index' -> shard, for every shard of the pods, as the
+    pod's own listing finds them (it skips what a delete prunes meanwhile), packed ones
+    too."""
+    found: dict[str, StoredShard] = {}
     for pod_id, root in pods.items():
         store = ShardStore(root)
         try:
-            if not store.shards_dir.is_dir():
-                continue
-            for partition in store.list_partitions():
-                for info in store.list_partition(partition):
-                    shard = info.shard
-                    found[f"{pod_id}/{partition}/{shard.object_id}/{shard.file_name}"] = (
-                        store.shard_file(partition, shard))
+            if store.shards_dir.is_dir():
+                for partition in store.list_partitions():  # files only: the store is not open
+                    for info in store.list_partition(partition):
+                        shard = info.shard
+                        found[f"{pod_id}/{partition}/{shard.object_id}/{shard.file_name}"] = (
+                            StoredShard(root, partition, shard,
+                                        store.shard_file(partition, shard)))
         finally:
             store.close()
+        for (partition, name), _ in _packed(root).items():
+            shard = ShardId.parse(name)
+            found[f"{pod_id}/{partition}/{shard.object_id}/{shard.file_name}"] = StoredShard(
+                root, partition, shard, None)
     return found
 
 
@@ -90,15 +158,14 @@ def shards_per_part(names: set[str] | Mapping[str, Path]) -> Counter[str]:
     return Counter("/".join(n.split("/")[2:4]).rsplit(".", 1)[0] for n in names)
 
 
-def is_valid(path: Path, params: ErasureParams) -> bool:
-    """Every frame of the shard file verifies with its own index and stripe number."""
-    parts = path.name.split(".")  # <object_id>.<tag>.<i>, or <object_id>/<tag>.<i> (old)
-    object_id, tag, index_text = parts if len(parts) == 3 else [path.parent.name, *parts]
-    index, owner = int(index_text), frame_owner(object_id, tag)
+def is_valid(stored: StoredShard, params: ErasureParams) -> bool:
+    """Every frame of the shard verifies with its own index and stripe number."""
+    shard = stored.shard
+    owner = frame_owner(shard.object_id, shard.shard_tag)
     try:
-        data = path.read_bytes()
+        data = stored.read_bytes()
         for stripe, frame in enumerate(split_frames(data, params)):
-            verify_frame(frame, index=index, stripe=stripe, params=params, owner=owner)
+            verify_frame(frame, index=shard.index, stripe=stripe, params=params, owner=owner)
     except (ErasureError, FileNotFoundError):
         return False
     return True
