@@ -10,6 +10,7 @@ streamed shards stay files (_disk.py).
 
 Layout under the data directory:
     packs/<number, 16 hex digits>.pack
+    packs/<number>.idx      the records of a sealed pack, so opening does not read it
 
 A pack starts with one 4 KiB block: magic and a random 64-bit nonce. Records follow, each
 starting on a 4 KiB boundary (O_DIRECT):
@@ -31,6 +32,10 @@ Rules:
   payload of the last pack and skips a bad record (header or payload) by scanning on to the
   next good header; anything it skips was never acknowledged, or is bitrot the healer
   repairs as it repairs a damaged shard file.
+- A pack is sealed when full: its unused tail is cut off and the list of its records is
+  written beside it (.idx, checksummed with the pack's nonce). Opening reads the lists of
+  sealed packs and scans only packs without a good one (the last, or a crash between
+  seal and list). Without them a volume's every pack would be read at each start.
 - Sealed packs are compacted when less than half of their bytes are live: the live records
   are copied into the current pack (through the same group commit), deletions only while
   an older pack could still hold what they delete, then the pack is removed. A reader that
@@ -40,6 +45,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import mmap
@@ -72,6 +78,8 @@ _RECORD_MAGIC = b"KSPR"
 _SHARD, _DELETION = 1, 2
 _FIXED = struct.Struct("<4sBBHIQdQ")  # magic kind reserved name_len partition length mtime xxh
 _SUM = struct.Struct("<Q")
+_IDX_MAGIC = b"KSPIDX01"
+_IDX_ENTRY = struct.Struct("<BBIQQdQ")  # kind name_len partition offset length mtime end
 _HEADER_MAX = _FIXED.size + 255 + _SUM.size  # names are well under 255 bytes
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -90,7 +98,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Place:
     """Where a packed shard's bytes are: pack number, payload offset, length, mtime."""
 
@@ -174,6 +182,8 @@ class PackStore:
         self._fd = -1  # the current pack, open for appending
         self._allocated = 0  # its size on disk (fallocate)
         self._highest = -1  # the highest pack number on disk
+        # The records of the current pack so far, in order: its .idx once sealed.
+        self._records: list[tuple[int, int, str, Place, int]] = []
         self.live_bytes = 0
         self.live_shards = 0
 
@@ -184,6 +194,8 @@ class PackStore:
         if not self.dir.is_dir():
             self.dir.mkdir()
             _fsync_dir(self.dir.parent)
+        for leftover in self.dir.glob("*.idx.tmp"):  # a seal cut short: the scan will do
+            leftover.unlink()
         numbers = sorted(int(p.name[:16], 16) for p in self.dir.glob("*.pack")
                          if len(p.name) == 21)
         index: dict[int, dict[str, Place | _Pending]] = {}
@@ -199,7 +211,11 @@ class PackStore:
                 continue
             self._packs[number] = pack
             last = number == self._highest
-            for kind, partition, name, place, end in _records(pack, verify=last):
+            listed = None if last else _read_index(self.dir / f"{number:016x}.idx", pack)
+            records = list(_records(pack, verify=last) if listed is None else listed)
+            if last:
+                self._records = records
+            for kind, partition, name, place, end in records:
                 names = index.setdefault(partition, {})
                 old = names.pop(name, None)
                 if isinstance(old, Place):
@@ -458,10 +474,12 @@ class PackStore:
             except OSError:
                 pass  # no room to reserve ahead, or no fallocate: the write extends the file
         places, offset = [], start
+        written_records = []
         for op in batch:
             header = _header_size(op.name)
             places.append(Place(current.number, offset + header, op.length, op.mtime))
             offset += len(op.record)
+            written_records.append((op.kind, op.partition, op.name, places[-1], offset))
         for op in batch:
             _seal_record(op.record, op.name, op.length, current.nonce)
         views = [op.record for op in batch]
@@ -476,12 +494,15 @@ class PackStore:
                 views[0] = views[0][written:]
         os.fdatasync(self._fd)
         current.end = offset
+        self._records.extend(written_records)
         return places
 
     def _seal(self, pack: _Pack) -> None:
-        """Cut the preallocated tail off a full pack."""
+        """Cut the preallocated tail off a full pack and write the list of its records."""
         os.ftruncate(self._fd, pack.end)
         os.fsync(self._fd)
+        _write_index(self.dir / f"{pack.number:016x}.idx", pack, self._records)
+        self._records = []
 
     # -- compaction --------------------------------------------------------------------------
 
@@ -500,7 +521,8 @@ class PackStore:
             if pack is None or pack is self._current:
                 return 0
             oldest = number == min(self._packs)
-        for kind, partition, name, place, _ in _records(pack, verify=False):
+        listed = _read_index(self.dir / f"{number:016x}.idx", pack)
+        for kind, partition, name, place, _ in listed or _records(pack, verify=False):
             if kind == _SHARD:
                 self._move(pack, partition, name, place)
             elif not oldest:
@@ -510,6 +532,8 @@ class PackStore:
             while pack.readers:
                 self._cond.wait()
             del self._packs[number]
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.dir / f"{number:016x}.idx")
         os.unlink(pack.path)
         _fsync_dir(self.dir)
         return pack.end
@@ -573,7 +597,8 @@ def packed_shards(root: Path) -> dict[tuple[int, str], tuple[str, Place]]:
             continue
         pack = _Pack(int(path.name[:16], 16), str(path), int.from_bytes(head[8:16], "little"))
         try:
-            for kind, partition, name, place, _ in _records(pack, verify=False):
+            listed = _read_index(path.with_suffix(".idx"), pack)
+            for kind, partition, name, place, _ in listed or _records(pack, verify=False):
                 if kind == _SHARD:
                     found[(partition, name)] = (pack.path, place)
                 else:
@@ -607,6 +632,50 @@ def _records(pack: _Pack, *, verify: bool) -> Iterator[tuple[int, int, str, Plac
                     continue
             yield kind, partition, name, Place(pack.number, offset + header, length, mtime), end
             offset = end
+
+
+def _write_index(path: Path, pack: _Pack,
+                 records: list[tuple[int, int, str, Place, int]]) -> None:
+    """The list of a sealed pack's records, durably (temporary file, rename, fsyncs)."""
+    body = bytearray()
+    for kind, partition, name, place, end in records:
+        raw = name.encode("ascii")
+        body += _IDX_ENTRY.pack(kind, len(raw), partition, place.offset, place.size,
+                                place.mtime, end) + raw
+    head = _IDX_MAGIC + _SUM.pack(pack.nonce) + _SUM.pack(
+        xxhash.xxh3_64_intdigest(bytes(body), seed=pack.nonce))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(head + body)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _read_index(path: Path, pack: _Pack) -> list[tuple[int, int, str, Place, int]] | None:
+    """A sealed pack's records from its list; None if there is no good list."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    head = len(_IDX_MAGIC) + 2 * _SUM.size
+    if len(raw) < head or raw[:len(_IDX_MAGIC)] != _IDX_MAGIC:
+        return None
+    (nonce,) = _SUM.unpack_from(raw, len(_IDX_MAGIC))
+    (stored,) = _SUM.unpack_from(raw, len(_IDX_MAGIC) + _SUM.size)
+    body = memoryview(raw)[head:]
+    if nonce != pack.nonce or xxhash.xxh3_64_intdigest(body, seed=nonce) != stored:
+        log.warning("pack %016x: its list is damaged, the pack is scanned", pack.number)
+        return None
+    records, at = [], 0
+    while at < len(body):
+        kind, name_len, partition, offset, length, mtime, end = _IDX_ENTRY.unpack_from(body, at)
+        at += _IDX_ENTRY.size
+        name = bytes(body[at:at + name_len]).decode("ascii")
+        at += name_len
+        records.append((kind, partition, name, Place(pack.number, offset, length, mtime), end))
+    return records
 
 
 def _next_header(fd: int, offset: int, size: int, nonce: int) -> int:

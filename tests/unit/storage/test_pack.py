@@ -190,6 +190,8 @@ def test_a_rotten_header_loses_only_its_own_record(tmp_path: Path,
         byte = f.read(1)
         f.seek(victim.offset - 30)
         f.write(bytes([byte[0] ^ 0x10]))
+    for listed in (root / "packs").glob("*.idx"):  # no lists: every pack is scanned
+        listed.unlink()
     again = opened(root)
     try:
         assert {i.shard for i in again.list_partition(0)} == {sid(n) for n in bodies} - {sid(1)}
@@ -322,3 +324,47 @@ def test_scrub_finds_a_flipped_byte_in_a_packed_shard(store: ShardStore) -> None
     assert not result.ok and len(result.bad_stripes) == 1
     with pytest.raises(ShardNotFound):
         store.verify(3, sid(8), owner)
+
+
+def test_sealed_packs_are_opened_from_their_lists(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_pack, "PACK_BYTES", 1 << 20)
+    root = tmp_path / "pod"
+    store = opened(root)
+    bodies = {n: os.urandom(200_000) for n in range(14)}
+    for n, body in bodies.items():
+        store.write_whole(n % 3, sid(n), body)
+    for n in (2, 7):
+        store.delete(n % 3, sid(n))
+        del bodies[n]
+    store.close()
+    lists = sorted((root / "packs").glob("*.idx"))
+    assert len(lists) == len(packs(root)) - 1  # every pack but the current one
+
+    scanned: list[int] = []
+    real = _pack._records
+
+    def counting(pack: _pack._Pack, *, verify: bool) -> Iterator[tuple]:
+        scanned.append(pack.number)
+        return real(pack, verify=verify)
+
+    monkeypatch.setattr(_pack, "_records", counting)
+
+    def check() -> None:
+        again = opened(root)
+        try:
+            listed = {i.shard for p in again.list_partitions() for i in again.list_partition(p)}
+            assert listed == {sid(n) for n in bodies}
+            for n, body in bodies.items():
+                assert read_all(again, n % 3, sid(n)) == body
+        finally:
+            again.close()
+
+    check()
+    assert scanned == [len(lists)]  # only the last pack was read through
+    damaged = bytearray(lists[0].read_bytes())
+    damaged[-3] ^= 1
+    lists[0].write_bytes(bytes(damaged))
+    scanned.clear()
+    check()
+    assert sorted(scanned) == [0, len(lists)]  # a damaged list: its pack is scanned
