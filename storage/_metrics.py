@@ -63,13 +63,25 @@ class PodMetrics:
             registry=self.registry,
         )
         self.used = Gauge(
-            "kurastore_pod_used_bytes", "Bytes held in shard files.", registry=self.registry
+            "kurastore_pod_used_bytes", "Bytes of shards held.", registry=self.registry
         )
         self.free = Gauge(
             "kurastore_pod_free_bytes", "Bytes still writable.", registry=self.registry
         )
         self.shards = Gauge(
-            "kurastore_pod_shards", "Shard files stored.", registry=self.registry
+            "kurastore_pod_shards", "Shards stored.", registry=self.registry
+        )
+        self.packs = Gauge(
+            "kurastore_pod_packs", "Pack files (small shards appended).",
+            registry=self.registry,
+        )
+        self.pack_bytes = Gauge(
+            "kurastore_pod_pack_bytes", "Bytes in pack files, live or not yet compacted.",
+            registry=self.registry,
+        )
+        self.pack_live_bytes = Gauge(
+            "kurastore_pod_pack_live_bytes", "Bytes of pack records still live.",
+            registry=self.registry,
         )
 
     def observe(
@@ -107,8 +119,12 @@ class PodMetrics:
             }
             ACCESS_LOG.info(json.dumps(line, separators=(",", ":")))
 
-    def render(self, usage: PodUsage) -> bytes:
-        """The Prometheus text exposition, with the usage gauges refreshed first."""
+    def render(self, usage: PodUsage, packs: tuple[int, int, int] = (0, 0, 0)) -> bytes:
+        """The Prometheus text exposition, with the usage gauges refreshed first (`packs`:
+        files, bytes, live bytes, as PackStore.footprint gives them)."""
+        self.packs.set(packs[0])
+        self.pack_bytes.set(packs[1])
+        self.pack_live_bytes.set(packs[2])
         self.capacity.set(usage.capacity_bytes)
         self.used.set(usage.used_bytes)
         self.free.set(usage.free_bytes)

@@ -320,6 +320,12 @@ class PackStore:
         finally:
             os.close(fd)
 
+    def footprint(self) -> tuple[int, int, int]:
+        """(pack files, bytes in them, bytes of the records still live)."""
+        with self._cond:
+            packs = list(self._packs.values())
+        return len(packs), sum(p.end for p in packs), sum(p.live for p in packs)
+
     def partitions(self) -> set[int]:
         with self._cond:
             return {p for p, names in self._index.items()

@@ -413,8 +413,9 @@ async def readyz(request: web.Request) -> web.StreamResponse:
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
-    u = await _run_io(request, request.app[SHARD_STORE].usage)
-    body = request.app[POD_METRICS].render(u)
+    store = request.app[SHARD_STORE]
+    u = await _run_io(request, store.usage)
+    body = request.app[POD_METRICS].render(u, store.packs.footprint())
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

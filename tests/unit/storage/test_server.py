@@ -310,6 +310,8 @@ async def test_metrics_and_access_log(
     assert 'kurastore_pod_requests_total{op="GetShard",status="206"} 1.0' in text
     assert "kurastore_pod_received_bytes_total 5000.0" in text
     assert "kurastore_pod_used_bytes 5000.0" in text
+    assert "kurastore_pod_packs 1.0" in text  # a 5000-byte shard is packed
+    assert "kurastore_pod_pack_live_bytes 8192.0" in text  # header + payload, 4 KiB blocks
     assert 'kurastore_pod_request_duration_seconds_count{op="PutShard"} 1.0' in text
     lines = [r.getMessage() for r in caplog.records if r.name == "kurastore.storage.access"]
     assert any('"op":"PutShard"' in m and '"status":201' in m and '"bytes_in":5000' in m
