@@ -302,6 +302,9 @@ class PackStore:
             pack.readers += 1
         try:
             return os.open(pack.path, os.O_RDONLY | os.O_CLOEXEC), found
+        except FileNotFoundError:
+            log.error("pack %016x is gone from the disk", pack.number)
+            return None  # removed behind the pod's back: the shard is lost, not an error
         finally:
             with self._cond:
                 pack.readers -= 1

@@ -368,3 +368,11 @@ def test_sealed_packs_are_opened_from_their_lists(tmp_path: Path,
     scanned.clear()
     check()
     assert sorted(scanned) == [0, len(lists)]  # a damaged list: its pack is scanned
+
+
+def test_a_pack_removed_behind_the_pods_back_is_a_missing_shard(store: ShardStore) -> None:
+    store.write_whole(2, sid(1), b"x" * 70_000)
+    for path in packs(store.root):
+        path.unlink()
+    with pytest.raises(ShardNotFound):  # the gateway reads parity and queues a heal
+        store.read_range(2, sid(1), None, None, 1 << 30)
