@@ -42,6 +42,7 @@ __all__ = [
     "open_for_append",
     "read_uncached",
     "send_uncached",
+    "write_all_at",
     "write_whole_direct",
 ]
 
@@ -174,11 +175,19 @@ class DirectAppender:
             self._direct = False
 
 
-def _write_all(fd: int, views: list[memoryview]) -> int:
-    """writev until every view is written; returns the byte count."""
+def write_all_at(fd: int, views: list[memoryview], offset: int) -> int:
+    """pwritev `views` at `offset` until every byte is written; returns the byte count."""
+    return _write_all(fd, views, offset)
+
+
+def _write_all(fd: int, views: list[memoryview], offset: int | None = None) -> int:
+    """writev (pwritev from `offset`) until every view is written; returns the count."""
     total = 0
     while views:
-        written = os.writev(fd, views)
+        if offset is None:
+            written = os.writev(fd, views)
+        else:
+            written = os.pwritev(fd, views, offset + total)
         total += written
         while views and written >= len(views[0]):
             written -= len(views[0])

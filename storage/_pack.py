@@ -59,7 +59,14 @@ from pathlib import Path
 
 import xxhash
 
-from kurastore.storage._direct import ALIGN, Lent, StagingPool, open_for_append, read_uncached
+from kurastore.storage._direct import (
+    ALIGN,
+    Lent,
+    StagingPool,
+    open_for_append,
+    read_uncached,
+    write_all_at,
+)
 from kurastore.storage.api import ShardId, ShardInfo
 from kurastore.storage.errors import InsufficientStorage, ShardExists
 
@@ -491,16 +498,7 @@ class PackStore:
             written_records.append((op.kind, op.partition, op.name, places[-1], offset))
         for op in batch:
             _seal_record(op.record, op.name, op.length, current.nonce)
-        views = [op.record for op in batch]
-        done = 0
-        while done < nbytes:
-            written = os.pwritev(self._fd, views, start + done)
-            done += written
-            while views and written >= len(views[0]):
-                written -= len(views[0])
-                views.pop(0)
-            if views and written:
-                views[0] = views[0][written:]
+        write_all_at(self._fd, [op.record for op in batch], start)
         os.fdatasync(self._fd)
         current.end = offset
         self._records.extend(written_records)

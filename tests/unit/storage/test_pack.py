@@ -34,6 +34,21 @@ def store(tmp_path: Path) -> Iterator[ShardStore]:
     s.close()
 
 
+@pytest.fixture
+def small_packs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_pack, "PACK_BYTES", 1 << 20)  # several packs from a few shards
+
+
+def filled(root: Path, count: int, size: int, partitions: int
+           ) -> tuple[ShardStore, dict[int, bytes]]:
+    """A store at `root` holding shard n (of `count`) in partition n % `partitions`."""
+    store = opened(root)
+    bodies = {n: os.urandom(size) for n in range(count)}
+    for n, body in bodies.items():
+        store.write_whole(n % partitions, sid(n), body)
+    return store, bodies
+
+
 def read_all(store: ShardStore, partition: int, shard: ShardId) -> bytes:
     found = store.read_range(partition, shard, None, None, 1 << 30)
     assert found.data is not None
@@ -174,14 +189,9 @@ def test_a_torn_last_batch_is_dropped_and_later_writes_survive(tmp_path: Path) -
         third.close()
 
 
-def test_a_rotten_header_loses_only_its_own_record(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_pack, "PACK_BYTES", 1 << 20)  # several packs
+def test_a_rotten_header_loses_only_its_own_record(tmp_path: Path, small_packs: None) -> None:
     root = tmp_path / "pod"
-    store = opened(root)
-    bodies = {n: os.urandom(200_000) for n in range(12)}
-    for n, body in bodies.items():
-        store.write_whole(0, sid(n), body)
+    store, bodies = filled(root, 12, 200_000, 1)
     victim = store.packs.place(0, sid(1).name)
     store.close()
     assert victim is not None and len(packs(root)) > 2
@@ -229,14 +239,9 @@ def test_a_record_forged_inside_a_payload_is_not_believed(tmp_path: Path) -> Non
         again.close()
 
 
-def test_compaction_keeps_live_shards_and_deletions(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_pack, "PACK_BYTES", 1 << 20)
+def test_compaction_keeps_live_shards_and_deletions(tmp_path: Path, small_packs: None) -> None:
     root = tmp_path / "pod"
-    store = opened(root)
-    bodies = {n: os.urandom(150_000) for n in range(30)}
-    for n, body in bodies.items():
-        store.write_whole(n % 2, sid(n), body)
+    store, bodies = filled(root, 30, 150_000, 2)
     for n in range(30):
         if n % 5:
             assert store.delete(n % 2, sid(n))
@@ -272,9 +277,7 @@ def test_compaction_keeps_live_shards_and_deletions(tmp_path: Path,
         again.close()
 
 
-def test_deletes_racing_a_compaction_stay_deleted(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_pack, "PACK_BYTES", 1 << 20)
+def test_deletes_racing_a_compaction_stay_deleted(tmp_path: Path, small_packs: None) -> None:
     root = tmp_path / "pod"
     store = opened(root)
     names = list(range(40))
@@ -326,14 +329,10 @@ def test_scrub_finds_a_flipped_byte_in_a_packed_shard(store: ShardStore) -> None
         store.verify(3, sid(8), owner)
 
 
-def test_sealed_packs_are_opened_from_their_lists(tmp_path: Path,
+def test_sealed_packs_are_opened_from_their_lists(tmp_path: Path, small_packs: None,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_pack, "PACK_BYTES", 1 << 20)
     root = tmp_path / "pod"
-    store = opened(root)
-    bodies = {n: os.urandom(200_000) for n in range(14)}
-    for n, body in bodies.items():
-        store.write_whole(n % 3, sid(n), body)
+    store, bodies = filled(root, 14, 200_000, 3)
     for n in (2, 7):
         store.delete(n % 3, sid(n))
         del bodies[n]
