@@ -354,10 +354,9 @@ class ShardStore:
         if place is not None:
             first = min(offset, place.size)
             count = place.size - first if length < 0 else min(length, place.size - first)
-            got = self.packs.read(partition, shard, first, count, admit=True, lend=False)
+            got = self._packed_bytes(partition, shard, first, count, admit=True)
             if got is not None:
-                assert isinstance(got[1], bytes)
-                return got[1]
+                return got
         try:
             with open(self.shard_file(partition, shard), "rb", buffering=0) as f:
                 f.seek(offset)
@@ -411,22 +410,28 @@ class ShardStore:
 
     def _read_packed(self, partition: int, shard: ShardId, place: Place, start: int | None,
                      stop: int | None, lend: bool) -> RangeRead | None:
-        """read_range of a packed shard; None if it went away meanwhile (compacted: the
-        caller looks again, by its file name)."""
+        """read_range of a packed shard; None if its pack file is gone (the caller then
+        looks for a file of that name, finds none, and answers ShardNotFound)."""
         first, end = _resolve(place.size, start, stop)
         key = f"pack:{partition}/{shard.name}"
         if first >= end:
             return RangeRead(place.size, first, first, None if start is not None or
                              place.size else b"", key)
-        got = self.packs.read(partition, shard, first, end - first,
-                              admit=self._read_before(key) if end - first >= DIRECT_MIN_BYTES
-                              else True, lend=lend)
-        if got is None:
+        data = self.packs.read(partition, shard, first, end - first,
+                               admit=self._read_before(key) if end - first >= DIRECT_MIN_BYTES
+                               else True, lend=lend)
+        if data is None:
             return None
-        data = got[1]
         if isinstance(data, Lent):
             return RangeRead(place.size, first, end, data.view, key, data)
         return RangeRead(place.size, first, end, data, key)
+
+    def _packed_bytes(self, partition: int, shard: ShardId, first: int, count: int, *,
+                      admit: bool) -> bytes | None:
+        """`count` bytes of a packed shard from `first`, copied; None if it went away."""
+        got = self.packs.read(partition, shard, first, count, admit=admit, lend=False)
+        assert got is None or isinstance(got, bytes)
+        return got
 
     def send_range(
         self, file: BinaryIO, path: str, start: int, count: int,
@@ -484,10 +489,9 @@ class ShardStore:
         """Check every frame of one shard (the scrubber's question); ShardNotFound."""
         place = self.packs.place(partition, shard.name)
         if place is not None:
-            got = self.packs.read(partition, shard, 0, place.size, admit=False, lend=False)
+            got = self._packed_bytes(partition, shard, 0, place.size, admit=False)
             if got is not None:
-                assert isinstance(got[1], bytes)
-                return _scrub.verify_bytes(got[1], shard.index, owner)
+                return _scrub.verify_bytes(got, shard.index, owner)
         try:
             return _scrub.verify_file(self.shard_file(partition, shard), shard.index, owner)
         except FileNotFoundError:

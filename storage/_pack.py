@@ -318,15 +318,15 @@ class PackStore:
                 self._cond.notify_all()
 
     def read(self, partition: int, shard: ShardId, first: int, length: int, *,
-             admit: bool, lend: bool) -> tuple[Place, bytes | Lent] | None:
+             admit: bool, lend: bool) -> bytes | Lent | None:
         """`length` bytes of a packed shard from `first` (already within its size)."""
         opened = self.open_shard(partition, shard)
         if opened is None:
             return None
         fd, place = opened
         try:
-            return place, read_uncached(fd, place.offset + first, length, self._staging,
-                                        admit=admit, lend=lend)
+            return read_uncached(fd, place.offset + first, length, self._staging,
+                                 admit=admit, lend=lend)
         finally:
             os.close(fd)
 
