@@ -41,7 +41,7 @@ def _parse_rate(value: str) -> float:
 
 
 def _server(args: argparse.Namespace) -> int:
-    from kurastore.server import ServerOptions, run_server
+    from kurastore.server import CannotListen, ServerOptions, run_server
 
     host, port = args.listen
     opts = ServerOptions(
@@ -66,6 +66,8 @@ def _server(args: argparse.Namespace) -> int:
         uvloop.run(run_server(opts))
     except KeyboardInterrupt:
         pass
+    except CannotListen as exc:
+        raise SystemExit(f"kurastore server: {exc}") from None
     return 0
 
 

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
@@ -204,9 +205,17 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
     # Pods being drained run too (the store moves their data away), until removed.
     retiring = [p for p, st in registered.items() if st == "draining"
                 and p not in spec.pods and (data / "pods" / p).is_dir()]
+    # The gateway's port is taken before the pods pick theirs: none of them can get it,
+    # and a port in use is reported before any pod starts.
+    gateway_socket = bind_gateway_socket(opts.host, opts.port)
+    opts = replace(opts, port=gateway_socket.getsockname()[1])  # port 0: the one given
     platform = LocalPods(data / "pods", [*spec.pods, *retiring], secret_file, secret,
                          host=opts.host, log_dir=data / "logs", env=MALLOC_ENV)
-    await platform.start()
+    try:
+        await platform.start()
+    except BaseException:
+        gateway_socket.close()
+        raise
     runner: web.AppRunner | None = None
     control: asyncio.Task[None] | None = None
     heap_keeper: asyncio.Task[None] | None = None
@@ -222,7 +231,7 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
         endpoint = f"http://{opts.host}:{opts.port}"
         operator.append(LocalOperator(data, platform, spec,
                                       PodAdmin(app[SERVICE], app.get(MAINTENANCE)), endpoint))
-        site = web.TCPSite(runner, opts.host, opts.port, backlog=1024)
+        site = web.SockSite(runner, gateway_socket, backlog=1024)
         await site.start()
         tune_gc()
         heap_keeper = asyncio.create_task(keep_heap_trimmed(), name="heap-keeper")
@@ -241,8 +250,38 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None)
                 await control
         if runner is not None:
             await runner.cleanup()
+        gateway_socket.close()
         await platform.stop()
         print("kurastore stopped", flush=True)
+
+
+class CannotListen(Exception):
+    """The gateway's address cannot be bound (in use, or not this machine's)."""
+
+
+def bind_gateway_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, not yet listening ("" or "::" take every address
+    family the host has). Raises CannotListen with the reason."""
+    try:
+        if host in ("", "::") and socket.has_dualstack_ipv6():
+            family, address = socket.AF_INET6, ("::", port)
+        else:
+            family, _, _, _, found = socket.getaddrinfo(
+                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+            address = found[:2]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:  # "::" and "" mean IPv4 too
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY,
+                            0 if host in ("", "::") else 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
 
 
 async def _refusing(call: Awaitable[T]) -> T:

@@ -15,25 +15,19 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kurastore.operator.platforms.ports import free_port
 from kurastore.storage import PodClient
 
 log = logging.getLogger("kurastore.operator.local")
 
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 READY_TIMEOUT_S = 30.0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

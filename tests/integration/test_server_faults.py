@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import signal
+import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -136,3 +137,18 @@ def test_server_killed_mid_upload_leaves_nothing_half_visible(tmp_path: Path) ->
         assert len(shard_files(server)) == expected
     finally:
         server.stop()
+
+
+def test_a_port_in_use_is_reported_before_any_pod_starts(tmp_path: Path) -> None:
+    squatter = socket.create_server(("127.0.0.1", 0))
+    server = ServerProcess(tmp_path / "data", port=squatter.getsockname()[1])
+    try:
+        with pytest.raises(RuntimeError) as exited:
+            server.start(timeout_s=30)
+    finally:
+        squatter.close()
+    assert f"cannot listen on 127.0.0.1:{server.port}: Address already in use" in str(
+        exited.value)
+    assert "Traceback" not in str(exited.value)
+    assert server.pod_pids() == {}
+    assert not list((server.data_dir / "logs").glob("*.log"))  # no pod was started

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kurastore.operator.platforms.ports import free_port
+
+__all__ = ["ACCESS_KEY", "REGION", "SECRET_KEY", "ServerProcess", "free_port"]
+
 ACCESS_KEY = "KSTESTROOTACCESSKEY1"
 SECRET_KEY = "test/secret/key/0123456789abcdefghijklmn"
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -36,6 +35,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from lightkube import AsyncClient, Client, KubeConfig
 
+from kurastore.operator.platforms.ports import free_port
 from support.certs import CertificateAuthority, new_key, write_key
 
 __all__ = ["ADMIN_USER", "CONTROLLERS", "ControlPlane", "ensure_binaries", "free_port",
@@ -58,12 +58,6 @@ CONTROLLERS = (
     "persistentvolumeclaim-protection-controller", "serviceaccount-controller",
     "clusterrole-aggregation-controller",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(check: Callable[[], T], timeout_s: float = 60.0, what: str = "condition",
