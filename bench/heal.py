@@ -20,7 +20,6 @@ import concurrent.futures
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,15 +33,10 @@ import zfec
 from botocore.config import Config
 
 from kurastore.gateway.admin.client import AdminClient
+from kurastore.operator.platforms.ports import free_port
 
 ACCESS, SECRET = "KSBENCHACCESSKEY0001", "bench/secret/0123456789abcdefghijklmnopq"
 MiB = 1 << 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pod_pid(data: Path, pod_id: str) -> int:

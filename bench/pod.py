@@ -26,7 +26,6 @@ import mmap
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from kurastore.operator.platforms.ports import free_port
 from kurastore.storage import PodClient, ShardId
 
 MiB = 1 << 20
@@ -48,12 +48,6 @@ LARGE = {MiB: 96, 64 * MiB: 4}  # shard size -> shards per run
 SMALL, SMALL_OPS = 4096, 400
 CPU_SHARD, CPU_OPS, CPU_IN_FLIGHT = 256 << 10, 600, 8
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- the bare aiohttp process: the loopback limit -------------------------------------------

@@ -26,7 +26,6 @@ import asyncio
 import hashlib
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,15 +43,11 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from kurastore.operator.platforms.ports import free_port
+
 ACCESS, SECRET = "KSBENCHACCESSKEY0001", "bench/secret/0123456789abcdefghijklmnopq"
 MiB = 1 << 20
 CLK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- CPU accounting ------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from kurastore.operator.platforms.ports import free_port
 from kurastore.storage import PodClient, PodUnavailable, ShardId, ShardNotFound
 
 pytestmark = pytest.mark.integration
 
 SECRET = b"integration-pod-secret-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PodProcess:
