@@ -47,6 +47,7 @@ from kurastore.metadata import (
 from kurastore.operator.local_spec import LocalSpec, load_spec, save_spec
 from kurastore.operator.platforms.local import LocalPods, pod_ids
 from kurastore.operator.platforms.local_control import LocalOperator
+from kurastore.operator.platforms.ports import bind_socket
 from kurastore.operator.spec import SpecError
 from kurastore.process import MALLOC_ENV, keep_heap_trimmed, tune_gc
 from kurastore.state import load_or_create, write_secret_file
@@ -260,28 +261,12 @@ class CannotListen(Exception):
 
 
 def bind_gateway_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port, not yet listening ("" or "::" take every address
-    family the host has). Raises CannotListen with the reason."""
+    """The gateway's socket, bound to host:port and not yet listening. Raises
+    CannotListen with the reason."""
     try:
-        if host in ("", "::") and socket.has_dualstack_ipv6():
-            family, address = socket.AF_INET6, ("::", port)
-        else:
-            family, _, _, _, found = socket.getaddrinfo(
-                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-            address = found[:2]
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        return bind_socket(host, port)
     except OSError as exc:
         raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:  # "::" and "" mean IPv4 too
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY,
-                            0 if host in ("", "::") else 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    return sock
 
 
 async def _refusing(call: Awaitable[T]) -> T:

@@ -50,27 +50,38 @@ def _spans_outside_ephemeral() -> list[tuple[int, int]]:
     return [(a, b) for a, b in spans if b - a >= 1000]
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port (0: any), not yet listening, with SO_REUSEADDR
+    as servers set it ("" or "::" take every address family the host has). Raises
+    OSError."""
+    if host in ("", "::") and socket.has_dualstack_ipv6():
+        family, address = socket.AF_INET6, ("::", port)
+    else:
+        family, _, _, _, found = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        address = (str(found[0]), int(found[1]))
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # Reuse: a port whose old connections linger in TIME_WAIT is free for a server.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:  # "::" and "" mean IPv4 too
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY,
+                            0 if host in ("", "::") else 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _bindable(host: str, port: int) -> bool:
-    # SO_REUSEADDR as the servers set it: a port whose old connections linger in
-    # TIME_WAIT is free for them.
-    family, address = _address(host, port)
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(address)
-        except OSError:
-            return False
-        return True
+    try:
+        bind_socket(host, port).close()
+    except OSError:
+        return False
+    return True
 
 
 def _bind_any(host: str) -> int:
-    family, address = _address(host, 0)
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind(address)
-        return int(s.getsockname()[1])
-
-
-def _address(host: str, port: int) -> tuple[socket.AddressFamily, tuple[str, int]]:
-    family, _, _, _, address = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    return family, (str(address[0]), int(address[1]))
+    with bind_socket(host, 0) as sock:
+        return int(sock.getsockname()[1])
