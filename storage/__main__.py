@@ -23,7 +23,7 @@ from typing import Any
 
 import uvloop
 
-from kurastore.storage._lane import PodListener
+from kurastore.storage._listener import PodListener
 from kurastore.storage.config import PodConfig
 from kurastore.storage.server import build_pod_app
 

@@ -624,6 +624,37 @@ class ShardStore:
             self._shards += 1
         return ShardInfo(partition, shard, place.size, place.mtime)
 
+    def write_packed_async(
+        self, partition: int, shard: ShardId, data: bytes | bytearray | memoryview,
+        then: Callable[[ShardInfo | None, BaseException | None], None],
+    ) -> None:
+        """write_whole of a shard of at most pack_max_shard bytes, without blocking: `then`
+        gets its ShardInfo (or the error) from the pack committer's thread once durable.
+        ShardExists and InsufficientStorage are raised here, before anything is queued."""
+        path = self.shard_path(partition, shard)
+        nbytes = len(data)
+        self._reserve(nbytes)
+
+        def settled(place: Place | None, error: BaseException | None) -> None:
+            if place is None:
+                self._settle(nbytes, 0)
+                then(None, error)
+                return
+            with self._lock:
+                self._reserved_bytes -= nbytes
+                self._used_bytes += place.size
+                self._shards += 1
+            then(ShardInfo(partition, shard, place.size, place.mtime), None)
+
+        try:
+            self.packs.put_async(
+                partition, shard, data, time.time(),
+                exists=lambda: os.path.lexists(path) or self._legacy_exists(partition, shard),
+                then=settled)
+        except BaseException:
+            self._settle(nbytes, 0)
+            raise
+
     def _write_unnamed(
         self, obj_dir: str, dest: str, shard: ShardId, partition: int,
         data: bytes | bytearray | memoryview, created: list[str],

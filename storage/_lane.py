@@ -1,14 +1,18 @@
-"""The pod's lean lane for its two hottest requests, shard PUT and shard GET: one thread
-per connection, blocking socket calls, the disk work done in that same thread.
+"""The pod's thread lane for shard PUT and shard GET: one thread per connection, blocking
+socket calls, the disk work done in that same thread. It serves what the event-loop lane
+(_evlane.py) passes it: shards kept as files (larger than a pack takes), streamed bodies,
+refusals; the helpers both lanes share live here too.
 
-Why not asyncio or aiohttp here: a pod answers one shard PUT per object written and one
+Why not aiohttp here: a pod answers one shard PUT per object written and one
 ranged GET per object read. aiohttp spends about half a millisecond of Python on each
 (request object, router, middleware, payload stream, response object); an asyncio
 protocol still pays a loop wake-up per socket read, a task, and a hop to the I/O executor
 and back for the disk call. A thread that blocks in recv, writes the shard and answers
 with one sendmsg does none of that (measured, 256 KiB shards, 8 concurrent clients, the
 gateway's own wire client: 0.18 against 0.43 ms of pod CPU per GET, 0.7 against 0.9 ms
-per PUT). Blocking calls release the GIL, so threads of one pod overlap on the disk.
+per PUT). Blocking calls release the GIL, so threads of one pod overlap on the disk. (The
+event-loop lane avoids the asyncio costs another way: bare reader callbacks, no tasks,
+and no executor hop.)
 
 What it takes: PUT of a shard with a Content-Length (up to one write batch: the whole
 body, then one ShardStore call; larger: a batch at a time into a ShardWriter), and GET of
@@ -16,7 +20,7 @@ a shard with no Range or one `bytes=a-b | a- | -n` range (small reads answered f
 memory, large ones with sendfile). Anything else (chunked PUTs, Expect, other routes and
 methods, odd headers) is handed to the aiohttp app on the event loop, on the same
 connection, at a request boundary, with the bytes already received; the connection then
-stays with aiohttp. Connections beyond `max_threads` go to aiohttp straight away.
+stays with aiohttp. Connections passed on beyond `max_threads` go to aiohttp at once.
 
 Rules:
 - Auth and name checks come before the body is read; a refused request is answered with
@@ -51,12 +55,12 @@ from kurastore.storage.auth import AuthMissing, AuthRejected, check_request
 from kurastore.storage.config import PodConfig
 from kurastore.storage.errors import InvalidRange, PodError, ShardNotFound
 
-__all__ = ["LaneServer", "PodListener"]
+__all__ = ["LaneServer"]
 
 log = logging.getLogger("kurastore.storage")
 
-_MAX_HEAD = 16 << 10
-_SCRATCH = 64 << 10
+MAX_HEAD_BYTES = 16 << 10
+SCRATCH_BYTES = 64 << 10
 _KEEPALIVE_S = 75.0
 _MAX_THREADS = 512
 _SHARD_TARGET = re.compile(r"/v1/shards/([0-9]+)/([0-9a-zA-Z._-]+)", re.ASCII)
@@ -67,8 +71,8 @@ _REASONS = {
     413: "Payload Too Large", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large",
     500: "Internal Server Error", 507: "Insufficient Storage",
 }
-_OCTETS = "application/octet-stream"
-_JSON = "application/json; charset=utf-8"
+OCTETS_TYPE = "application/octet-stream"
+JSON_TYPE = "application/json; charset=utf-8"
 _LINGER_S = 2.0  # how long a refused request's unread body is taken and dropped
 
 
@@ -84,7 +88,7 @@ class _CutOff(Exception):
     """The client went away (or stalled past the time allowed): close, nothing more to say."""
 
 
-class _Request:
+class Request:
     __slots__ = ("bytes_in", "headers", "method", "partition", "shard", "start_s", "target")
 
     def __init__(self, method: str, target: str, headers: dict[str, str]) -> None:
@@ -116,29 +120,21 @@ class LaneServer:
         self._connections: set[_LaneConnection] = set()
         self._adopting: set[asyncio.Task[object]] = set()
 
-    def serve(self, listening: socket.socket) -> None:
-        """Accept connections until `shutdown`; run in a thread of its own."""
-        while not self.closing:
-            try:
-                sock, peer = listening.accept()
-            except OSError:
-                if self.closing:
-                    return
-                time.sleep(0.05)  # out of file descriptors, say: try again shortly
-                continue
-            remote = peer[0] if isinstance(peer, tuple) else None
-            conn = _LaneConnection(self, sock, remote)
-            with self._lock:
-                refused = self.closing
-                crowded = len(self._connections) >= self.max_threads
-                if not refused and not crowded:
-                    self._connections.add(conn)
-            if refused:
-                sock.close()
-            elif crowded:
-                self.hand_off(sock, b"")
-            else:
-                threading.Thread(target=conn.run, name="pod-lane", daemon=True).start()
+    def adopt(self, sock: socket.socket, remote: str | None, pending: bytes = b"") -> None:
+        """Serve `sock` (blocking), whose peer already sent `pending`, on a thread of its
+        own; past `max_threads` connections, or when closing, aiohttp takes it."""
+        conn = _LaneConnection(self, sock, remote, pending)
+        with self._lock:
+            refused = self.closing
+            crowded = len(self._connections) >= self.max_threads
+            if not refused and not crowded:
+                self._connections.add(conn)
+        if refused:
+            sock.close()
+        elif crowded:
+            self.hand_off(sock, pending)
+        else:
+            threading.Thread(target=conn.run, name="pod-lane", daemon=True).start()
 
     def forget(self, conn: _LaneConnection) -> None:
         with self._lock:
@@ -202,62 +198,6 @@ class _HandedOff(asyncio.Protocol):
         self.inner.connection_lost(exc)
 
 
-class PodListener:
-    """The pod app on a listening socket, behind the lane: `start`, then `stop`."""
-
-    def __init__(self, app: web.Application, host: str, port: int,
-                 shutdown_timeout_s: float = 10.0) -> None:
-        self.app, self.host, self.port = app, host, port
-        self.shutdown_timeout_s = shutdown_timeout_s
-        self._runner: web.AppRunner | None = None
-        self._lane: LaneServer | None = None
-        self._socket: socket.socket | None = None
-        self._acceptor: threading.Thread | None = None
-
-    async def start(self) -> int:
-        """Run the app's startup hooks (the store opens), then listen; return the port."""
-        self._runner = web.AppRunner(self.app, access_log=None,
-                                     shutdown_timeout=self.shutdown_timeout_s)
-        await self._runner.setup()
-        assert self._runner.server is not None
-        self._socket = _listen(self.host, self.port)
-        self.port = self._socket.getsockname()[1]
-        self._lane = LaneServer(self.app, self._runner.server, asyncio.get_running_loop())
-        self._acceptor = threading.Thread(target=self._lane.serve, args=(self._socket,),
-                                          name="pod-lane-accept", daemon=True)
-        self._acceptor.start()
-        return self.port
-
-    async def stop(self) -> None:
-        """Stop listening, let requests in flight finish, then run the cleanup hooks."""
-        if self._lane is not None:
-            self._lane.closing = True
-        if self._socket is not None:
-            try:
-                self._socket.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-            except OSError:
-                pass
-            self._socket.close()
-        if self._acceptor is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._acceptor.join, 5.0)
-        if self._lane is not None:
-            await self._lane.shutdown(self.shutdown_timeout_s)
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._socket = self._acceptor = self._lane = self._runner = None
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on `host` (a name or address; "" or "::" take every
-    address family the host has) and `port` (0: any free one)."""
-    if host in ("", "::") and socket.has_dualstack_ipv6():
-        return socket.create_server(("::", port), family=socket.AF_INET6, backlog=1024,
-                                    dualstack_ipv6=True)
-    family, _, _, _, address = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    return socket.create_server(address[:2], family=family, backlog=1024)
-
-
 def _timeval(seconds: float) -> bytes:
     whole = int(seconds)
     return struct.pack("ll", whole, int((seconds - whole) * 1e6))
@@ -266,12 +206,14 @@ def _timeval(seconds: float) -> bytes:
 class _LaneConnection:
     """One client connection, served by its own thread (`run`)."""
 
-    def __init__(self, lane: LaneServer, sock: socket.socket, remote: str | None) -> None:
+    def __init__(self, lane: LaneServer, sock: socket.socket, remote: str | None,
+                 pending: bytes = b"") -> None:
         self.lane = lane
         self.sock = sock
         self.remote = remote
-        self._scratch = bytearray(_SCRATCH)
-        self._pending = bytearray()  # received, not yet taken: a head, pipelined requests
+        self._scratch = bytearray(SCRATCH_BYTES)
+        # Received, not yet taken: a head, pipelined requests.
+        self._pending = bytearray(pending)
         self._lock = threading.Lock()
         self._busy = False  # a request (its whole head read) is being answered
         self._handed_off = False
@@ -318,8 +260,8 @@ class _LaneConnection:
         head = self._read_head()
         if head is None:
             return False
-        parsed = _parse_head(head)
-        lane_op = None if parsed is None else _lane_of(parsed, self.lane.config)
+        parsed = parse_head(head)
+        lane_op = None if parsed is None else lane_of(parsed, self.lane.config)
         if parsed is None or lane_op is None:
             self._handed_off = True
             self.lane.hand_off(self.sock, head + b"\r\n\r\n" + bytes(self._pending))
@@ -332,8 +274,8 @@ class _LaneConnection:
         close_after = request.headers.get("connection", "").lower() == "close"
         try:
             self._check(request)
-        except _Refused as refusal:
-            self._refuse(refusal, request)
+        except _Refused as refused:
+            self._refuse(refused, request)
             return False
         try:
             ok = self._answer(request, lane_op, close_after)
@@ -352,7 +294,7 @@ class _LaneConnection:
                 head = bytes(self._pending[:end])
                 del self._pending[: end + 4]
                 return head
-            if len(self._pending) > _MAX_HEAD:
+            if len(self._pending) > MAX_HEAD_BYTES:
                 self._refuse(_Refused(431, "BadRequest", "request head too large"))
                 return None
             if time.monotonic() >= deadline or self.lane.closing:
@@ -362,35 +304,17 @@ class _LaneConnection:
                 return None
             self._pending += memoryview(self._scratch)[:n]
 
-    def _check(self, request: _Request) -> None:
+    def _check(self, request: Request) -> None:
         """Auth, then names: both before any body byte is taken."""
-        config = self.lane.config
-        try:
-            check_request(config.secret, request.headers.get(AUTH_HEADER.lower()),
-                          request.method, request.target, max_skew_s=config.max_clock_skew_s)
-        except AuthMissing as exc:
-            log.warning("refused %s %s: %s", request.method, request.target, exc)
-            raise _Refused(401, "PodAuthError", str(exc)) from None
-        except AuthRejected as exc:
-            log.warning("refused %s %s: %s", request.method, request.target, exc)
-            raise _Refused(403, "PodAuthError", str(exc)) from None
-        match = _SHARD_TARGET.fullmatch(request.target)
-        assert match is not None  # _lane_of checked the shape
-        try:
-            request.partition = validate_partition(match.group(1))
-            request.shard = ShardId.parse(match.group(2))
-        except PodError as exc:
-            raise _Refused(*self._status_of(exc), str(exc)) from None
-        if request.method == "PUT":
-            length = int(request.headers["content-length"])
-            if length > config.max_shard_bytes:
-                raise _Refused(413, "ShardTooLarge",
-                               f"shard larger than {config.max_shard_bytes} bytes")
+        refused = refusal(request, self.lane.config)
+        if refused is not None:
+            if refused.name == "PodAuthError":
+                log.warning("refused %s %s: %s", request.method, request.target, refused)
+            raise refused
 
-    def _answer(self, request: _Request, lane_op: str, close_after: bool) -> bool:
+    def _answer(self, request: Request, lane_op: str, close_after: bool) -> bool:
         """Do the request, answer it (or its error the aiohttp app's way), count it.
         False when the connection must close."""
-        op = _op_of(request)
         status, sent, keep = 500, 0, True
         try:
             if lane_op == "PUT":
@@ -398,7 +322,7 @@ class _LaneConnection:
             else:
                 status, sent = self._get(request, close_after)
         except PodError as exc:
-            status, name = self._status_of(exc)
+            status, name = status_and_name(exc)
             if request.method == "PUT" and request.bytes_in < _length_of(request):
                 # Refused before its whole body was taken (an existing shard, a full
                 # disk): what is still coming cannot be told from a next request.
@@ -414,10 +338,10 @@ class _LaneConnection:
             status, keep = 500, False
             self._send_error(500, "InternalError", "internal error", True)
         finally:
-            self._observe(request, op, status, sent)
+            self._observe(request, status, sent)
         return keep
 
-    def _put(self, request: _Request, close_after: bool) -> int:
+    def _put(self, request: Request, close_after: bool) -> int:
         assert request.shard is not None
         length = int(request.headers.get("content-length", "0"))
         store = self.lane.store
@@ -430,10 +354,10 @@ class _LaneConnection:
             info = self._put_streamed(request, length)
         answer = {"partition": info.partition, "name": info.shard.name,
                   "size": info.size, "mtime": info.mtime}
-        self._send(201, json.dumps(answer).encode(), _JSON, close=close_after)
+        self._send(201, json.dumps(answer).encode(), JSON_TYPE, close=close_after)
         return 201
 
-    def _put_streamed(self, request: _Request, length: int) -> ShardInfo:
+    def _put_streamed(self, request: Request, length: int) -> ShardInfo:
         """A body larger than one write batch: received a batch at a time into one
         buffer and appended to a new shard (ShardExists before any byte is read); the
         partial shard is dropped if the body does not all arrive."""
@@ -470,9 +394,9 @@ class _LaneConnection:
                 raise _CutOff(f"after {done + got} of {length} bytes")
             got += n
 
-    def _get(self, request: _Request, close_after: bool) -> tuple[int, int]:
+    def _get(self, request: Request, close_after: bool) -> tuple[int, int]:
         assert request.shard is not None
-        start, stop = _range_of(request.headers.get("range"))
+        start, stop = range_of(request.headers.get("range"))
         store = self.lane.store
         found = store.read_range(request.partition, request.shard, start, stop,
                                  self.lane.inline_read_bytes, lend=True)
@@ -485,7 +409,7 @@ class _LaneConnection:
                      if ranged else "")
             if found.data is not None:
                 # A blocking send: the bytes are the kernel's when it returns.
-                self._send(status, found.data, _OCTETS, extra, close=close_after)
+                self._send(status, found.data, OCTETS_TYPE, extra, close=close_after)
                 return status, len(found.data)
         finally:
             found.release()
@@ -495,7 +419,7 @@ class _LaneConnection:
             raise ShardNotFound(f"shard {request.shard.name} went away") from None
         with file:
             count = found.stop - found.start
-            self._send(status, b"", _OCTETS, extra, close=close_after, length=count)
+            self._send(status, b"", OCTETS_TYPE, extra, close=close_after, length=count)
             try:
                 if store.send_range(file, found.path, found.start, count, self.sock.sendall):
                     return status, count
@@ -508,17 +432,17 @@ class _LaneConnection:
                 raise _CutOff("the shard shrank while it was sent")
         return status, count
 
-    def _refuse(self, refusal: _Refused, request: _Request | None = None) -> None:
+    def _refuse(self, refused: _Refused, request: Request | None = None) -> None:
         """Answer, then close. When a body may still be coming, the close lingers: our
         side is shut for writing and what arrives is dropped for `_LINGER_S`, since closing
         with unread bytes makes the kernel send a reset that can destroy the answer
         before the client reads it."""
         if request is not None:
-            self._observe(request, _op_of(request), refusal.status, 0)
+            self._observe(request, refused.status, 0)
         if request is None or _length_of(request) == 0:
-            self._send_error(refusal.status, refusal.name, str(refusal), True)
+            self._send_error(refused.status, refused.name, str(refused), True)
             return
-        self._send_then_linger(refusal.status, refusal.name, str(refusal))
+        self._send_then_linger(refused.status, refused.name, str(refused))
 
     def _send_then_linger(self, status: int, name: str, message: str) -> None:
         """Answer with `Connection: close`, then drop what the peer still sends (see
@@ -540,19 +464,10 @@ class _LaneConnection:
             except OSError:
                 return
 
-    @staticmethod
-    def _status_of(exc: PodError) -> tuple[int, str]:
-        status = server.status_of(exc)
-        return (500, "InternalError") if status is None else (status, type(exc).__name__)
-
     def _send(self, status: int, body: bytes | bytearray | memoryview, content_type: str,
               extra: str = "", *, close: bool = False, length: int | None = None) -> None:
-        if close:
-            extra += "Connection: close\r\n"
-        head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
-                f"Content-Type: {content_type}\r\n"
-                f"Content-Length: {len(body) if length is None else length}\r\n{extra}\r\n"
-                ).encode()
+        head = answer_head(status, content_type, len(body) if length is None else length,
+                           extra, close)
         try:
             if not body:
                 self.sock.sendall(head)
@@ -570,22 +485,16 @@ class _LaneConnection:
     def _send_error(self, status: int, name: str, message: str, close: bool) -> bool:
         """Answer with a JSON error; False if the peer could not be told."""
         try:
-            self._send(status, _error_body(name, message), _JSON, close=close)
+            self._send(status, error_body(name, message), JSON_TYPE, close=close)
         except _CutOff:
             return False
         return True
 
-    def _observe(self, request: _Request, op: str, status: int, bytes_out: int) -> None:
-        self.lane.metrics.observe(
-            op=op, method=request.method, path=request.target, status=status,
-            bytes_in=request.bytes_in, bytes_out=bytes_out,
-            duration_s=time.perf_counter() - request.start_s,
-            remote=self.remote,
-            request_id=request.headers.get("x-request-id"),
-        )
+    def _observe(self, request: Request, status: int, bytes_out: int) -> None:
+        observe(self.lane, request, status, bytes_out, self.remote)
 
 
-def _parse_head(head: bytes) -> _Request | None:
+def parse_head(head: bytes) -> Request | None:
     """The request line and headers; None for anything this lane does not read itself."""
     try:
         text = head.decode("latin-1")
@@ -602,10 +511,62 @@ def _parse_head(head: bytes) -> _Request | None:
         if not sep or key != name.strip().lower() or key in headers:
             return None  # folded, odd or repeated header: let aiohttp judge it
         headers[key] = value.strip()
-    return _Request(parts[0], parts[1], headers)
+    return Request(parts[0], parts[1], headers)
 
 
-def _lane_of(request: _Request, config: PodConfig) -> str | None:
+def refusal(request: Request, config: PodConfig) -> _Refused | None:
+    """Why `request` (a lane request) is refused, or None; sets its partition and shard.
+    Auth first, then names and size: all before any body byte is taken."""
+    try:
+        check_request(config.secret, request.headers.get(AUTH_HEADER.lower()),
+                      request.method, request.target, max_skew_s=config.max_clock_skew_s)
+    except AuthMissing as exc:
+        return _Refused(401, "PodAuthError", str(exc))
+    except AuthRejected as exc:
+        return _Refused(403, "PodAuthError", str(exc))
+    match = _SHARD_TARGET.fullmatch(request.target)
+    assert match is not None  # lane_of checked the shape
+    try:
+        request.partition = validate_partition(match.group(1))
+        request.shard = ShardId.parse(match.group(2))
+    except PodError as exc:
+        return _Refused(*status_and_name(exc), str(exc))
+    if request.method == "PUT":
+        length = int(request.headers["content-length"])
+        if length > config.max_shard_bytes:
+            return _Refused(413, "ShardTooLarge",
+                            f"shard larger than {config.max_shard_bytes} bytes")
+    return None
+
+
+def status_and_name(exc: PodError) -> tuple[int, str]:
+    """The HTTP status and error name the aiohttp app would answer `exc` with."""
+    status = server.status_of(exc)
+    return (500, "InternalError") if status is None else (status, type(exc).__name__)
+
+
+def answer_head(status: int, content_type: str, length: int, extra: str = "",
+                close: bool = False) -> bytes:
+    """An answer's status line and headers, with the blank line."""
+    if close:
+        extra += "Connection: close\r\n"
+    return (f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n{extra}\r\n"
+            ).encode()
+
+
+def observe(lane: LaneServer, request: Request, status: int, bytes_out: int,
+            remote: str | None) -> None:
+    """Count one finished request and log it (PodMetrics.observe)."""
+    lane.metrics.observe(
+        op=_op_of(request), method=request.method, path=request.target, status=status,
+        bytes_in=request.bytes_in, bytes_out=bytes_out,
+        duration_s=time.perf_counter() - request.start_s, remote=remote,
+        request_id=request.headers.get("x-request-id"),
+    )
+
+
+def lane_of(request: Request, config: PodConfig) -> str | None:
     """"PUT" or "GET" when this lane serves the request, None to hand it to aiohttp."""
     headers = request.headers
     if (not _SHARD_TARGET.fullmatch(request.target) or "transfer-encoding" in headers
@@ -620,14 +581,14 @@ def _lane_of(request: _Request, config: PodConfig) -> str | None:
     return None
 
 
-def _range_of(header: str | None) -> tuple[int | None, int | None]:
+def range_of(header: str | None) -> tuple[int | None, int | None]:
     """(start, stop) as aiohttp's `Request.http_range` gives them: stop exclusive,
     a negative start for a suffix range. InvalidRange for a range that says nothing or
     ends before it starts."""
     if header is None:
         return None, None
     match = _RANGE.fullmatch(header)
-    assert match is not None  # _lane_of checked the form
+    assert match is not None  # lane_of checked the form
     first, last = match.group(1), match.group(2)
     if not first and not last:
         raise InvalidRange("malformed Range header")
@@ -640,14 +601,14 @@ def _range_of(header: str | None) -> tuple[int | None, int | None]:
     return int(first), int(last) + 1
 
 
-def _length_of(request: _Request) -> int:
+def _length_of(request: Request) -> int:
     length = request.headers.get("content-length", "0")
     return int(length) if length.isdigit() else 0
 
 
-def _op_of(request: _Request) -> str:
+def _op_of(request: Request) -> str:
     return "PutShard" if request.method == "PUT" else "GetShard"
 
 
-def _error_body(name: str, message: str) -> bytes:
+def error_body(name: str, message: str) -> bytes:
     return json.dumps({"error": name, "message": message}).encode()

@@ -144,6 +144,9 @@ class _Stage:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
         for view in self._views:
             view.release()
         if self._pool is not None:
@@ -172,6 +175,8 @@ class _Op:
     place: Place | None = None
     error: BaseException | None = None
     done: bool = False
+    # put_async's completion, called outside the lock by whichever thread led the batch.
+    then: Callable[[_Op], None] | None = field(repr=False, default=None)
 
 
 class PackStore:
@@ -185,6 +190,8 @@ class PackStore:
         self._packs: dict[int, _Pack] = {}
         self._queue: list[_Op] = []
         self._leading = False
+        self._committer: threading.Thread | None = None
+        self._closing = False
         self._current: _Pack | None = None  # the pack being appended to (by the leader)
         self._fd = -1  # the current pack, open for appending
         self._allocated = 0  # its size on disk (fallocate)
@@ -241,8 +248,19 @@ class PackStore:
             self._open_current(self._packs[self._highest])
         else:
             self._start_pack(self._highest + 1)
+        self._closing = False
+        self._committer = threading.Thread(target=self._commit_queued, name="pod-pack-commit",
+                                           daemon=True)
+        self._committer.start()
 
     def close(self) -> None:
+        committer = self._committer
+        if committer is not None:
+            with self._cond:
+                self._closing = True
+                self._cond.notify_all()
+            committer.join()
+            self._committer = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -391,6 +409,54 @@ class PackStore:
         assert op.place is not None
         return op.place
 
+    def put_async(self, partition: int, shard: ShardId, data: bytes | bytearray | memoryview,
+                  mtime: float, exists: Callable[[], bool],
+                  then: Callable[[Place | None, BaseException | None], None]) -> None:
+        """`put` without waiting: the shard is queued for the next batch and `then(place,
+        None)` or `then(None, error)` is called once it is durable or failed, from the
+        thread that wrote the batch (the committer's, or a blocking put's). ShardExists is
+        raised here, before anything is queued. For the pod's event-loop lane, which must
+        not block: the batch's writes and fdatasync happen on the committer thread."""
+        name = shard.name
+        stage = _Stage(self._staging)
+        try:
+            record = _encode(stage, _SHARD, partition, name, data, mtime)
+        except BaseException:
+            stage.release()
+            raise
+        token = _Pending()
+
+        def durable(place: Place) -> None:
+            names = self._index.get(partition)
+            if names is not None and names.get(name) is token:
+                names[name] = place
+                self._packs[place.pack].live += _record_bytes(place.size)
+                self.live_bytes += place.size
+                self.live_shards += 1
+
+        def failed() -> None:
+            names = self._index.get(partition)
+            if names is not None and names.get(name) is token:
+                del names[name]
+                if not names:
+                    del self._index[partition]
+
+        def finish(op: _Op) -> None:
+            stage.release()
+            then(op.place, op.error)
+
+        op = _Op(_SHARD, partition, name, record, len(data), mtime, durable, failed, then=finish)
+        with self._cond:
+            names = self._index.setdefault(partition, {})
+            if name in names or exists():
+                if not names:
+                    del self._index[partition]
+                stage.release()
+                raise ShardExists(f"shard {name} already in partition {partition}")
+            names[name] = token
+            self._queue.append(op)
+            self._cond.notify_all()  # the committer (or a waiting put) leads the batch
+
     def delete(self, partition: int, name: str) -> int | None:
         """Record the deletion of a packed shard; its size, or None if it is not packed."""
         with _Stage(None) as block:
@@ -433,22 +499,42 @@ class PackStore:
 
     def _wait(self, op: _Op) -> None:
         """Wait until `op` is durable, leading batches while nobody else does."""
-        with self._cond:
-            while not op.done:
+        while True:
+            with self._cond:
+                if op.done:
+                    break
                 if self._leading:
                     self._cond.wait()
                     continue
-                self._leading = True
-                try:
-                    self._lead()
-                finally:
-                    self._leading = False
-                    self._cond.notify_all()
+                finished = self._lead_one()
+            _complete(finished)
         if op.error is not None:
             raise op.error
 
-    def _lead(self) -> None:
-        """Write one batch from the queue (called with the lock held, released meanwhile)."""
+    def _commit_queued(self) -> None:
+        """The committer thread: leads a batch whenever writes are queued and nobody else
+        leads, so put_async's writes never wait for a blocking put to come along."""
+        while True:
+            with self._cond:
+                while self._leading or not (self._queue or self._closing):
+                    self._cond.wait()
+                if not self._queue:
+                    return  # closing, and nothing left to write
+                finished = self._lead_one()
+            _complete(finished)
+
+    def _lead_one(self) -> list[_Op]:
+        """Lead one batch (lock held); the put_async ops it finished, to complete unlocked."""
+        self._leading = True
+        try:
+            return self._lead()
+        finally:
+            self._leading = False
+            self._cond.notify_all()
+
+    def _lead(self) -> list[_Op]:
+        """Write one batch from the queue (called with the lock held, released meanwhile);
+        returns the batch's put_async ops."""
         batch, nbytes = [], 0
         while self._queue and len(batch) < _BATCH_RECORDS and (
                 not batch or nbytes + len(self._queue[0].record) <= _BATCH_BYTES):
@@ -472,6 +558,7 @@ class PackStore:
                 op.on_failure()
             op.done = True
         self._cond.notify_all()
+        return [op for op in batch if op.then is not None]
 
     def _append(self, batch: list[_Op], nbytes: int) -> list[Place]:
         """Write `batch` at the end of the current pack (a new one when it is full) and
@@ -584,6 +671,15 @@ class PackStore:
                 op = self._queue_deletion(block, partition, name, None)
             self._wait(op)
 
+
+
+def _complete(ops: list[_Op]) -> None:
+    for op in ops:
+        assert op.then is not None
+        try:
+            op.then(op)
+        except Exception:  # one caller's bad callback must not lose the others' answers
+            log.exception("completing a packed write of %s failed", op.name)
 
 
 def packed_shards(root: Path) -> dict[tuple[int, str], tuple[str, Place]]:

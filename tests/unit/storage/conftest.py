@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from kurastore.storage import PodClient, PodConfig, ShardId
-from kurastore.storage._lane import PodListener
+from kurastore.storage._listener import PodListener
 from kurastore.storage.auth import sign_request
 from kurastore.storage.server import build_pod_app
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kurastore.storage import ShardId, ShardNotFound
-from kurastore.storage._lane import PodListener
+from kurastore.storage._listener import PodListener
 from kurastore.storage._pack import PACK_MAX_SHARD
 from kurastore.storage.auth import sign_request
 
@@ -344,19 +344,24 @@ async def test_connections_beyond_the_thread_cap_are_served_by_aiohttp(pod: Any)
         conn.close()
 
 
+@pytest.mark.parametrize("size", [4, 2 << 20], ids=["packed-event-lane", "file-thread-lane"])
 async def test_a_disk_error_is_an_internal_error_not_a_cut_off(
-    pod: Any, monkeypatch: Any, caplog: Any
+    pod: Any, monkeypatch: Any, caplog: Any, size: int
 ) -> None:
     from kurastore.storage.server import SHARD_STORE
 
     def failing_disk(*_args: Any) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(pod.app[SHARD_STORE], "write_whole", failing_disk)
+    store = pod.app[SHARD_STORE]
+    # A packed shard fails in the pack's batch write (on the committer thread), a larger
+    # one in the thread lane's write.
+    monkeypatch.setattr(store.packs, "_append", failing_disk)
+    monkeypatch.setattr(store, "write_whole", failing_disk)
     caplog.set_level("INFO", logger="kurastore.storage")
     conn = await Conn.open(pod.url)
     try:
-        status, headers, body = await conn.call("PUT", _target(2, _sid(3)), b"lost")
+        status, headers, body = await conn.call("PUT", _target(2, _sid(3)), b"x" * size)
         assert (status, headers.get("connection")) == (500, "close")
         assert json.loads(body)["error"] == "InternalError"
         assert await conn.closed_by_peer()
@@ -364,6 +369,8 @@ async def test_a_disk_error_is_an_internal_error_not_a_cut_off(
         conn.close()
     assert any(r.levelname == "ERROR" and "internal error on PUT" in r.getMessage()
                for r in caplog.records)
+    with pytest.raises(ShardNotFound):
+        await pod.client.head_shard(pod.url, 2, _sid(3))
 
 
 async def test_old_layout_shards_are_served(pod: Any) -> None:
