@@ -376,35 +376,8 @@ class PackStore:
             mtime: float, exists: Callable[[], bool]) -> Place:
         """Append a whole shard and return its place once durable; ShardExists if the key is
         packed already or `exists()` (a file of the same name) says so."""
-        name = shard.name
         with _Stage(self._staging) as stage:
-            record = _encode(stage, _SHARD, partition, name, data, mtime)
-            token = _Pending()
-
-            def durable(place: Place) -> None:
-                names = self._index.get(partition)
-                if names is not None and names.get(name) is token:
-                    names[name] = place
-                    self._packs[place.pack].live += _record_bytes(place.size)
-                    self.live_bytes += place.size
-                    self.live_shards += 1
-
-            def failed() -> None:
-                names = self._index.get(partition)
-                if names is not None and names.get(name) is token:
-                    del names[name]
-                    if not names:
-                        del self._index[partition]
-
-            op = _Op(_SHARD, partition, name, record, len(data), mtime, durable, failed)
-            with self._cond:
-                names = self._index.setdefault(partition, {})
-                if name in names or exists():
-                    if not names:
-                        del self._index[partition]
-                    raise ShardExists(f"shard {name} already in partition {partition}")
-                names[name] = token
-                self._queue.append(op)
+            op = self._queue_shard(stage, partition, shard, data, mtime, exists)
             self._wait(op)
         assert op.place is not None
         return op.place
@@ -417,13 +390,26 @@ class PackStore:
         thread that wrote the batch (the committer's, or a blocking put's). ShardExists is
         raised here, before anything is queued. For the pod's event-loop lane, which must
         not block: the batch's writes and fdatasync happen on the committer thread."""
-        name = shard.name
         stage = _Stage(self._staging)
+
+        def finish(op: _Op) -> None:
+            stage.release()
+            then(op.place, op.error)
+
         try:
-            record = _encode(stage, _SHARD, partition, name, data, mtime)
+            self._queue_shard(stage, partition, shard, data, mtime, exists, finish)
         except BaseException:
             stage.release()
             raise
+
+    def _queue_shard(self, stage: _Stage, partition: int, shard: ShardId,
+                     data: bytes | bytearray | memoryview, mtime: float,
+                     exists: Callable[[], bool], then: Callable[[_Op], None] | None = None,
+                     ) -> _Op:
+        """Build the shard's record in `stage` and queue it (the index holds a _Pending
+        until it is durable); ShardExists if the key is taken."""
+        name = shard.name
+        record = _encode(stage, _SHARD, partition, name, data, mtime)
         token = _Pending()
 
         def durable(place: Place) -> None:
@@ -441,21 +427,17 @@ class PackStore:
                 if not names:
                     del self._index[partition]
 
-        def finish(op: _Op) -> None:
-            stage.release()
-            then(op.place, op.error)
-
-        op = _Op(_SHARD, partition, name, record, len(data), mtime, durable, failed, then=finish)
+        op = _Op(_SHARD, partition, name, record, len(data), mtime, durable, failed, then=then)
         with self._cond:
             names = self._index.setdefault(partition, {})
             if name in names or exists():
                 if not names:
                     del self._index[partition]
-                stage.release()
                 raise ShardExists(f"shard {name} already in partition {partition}")
             names[name] = token
             self._queue.append(op)
             self._cond.notify_all()  # the committer (or a waiting put) leads the batch
+        return op
 
     def delete(self, partition: int, name: str) -> int | None:
         """Record the deletion of a packed shard; its size, or None if it is not packed."""
