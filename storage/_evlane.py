@@ -361,6 +361,7 @@ class _LoopConnection:
 
     def _send(self, status: int, body: bytes | bytearray | memoryview, content_type: str,
               extra: str = "", *, lent: RangeRead | None = None) -> None:
+        self._read_off()  # nothing more is taken until this answer is out
         head = _lane.answer_head(status, content_type, len(body), extra, self.close_after)
         self.out = [memoryview(head)]
         if len(body):

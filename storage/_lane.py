@@ -122,7 +122,8 @@ class LaneServer:
 
     def adopt(self, sock: socket.socket, remote: str | None, pending: bytes = b"") -> None:
         """Serve `sock` (blocking), whose peer already sent `pending`, on a thread of its
-        own; past `max_threads` connections, or when closing, aiohttp takes it."""
+        own; past `max_threads` connections aiohttp takes it, and when closing it is
+        closed."""
         conn = _LaneConnection(self, sock, remote, pending)
         with self._lock:
             refused = self.closing
