@@ -609,20 +609,14 @@ class ShardStore:
         self, partition: int, shard: ShardId, data: bytes | bytearray | memoryview
     ) -> ShardInfo:
         """write_whole into the current pack (_pack.py): durable when it returns."""
-        path = self.shard_path(partition, shard)
         self._reserve(len(data))
         try:
-            place = self.packs.put(
-                partition, shard, data, time.time(),
-                exists=lambda: os.path.lexists(path) or self._legacy_exists(partition, shard))
+            place = self.packs.put(partition, shard, data, time.time(),
+                                   exists=self._file_named(partition, shard))
         except BaseException:
             self._settle(len(data), 0)
             raise
-        with self._lock:  # counted even when empty
-            self._reserved_bytes -= len(data)
-            self._used_bytes += place.size
-            self._shards += 1
-        return ShardInfo(partition, shard, place.size, place.mtime)
+        return self._count_packed(partition, shard, len(data), place)
 
     def write_packed_async(
         self, partition: int, shard: ShardId, data: bytes | bytearray | memoryview,
@@ -631,7 +625,6 @@ class ShardStore:
         """write_whole of a shard of at most pack_max_shard bytes, without blocking: `then`
         gets its ShardInfo (or the error) from the pack committer's thread once durable.
         ShardExists and InsufficientStorage are raised here, before anything is queued."""
-        path = self.shard_path(partition, shard)
         nbytes = len(data)
         self._reserve(nbytes)
 
@@ -639,21 +632,29 @@ class ShardStore:
             if place is None:
                 self._settle(nbytes, 0)
                 then(None, error)
-                return
-            with self._lock:
-                self._reserved_bytes -= nbytes
-                self._used_bytes += place.size
-                self._shards += 1
-            then(ShardInfo(partition, shard, place.size, place.mtime), None)
+            else:
+                then(self._count_packed(partition, shard, nbytes, place), None)
 
         try:
-            self.packs.put_async(
-                partition, shard, data, time.time(),
-                exists=lambda: os.path.lexists(path) or self._legacy_exists(partition, shard),
-                then=settled)
+            self.packs.put_async(partition, shard, data, time.time(),
+                                 exists=self._file_named(partition, shard), then=settled)
         except BaseException:
             self._settle(nbytes, 0)
             raise
+
+    def _file_named(self, partition: int, shard: ShardId) -> Callable[[], bool]:
+        """The check a packed write makes under the pack's lock: is there a shard file of
+        that name (either layout)?"""
+        path = self.shard_path(partition, shard)
+        return lambda: os.path.lexists(path) or self._legacy_exists(partition, shard)
+
+    def _count_packed(self, partition: int, shard: ShardId, reserved: int,
+                      place: Place) -> ShardInfo:
+        with self._lock:  # counted even when empty
+            self._reserved_bytes -= reserved
+            self._used_bytes += place.size
+            self._shards += 1
+        return ShardInfo(partition, shard, place.size, place.mtime)
 
     def _write_unnamed(
         self, obj_dir: str, dest: str, shard: ShardId, partition: int,

@@ -225,6 +225,28 @@ async def test_pipelined_requests_are_answered_in_order(pod: Any) -> None:
         conn.close()
 
 
+async def test_packed_shards_are_served_by_the_event_loop_and_files_by_a_thread(
+    pod: Any,
+) -> None:
+    """Small shards (a pack's) never start a lane thread; a shard file does, on the same
+    connection, and both read back exact."""
+    def lane_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "pod-lane"}
+
+    before = lane_threads()
+    conn = await Conn.open(pod.url)
+    try:
+        small, large = os.urandom(256 << 10), os.urandom(PACK_MAX_SHARD + 1)
+        assert (await conn.call("PUT", _target(8, _sid(1)), small))[0] == 201
+        assert (await conn.call("GET", _target(8, _sid(1))))[::2] == (200, small)
+        assert lane_threads() == before
+        assert (await conn.call("PUT", _target(8, _sid(2)), large))[0] == 201
+        assert (await conn.call("GET", _target(8, _sid(2))))[::2] == (200, large)
+        assert len(lane_threads() - before) == 1
+    finally:
+        conn.close()
+
+
 async def test_existing_shard_is_a_conflict_and_keeps_the_first(pod: Any) -> None:
     conn = await Conn.open(pod.url)
     try:
