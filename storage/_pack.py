@@ -38,9 +38,10 @@ Rules:
   seal and list). Without them a volume's every pack would be read at each start.
 - Sealed packs are compacted when less than half of their bytes are live: the live records
   are copied into the current pack (through the same group commit), deletions only while
-  an older pack could still hold what they delete, then the pack is removed. A reader that
-  found a record's place before the copy keeps its own file descriptor on the old pack.
-- Everything here blocks; callers run it on worker threads.
+  an older pack could still hold what they delete, then the pack is removed once no read
+  is using its file descriptors (a pack's read fds are shared and kept open until then).
+- Everything here blocks; callers run it on worker threads (or, for packed reads and
+  put_async, on the pod's loop: see _evlane.py).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from kurastore.storage._direct import (
     ALIGN,
     Lent,
     StagingPool,
+    open_direct,
     open_for_append,
     read_uncached,
     write_all_at,
@@ -122,8 +124,19 @@ class _Pack:
     nonce: int
     end: int = ALIGN  # the next record's offset
     live: int = 0  # bytes of records the index points at
-    readers: int = 0  # reads that found a place here and have not opened the file yet
+    readers: int = 0  # reads using `fds` right now
     retired: bool = False
+    # (buffered, O_DIRECT or -1) read fds, opened at the first read and shared by every
+    # reader until the pack is removed: an open, two fcntl and a close per read cost
+    # more than the system calls of the read itself.
+    fds: tuple[int, int] | None = None
+
+    def close_fds(self) -> None:
+        if self.fds is not None:
+            for fd in self.fds:
+                if fd >= 0:
+                    os.close(fd)
+            self.fds = None
 
 
 class _Stage:
@@ -264,6 +277,8 @@ class PackStore:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        for pack in self._packs.values():
+            pack.close_fds()
 
     def _read_pack_header(self, number: int) -> _Pack | None:
         path = str(self.dir / f"{number:016x}.pack")
@@ -316,37 +331,36 @@ class PackStore:
         with self._cond:
             return name in self._index.get(partition, {})
 
-    def open_shard(self, partition: int, shard: ShardId) -> tuple[int, Place] | None:
-        """An fd of its own (the caller closes it) on the pack that holds the shard, and
-        the shard's place; None if not packed."""
+    def read(self, partition: int, shard: ShardId, first: int, length: int, *,
+             admit: bool, lend: bool) -> bytes | Lent | None:
+        """`length` bytes of a packed shard from `first` (already within its size); None
+        if it is not packed."""
         with self._cond:
             found = self._index.get(partition, {}).get(shard.name)
             if not isinstance(found, Place):
                 return None
             pack = self._packs[found.pack]
+            if pack.fds is None:
+                try:
+                    fd = os.open(pack.path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    log.error("pack %016x is gone from the disk", pack.number)
+                    return None  # removed behind the pod's back: the shard is lost
+                try:
+                    pack.fds = (fd, open_direct(pack.path))
+                except OSError:
+                    os.close(fd)
+                    raise
+            fd, direct_fd = pack.fds
             pack.readers += 1
         try:
-            return os.open(pack.path, os.O_RDONLY | os.O_CLOEXEC), found
-        except FileNotFoundError:
-            log.error("pack %016x is gone from the disk", pack.number)
-            return None  # removed behind the pod's back: the shard is lost, not an error
+            return read_uncached(fd, found.offset + first, length, self._staging,
+                                 admit=admit, lend=lend, direct_fd=direct_fd)
         finally:
             with self._cond:
                 pack.readers -= 1
-                self._cond.notify_all()
-
-    def read(self, partition: int, shard: ShardId, first: int, length: int, *,
-             admit: bool, lend: bool) -> bytes | Lent | None:
-        """`length` bytes of a packed shard from `first` (already within its size)."""
-        opened = self.open_shard(partition, shard)
-        if opened is None:
-            return None
-        fd, place = opened
-        try:
-            return read_uncached(fd, place.offset + first, length, self._staging,
-                                 admit=admit, lend=lend)
-        finally:
-            os.close(fd)
+                if pack.retired and not pack.readers:
+                    self._cond.notify_all()  # compact() waits to close the fds
 
     def footprint(self) -> tuple[int, int, int]:
         """(pack files, bytes in them, bytes of the records still live)."""
@@ -608,6 +622,7 @@ class PackStore:
             while pack.readers:
                 self._cond.wait()
             del self._packs[number]
+            pack.close_fds()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.dir / f"{number:016x}.idx")
         os.unlink(pack.path)

@@ -225,6 +225,24 @@ async def test_pipelined_requests_are_answered_in_order(pod: Any) -> None:
         conn.close()
 
 
+async def test_a_client_that_stops_sending_after_its_request_still_gets_the_answer(
+    pod: Any,
+) -> None:
+    """A half-close (shutdown of the sending side) right after a PUT is no disconnect: the
+    shard is stored, the 201 comes back, then the pod closes."""
+    conn = await Conn.open(pod.url)
+    try:
+        body = os.urandom(100_000)
+        conn.send(conn.request_bytes("PUT", _target(7, _sid(9)), body))
+        await conn.writer.drain()
+        conn.writer.write_eof()
+        assert (await conn.answer())[0] == 201
+        assert await conn.closed_by_peer()
+    finally:
+        conn.close()
+    assert await pod.client.read_shard(pod.url, 7, _sid(9)) == body
+
+
 async def test_packed_shards_are_served_by_the_event_loop_and_files_by_a_thread(
     pod: Any,
 ) -> None:
