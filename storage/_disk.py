@@ -622,8 +622,9 @@ class ShardStore:
         self, partition: int, shard: ShardId, data: bytes | bytearray | memoryview,
         then: Callable[[ShardInfo | None, BaseException | None], None],
     ) -> None:
-        """write_whole of a shard of at most pack_max_shard bytes, without blocking: `then`
-        gets its ShardInfo (or the error) from the pack committer's thread once durable.
+        """write_whole of a shard of at most pack_max_shard bytes, queued: `then` gets its
+        ShardInfo (or the error) once durable, from the thread that wrote the batch, which
+        is the caller's at its next `commit_packed()` unless another thread led first.
         ShardExists and InsufficientStorage are raised here, before anything is queued."""
         nbytes = len(data)
         self._reserve(nbytes)
@@ -641,6 +642,11 @@ class ShardStore:
         except BaseException:
             self._settle(nbytes, 0)
             raise
+
+    def commit_packed(self) -> None:
+        """Write the queued write_packed_async shards (one batch, one durable write) on this
+        thread, and call their `then`s here; see PackStore.lead_queued."""
+        self.packs.lead_queued()
 
     def _file_named(self, partition: int, shard: ShardId) -> Callable[[], bool]:
         """The check a packed write makes under the pack's lock: is there a shard file of

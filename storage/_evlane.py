@@ -44,6 +44,7 @@ import contextlib
 import json
 import logging
 import socket
+import threading
 import time
 
 from kurastore.storage import _lane
@@ -71,6 +72,19 @@ class EventLane:
         self._listening: socket.socket | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._emptied = asyncio.Event()  # set when the last connection leaves
+        self._commit_due = False
+        self.thread = threading.get_ident()  # the loop's
+
+    def commit_soon(self) -> None:
+        """Write the queued shards once this loop turn's ready callbacks have run, so every
+        body that completed meanwhile shares the batch and its one durable write."""
+        if not self._commit_due:
+            self._commit_due = True
+            self.loop.call_soon(self._commit)
+
+    def _commit(self) -> None:
+        self._commit_due = False
+        self.lane.store.commit_packed()
 
     def forget(self, conn: _LoopConnection) -> None:
         self.connections.discard(conn)
@@ -301,6 +315,7 @@ class _LoopConnection:
         try:
             self.ev.lane.store.write_packed_async(request.partition, request.shard, body,
                                                   self._stored_elsewhere)
+            self.ev.commit_soon()
         except PodError as exc:
             self._answer_error(exc)
         except Exception:
@@ -308,7 +323,10 @@ class _LoopConnection:
             self._answer_internal_error()
 
     def _stored_elsewhere(self, info: ShardInfo | None, error: BaseException | None) -> None:
-        """From the thread that wrote the batch: back to the loop."""
+        """From the thread that wrote the batch (mostly the loop's own): back to the loop."""
+        if threading.get_ident() == self.ev.thread:
+            self._stored(info, error)
+            return
         try:
             self.ev.loop.call_soon_threadsafe(self._stored, info, error)
         except RuntimeError:  # the loop is closed: the pod is stopping

@@ -203,6 +203,10 @@ class PackStore:
         self._packs: dict[int, _Pack] = {}
         self._queue: list[_Op] = []
         self._leading = False
+        # Blocking puts waiting for a leader's batch: only they, and the committer when
+        # something is left queued, are woken when a batch ends (each wake-up of a thread
+        # that has nothing to do is two context switches and a GIL hand-over).
+        self._waiting = 0
         self._committer: threading.Thread | None = None
         self._closing = False
         self._current: _Pack | None = None  # the pack being appended to (by the leader)
@@ -399,11 +403,13 @@ class PackStore:
     def put_async(self, partition: int, shard: ShardId, data: bytes | bytearray | memoryview,
                   mtime: float, exists: Callable[[], bool],
                   then: Callable[[Place | None, BaseException | None], None]) -> None:
-        """`put` without waiting: the shard is queued for the next batch and `then(place,
-        None)` or `then(None, error)` is called once it is durable or failed, from the
-        thread that wrote the batch (the committer's, or a blocking put's). ShardExists is
-        raised here, before anything is queued. For the pod's event-loop lane, which must
-        not block: the batch's writes and fdatasync happen on the committer thread."""
+        """`put` without waiting: the shard is queued and `then(place, None)` or
+        `then(None, error)` is called once it is durable or failed, from the thread that
+        wrote its batch. The caller writes the batch with `lead_queued()` once it has queued
+        what it has (the pod's event loop: every body completed in one loop turn goes in one
+        batch), unless another leader comes first: a blocking put's thread, or the committer
+        thread, which takes over whatever a busy leader left queued. ShardExists is raised
+        here, before anything is queued."""
         stage = _Stage(self._staging)
 
         def finish(op: _Op) -> None:
@@ -411,7 +417,8 @@ class PackStore:
             then(op.place, op.error)
 
         try:
-            self._queue_shard(stage, partition, shard, data, mtime, exists, finish)
+            self._queue_shard(stage, partition, shard, data, mtime, exists, finish,
+                              wake=False)
         except BaseException:
             stage.release()
             raise
@@ -419,7 +426,7 @@ class PackStore:
     def _queue_shard(self, stage: _Stage, partition: int, shard: ShardId,
                      data: bytes | bytearray | memoryview, mtime: float,
                      exists: Callable[[], bool], then: Callable[[_Op], None] | None = None,
-                     ) -> _Op:
+                     *, wake: bool = True) -> _Op:
         """Build the shard's record in `stage` and queue it (the index holds a _Pending
         until it is durable); ShardExists if the key is taken."""
         name = shard.name
@@ -450,7 +457,8 @@ class PackStore:
                 raise ShardExists(f"shard {name} already in partition {partition}")
             names[name] = token
             self._queue.append(op)
-            self._cond.notify_all()  # the committer (or a waiting put) leads the batch
+            if wake:
+                self._cond.notify_all()  # the committer (or a waiting put) leads the batch
         return op
 
     def delete(self, partition: int, name: str) -> int | None:
@@ -500,12 +508,29 @@ class PackStore:
                 if op.done:
                     break
                 if self._leading:
-                    self._cond.wait()
+                    self._waiting += 1
+                    try:
+                        self._cond.wait()
+                    finally:
+                        self._waiting -= 1
                     continue
                 finished = self._lead_one()
             _complete(finished)
         if op.error is not None:
             raise op.error
+
+    def lead_queued(self) -> None:
+        """Write one batch of what is queued on the calling thread, and complete its
+        put_async writes here. Why: handing the batch to the committer thread cost 4-5
+        context switches per batch (its wake-up, and the GIL taken back from the busy loop
+        after each system call) on top of the loop's wake-up for the answers. If another
+        thread leads now, it returns at once: the committer takes what is left once that
+        batch is done."""
+        with self._cond:
+            if self._leading or not self._queue:
+                return
+            finished = self._lead_one()  # wakes the committer if more is queued
+        _complete(finished)
 
     def _commit_queued(self) -> None:
         """The committer thread: leads a batch whenever writes are queued and nobody else
@@ -526,7 +551,8 @@ class PackStore:
             return self._lead()
         finally:
             self._leading = False
-            self._cond.notify_all()
+            if self._waiting or self._queue:  # a waiting put, or work for the committer
+                self._cond.notify_all()
 
     def _lead(self) -> list[_Op]:
         """Write one batch from the queue (called with the lock held, released meanwhile);
@@ -553,7 +579,6 @@ class PackStore:
                 op.error = _storage_error(error)
                 op.on_failure()
             op.done = True
-        self._cond.notify_all()
         return [op for op in batch if op.then is not None]
 
     def _append(self, batch: list[_Op], nbytes: int) -> list[Place]:
@@ -581,8 +606,7 @@ class PackStore:
             written_records.append((op.kind, op.partition, op.name, places[-1], offset))
         for op in batch:
             _seal_record(op.record, op.name, op.length, current.nonce)
-        write_all_at(self._fd, [op.record for op in batch], start)
-        os.fdatasync(self._fd)
+        write_all_at(self._fd, [op.record for op in batch], start, sync=True)
         current.end = offset
         self._records.extend(written_records)
         return places

@@ -27,7 +27,7 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
-from kurastore.storage._burst import BurstPool, BurstRequest, BurstStalled
+from kurastore.storage._burst import BurstPool, BurstRequest, BurstStalled, Outcome
 from kurastore.storage._wire import BodyLengthError, WireError, WirePool, WireResponse
 from kurastore.storage.api import (
     AUTH_HEADER,
@@ -62,6 +62,7 @@ __all__ = ["PodClient"]
 
 T = TypeVar("T")
 Body = bytes | bytearray | memoryview | AsyncIterable[bytes | memoryview]
+Pieces = Sequence[bytes | bytearray | memoryview]  # one shard's bytes, back to back
 
 _ERROR_OF: dict[int, type[PodError]] = {
     401: PodAuthError,
@@ -247,6 +248,7 @@ class PodClient:
         *,
         timeout_s: float,
         grace_s: Callable[[float], float],
+        prepare: Callable[[], Sequence[Pieces]] | None = None,
     ) -> list[ShardInfo | PodError]:
         """Store several new shards at once, from one worker thread (_burst.py): per put,
         in order, its ShardInfo or the PodError it failed with; one pod's failure never
@@ -254,42 +256,54 @@ class PodClient:
         (after t seconds), the others get `grace_s(t)` more, at most their `patience_s`;
         past its deadline a put fails with PodTimedOut. Never retried.
 
+        With `prepare`, the shards' bytes are what it returns (one entry per put, in
+        order; the puts' own `pieces` are not used), and it runs on the same worker thread
+        right before the sends, always (even when no put has a pod to go to): the
+        caller's hashing and encoding then cost no thread hop of their own. What it
+        raises, put_shards raises, having sent nothing.
+
         For the k+m shards of a small object, where the asyncio client's per-request
         cost would exceed the object's MD5 (see _burst.py for the figures)."""
-        requests: list[BurstRequest] = []
-        sent: list[int] = []  # positions of the puts that make a request
+        sent: list[tuple[int, str, int, str, bytes]] = []  # position, host, port, target, auth
         results: list[ShardInfo | PodError] = [
             PodUnavailable("pod has no URL") for _put in puts
         ]
         for position, put in enumerate(puts):
             if put.url is None:
                 continue
-            base = put.url.rstrip("/")
             target = shard_path(put.partition, put.shard)
             try:
-                host, port = _address(base)
+                host, port = _address(put.url.rstrip("/"))
             except PodError as exc:
                 results[position] = exc
                 continue
-            length = sum(memoryview(piece).nbytes for piece in put.pieces)
-            head = (
-                f"PUT {target} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                f"{AUTH_HEADER}: {sign_request(self._secret, 'PUT', target)}\r\n"
-                f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n"
-            )
-            requests.append(BurstRequest(host, port, head.encode("latin-1"), put.pieces,
-                                         patience_s=put.patience_s))
-            sent.append(position)
-        if requests:
-            pool, threads = self._get_burst()
-            outcomes = await asyncio.get_running_loop().run_in_executor(
-                threads, functools.partial(pool.exchange, requests, timeout_s=timeout_s,
-                                           grace_s=grace_s)
-            )
-            for position, outcome in zip(sent, outcomes, strict=True):
-                put = puts[position]
-                results[position] = _put_outcome(outcome, put, shard_path(put.partition,
-                                                                           put.shard))
+            sent.append((position, host, port, target,
+                         sign_request(self._secret, "PUT", target).encode("latin-1")))
+        if not sent and prepare is None:
+            return results
+        pool, threads = self._get_burst()
+
+        def exchange() -> list[Outcome]:
+            pieces = prepare() if prepare is not None else [put.pieces for put in puts]
+            requests = []
+            for position, host, port, target, auth in sent:
+                body = pieces[position]
+                length = sum(memoryview(piece).nbytes for piece in body)
+                head = b"".join((
+                    f"PUT {target} HTTP/1.1\r\nHost: {host}:{port}\r\n{AUTH_HEADER}: "
+                    .encode("latin-1"), auth,
+                    f"\r\nContent-Type: application/octet-stream\r\n"
+                    f"Content-Length: {length}\r\n\r\n".encode("latin-1"),
+                ))
+                requests.append(BurstRequest(host, port, head, body,
+                                             patience_s=puts[position].patience_s))
+            return pool.exchange(requests, timeout_s=timeout_s, grace_s=grace_s) \
+                if requests else []
+
+        outcomes = await asyncio.get_running_loop().run_in_executor(threads, exchange)
+        for (position, _host, _port, target, _auth), outcome in zip(sent, outcomes,
+                                                                     strict=True):
+            results[position] = _put_outcome(outcome, puts[position], target)
         return results
 
     async def read_shard(

@@ -42,6 +42,7 @@ class Pods(Protocol):
         *,
         timeout_s: float,
         grace_s: Callable[[float], float],
+        prepare: Callable[[], Sequence[Sequence[bytes | bytearray | memoryview]]] | None = None,
     ) -> list[ShardInfo | PodError]: ...
 
     async def read_shard(

@@ -193,15 +193,19 @@ class InMemoryPods:
         *,
         timeout_s: float,
         grace_s: Callable[[float], float],
+        prepare: Callable[[], Sequence[Sequence[bytes | bytearray | memoryview]]] | None = None,
     ) -> list[ShardInfo | PodError]:
-        """PodClient.put_shards: every put at once, with the same deadlines."""
+        """PodClient.put_shards: every put at once, with the same deadlines; `prepare`
+        runs in a worker thread first, as on the real client's burst thread."""
         loop = asyncio.get_running_loop()
+        pieces = (await asyncio.to_thread(prepare) if prepare is not None
+                  else [put.pieces for put in puts])
         started = loop.time()
         results: list[ShardInfo | PodError] = [PodUnavailable("pod has no URL")] * len(puts)
         running: dict[asyncio.Future[ShardInfo], int] = {}
         for position, put in enumerate(puts):
             if put.url is not None:
-                body = b"".join(bytes(piece) for piece in put.pieces)
+                body = b"".join(bytes(piece) for piece in pieces[position])
                 running[asyncio.ensure_future(
                     self.put_shard(put.url, put.partition, put.shard, body))] = position
         moved, grace = None, math.inf  # the latest success, and the grace it gave

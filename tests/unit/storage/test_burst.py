@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from kurastore.storage import (
     ShardExists,
     ShardId,
     ShardInfo,
+    ShardNotFound,
     ShardPut,
 )
 
@@ -107,6 +109,40 @@ async def test_one_refused_or_dead_pod_fails_only_its_own_put(
     fresh = ShardPut(running[1].url, 11, ShardId("cd" * 16, "0", 0), [b"next"])
     assert isinstance((await client.put_shards([fresh], timeout_s=5,
                                                grace_s=lambda _t: 1.0))[0], ShardInfo)
+
+
+async def test_prepared_bytes_are_made_on_the_burst_thread_and_sent(
+    client: PodClient, pods: Any
+) -> None:
+    """With `prepare`, each put's bytes are what it returns, made off the event loop's
+    thread; a put without a pod still lets it run; what it raises is raised, unsent."""
+    running = await pods(2)
+    data = [os.urandom(250_000) for _ in range(3)]
+    made_on: list[str] = []
+
+    def prepare() -> list[list[bytes]]:
+        made_on.append(threading.current_thread().name)
+        return [[d[:10], d[10:]] for d in data]
+
+    urls: list[str | None] = [running[0].url, None, running[1].url]
+    puts = [ShardPut(url, 11, ShardId(OID, "0", i), ()) for i, url in enumerate(urls)]
+    results = await client.put_shards(puts, timeout_s=5, grace_s=lambda _t: 1.0,
+                                      prepare=prepare)
+    assert made_on and made_on[0].startswith("kura-burst")
+    assert isinstance(results[1], PodUnavailable)
+    for put, result, d in zip(puts, results, data, strict=True):
+        if put.url is not None:
+            assert isinstance(result, ShardInfo) and result.size == len(d)
+            assert await client.read_shard(put.url, 11, put.shard) == d
+
+    def broken() -> list[list[bytes]]:
+        raise RuntimeError("codec trouble")
+
+    later = [ShardPut(running[0].url, 11, ShardId("ef" * 16, "0", 0), ())]
+    with pytest.raises(RuntimeError, match="codec trouble"):
+        await client.put_shards(later, timeout_s=5, grace_s=lambda _t: 1.0, prepare=broken)
+    with pytest.raises(ShardNotFound):
+        await client.read_shard(running[0].url, 11, later[0].shard)
 
 
 async def test_a_pod_that_never_answers_costs_the_grace_not_the_timeout(
