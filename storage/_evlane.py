@@ -78,7 +78,7 @@ class EventLane:
         self._sweeper: asyncio.TimerHandle | None = None
         self._emptied = asyncio.Event()  # set when the last connection leaves
         self._commit_due = False
-        self.thread = threading.get_ident()  # the loop's
+        self.thread_id = threading.get_ident()  # the loop's
 
     def commit_soon(self) -> None:
         """Write the queued shards once this loop turn's ready callbacks have run, so every
@@ -329,7 +329,7 @@ class _LoopConnection:
 
     def _stored_elsewhere(self, info: ShardInfo | None, error: BaseException | None) -> None:
         """From the thread that wrote the batch (mostly the loop's own): back to the loop."""
-        if threading.get_ident() == self.ev.thread:
+        if threading.get_ident() == self.ev.thread_id:
             self._stored(info, error)
             return
         try:

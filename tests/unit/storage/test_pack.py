@@ -169,6 +169,35 @@ def test_concurrent_writers_share_fdatasyncs(store: ShardStore,
     assert len(syncs) < len(bodies)  # group commit: fewer syncs than writes
 
 
+def test_queued_writes_are_written_by_the_thread_that_commits_them(
+        store: ShardStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """write_packed_async queues; commit_packed writes everything queued in one durable
+    write and completes each write on the calling thread (the pod's event loop)."""
+    syncs = []
+    real_sync, real_pwritev = os.fdatasync, os.pwritev
+
+    def pwritev(fd: int, views: Any, offset: int, flags: int = 0) -> int:
+        if flags & getattr(os, "RWF_DSYNC", 0):
+            syncs.append(fd)
+        return real_pwritev(fd, views, offset, flags)
+
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real_sync(fd)))
+    monkeypatch.setattr(os, "pwritev", pwritev)
+    bodies = {n: os.urandom(100_000 + n) for n in range(5)}
+    done: dict[int, tuple[int, str]] = {}
+    for n, body in bodies.items():
+        store.write_packed_async(
+            3, sid(n), body,
+            lambda info, error, n=n: done.__setitem__(
+                n, (info.size if info else -1, threading.current_thread().name)))
+    assert done == {} and syncs == []  # nothing written before the commit
+    store.commit_packed()
+    here = threading.current_thread().name
+    assert done == {n: (len(body), here) for n, body in bodies.items()}
+    assert len(syncs) == 1
+    assert all(read_all(store, 3, sid(n)) == body for n, body in bodies.items())
+
+
 def test_a_torn_last_batch_is_dropped_and_later_writes_survive(tmp_path: Path) -> None:
     root = tmp_path / "pod"
     store = opened(root)
