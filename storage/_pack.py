@@ -41,7 +41,7 @@ Rules:
   an older pack could still hold what they delete, then the pack is removed once no read
   is using its file descriptors (a pack's read fds are shared and kept open until then).
 - Everything here blocks; callers run it on worker threads (or, for packed reads and
-  put_async, on the pod's loop: see _evlane.py).
+  put_async with lead_queued, on the pod's loop: see _evlane.py).
 """
 
 from __future__ import annotations

@@ -264,7 +264,7 @@ class PodClient:
 
         For the k+m shards of a small object, where the asyncio client's per-request
         cost would exceed the object's MD5 (see _burst.py for the figures)."""
-        sent: list[tuple[int, str, int, str, bytes]] = []  # position, host, port, target, auth
+        sent: list[tuple[int, str, int, str, str]] = []  # position, host, port, target, auth
         results: list[ShardInfo | PodError] = [
             PodUnavailable("pod has no URL") for _put in puts
         ]
@@ -278,7 +278,7 @@ class PodClient:
                 results[position] = exc
                 continue
             sent.append((position, host, port, target,
-                         sign_request(self._secret, "PUT", target).encode("latin-1")))
+                         sign_request(self._secret, "PUT", target)))
         if not sent and prepare is None:
             return results
         pool, threads = self._get_burst()
@@ -289,13 +289,11 @@ class PodClient:
             for position, host, port, target, auth in sent:
                 body = pieces[position]
                 length = sum(memoryview(piece).nbytes for piece in body)
-                head = b"".join((
-                    f"PUT {target} HTTP/1.1\r\nHost: {host}:{port}\r\n{AUTH_HEADER}: "
-                    .encode("latin-1"), auth,
-                    f"\r\nContent-Type: application/octet-stream\r\n"
-                    f"Content-Length: {length}\r\n\r\n".encode("latin-1"),
-                ))
-                requests.append(BurstRequest(host, port, head, body,
+                head = (
+                    f"PUT {target} HTTP/1.1\r\nHost: {host}:{port}\r\n{AUTH_HEADER}: {auth}\r\n"
+                    f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n"
+                )
+                requests.append(BurstRequest(host, port, head.encode("latin-1"), body,
                                              patience_s=puts[position].patience_s))
             return pool.exchange(requests, timeout_s=timeout_s, grace_s=grace_s) \
                 if requests else []

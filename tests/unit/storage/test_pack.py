@@ -40,6 +40,23 @@ def small_packs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_pack, "PACK_BYTES", 1 << 20)  # several packs from a few shards
 
 
+@pytest.fixture
+def syncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The fds of every durable write from now on: a pwritev with RWF_DSYNC, or an
+    fdatasync where the kernel lacks it."""
+    seen: list[int] = []
+    real_sync, real_pwritev = os.fdatasync, os.pwritev
+
+    def pwritev(fd: int, views: Any, offset: int, flags: int = 0) -> int:
+        if flags & getattr(os, "RWF_DSYNC", 0):
+            seen.append(fd)
+        return real_pwritev(fd, views, offset, flags)
+
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (seen.append(fd), real_sync(fd)))
+    monkeypatch.setattr(os, "pwritev", pwritev)
+    return seen
+
+
 def filled(root: Path, count: int, size: int, partitions: int
            ) -> tuple[ShardStore, dict[int, bytes]]:
     """A store at `root` holding shard n (of `count`) in partition n % `partitions`."""
@@ -148,20 +165,9 @@ def test_writes_and_deletes_survive_a_restart(tmp_path: Path) -> None:
         again.close()
 
 
-def test_concurrent_writers_share_fdatasyncs(store: ShardStore,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concurrent_writers_share_fdatasyncs(store: ShardStore, syncs: list[int]) -> None:
     """Group commit: fewer durable writes (a pwritev with RWF_DSYNC, or fdatasync where
     the kernel lacks it) than shards written."""
-    syncs = []
-    real_sync, real_pwritev = os.fdatasync, os.pwritev
-
-    def pwritev(fd: int, views: Any, offset: int, flags: int = 0) -> int:
-        if flags & getattr(os, "RWF_DSYNC", 0):
-            syncs.append(fd)
-        return real_pwritev(fd, views, offset, flags)
-
-    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real_sync(fd)))
-    monkeypatch.setattr(os, "pwritev", pwritev)
     bodies = {n: os.urandom(256 << 10) for n in range(64)}
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda n: store.write_whole(n % 7, sid(n), bodies[n]), bodies))
@@ -170,19 +176,9 @@ def test_concurrent_writers_share_fdatasyncs(store: ShardStore,
 
 
 def test_queued_writes_are_written_by_the_thread_that_commits_them(
-        store: ShardStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        store: ShardStore, syncs: list[int]) -> None:
     """write_packed_async queues; commit_packed writes everything queued in one durable
     write and completes each write on the calling thread (the pod's event loop)."""
-    syncs = []
-    real_sync, real_pwritev = os.fdatasync, os.pwritev
-
-    def pwritev(fd: int, views: Any, offset: int, flags: int = 0) -> int:
-        if flags & getattr(os, "RWF_DSYNC", 0):
-            syncs.append(fd)
-        return real_pwritev(fd, views, offset, flags)
-
-    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real_sync(fd)))
-    monkeypatch.setattr(os, "pwritev", pwritev)
     bodies = {n: os.urandom(100_000 + n) for n in range(5)}
     done: dict[int, tuple[int, str]] = {}
     for n, body in bodies.items():
