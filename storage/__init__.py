@@ -6,7 +6,14 @@ with an underscore. Rules: storage knows the frame format of kurastore.erasure (
 and nothing else of kurastore; gateways talk to pods only through PodClient.
 """
 
-from kurastore.storage.api import PodUsage, ShardId, ShardInfo, ShardPut, VerifyResult
+from kurastore.storage.api import (
+    PodUsage,
+    ShardId,
+    ShardInfo,
+    ShardPieces,
+    ShardPut,
+    VerifyResult,
+)
 from kurastore.storage.client import PodClient
 from kurastore.storage.config import PodConfig
 from kurastore.storage.errors import (
@@ -37,6 +44,7 @@ __all__ = [
     "ShardId",
     "ShardInfo",
     "ShardNotFound",
+    "ShardPieces",
     "ShardPut",
     "ShardStore",
     "ShardTooLarge",

@@ -199,10 +199,8 @@ def _write_all(fd: int, views: list[memoryview], offset: int | None = None,
     while views:
         if offset is None:
             written = os.writev(fd, views)
-        elif flags:
-            written = os.pwritev(fd, views, offset + total, flags)
         else:
-            written = os.pwritev(fd, views, offset + total)
+            written = os.pwritev(fd, views, offset + total, flags)
         total += written
         while views and written >= len(views[0]):
             written -= len(views[0])

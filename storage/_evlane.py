@@ -10,11 +10,11 @@ costs its own system calls and nothing else, and the PUT bodies completed in one
 are written as one batch by the loop itself (one pwritev with RWF_DSYNC), then answered.
 (Handing the batch to the pack's committer thread instead cost 4-5 more context switches
 per batch, and about 0.7 ms more pod CPU per 1 MiB object, whose six shards are written by
-six pods.) Measured against the thread lane, one
-pod, 256 KiB shards, 8 concurrent requests from the gateway's wire client, three
-alternated runs: PUT 0.62-0.69 against 0.63-0.82 ms of pod CPU per shard and 3.4-4.2
-against 13-15 context switches; GET 0.41-0.46 against 0.43-0.55 ms, 4-5 against 9-11
-switches (the GETs read from the disk: shards are written around the page cache).
+six pods.) Measured against the thread lane, one pod, 256 KiB shards, 8 concurrent
+requests from the gateway's wire client, three alternated runs: PUT 0.62-0.69 against
+0.63-0.82 ms of pod CPU per shard and 3.4-4.2 against 13-15 context switches; GET
+0.41-0.46 against 0.43-0.55 ms, 4-5 against 9-11 switches (the GETs read from the disk:
+shards are written around the page cache).
 
 What it serves: a PUT with a Content-Length of at most the pack size limit (the body is
 received whole, then queued with PackStore.put_async), and a GET of a packed shard, with
@@ -319,7 +319,7 @@ class _LoopConnection:
         request.bytes_in = len(body)
         try:
             self.ev.lane.store.write_packed_async(request.partition, request.shard, body,
-                                                  self._stored_elsewhere)
+                                                  self._stored_on_any_thread)
             self.ev.commit_soon()
         except PodError as exc:
             self._answer_error(exc)
@@ -327,7 +327,7 @@ class _LoopConnection:
             log.exception("internal error on %s %s", request.method, request.target)
             self._answer_internal_error()
 
-    def _stored_elsewhere(self, info: ShardInfo | None, error: BaseException | None) -> None:
+    def _stored_on_any_thread(self, info: ShardInfo | None, error: BaseException | None) -> None:
         """From the thread that wrote the batch (mostly the loop's own): back to the loop."""
         if threading.get_ident() == self.ev.thread_id:
             self._stored(info, error)

@@ -26,6 +26,7 @@ __all__ = [
     "PodUsage",
     "ShardId",
     "ShardInfo",
+    "ShardPieces",
     "ShardPut",
     "VerifyResult",
     "object_path",
@@ -124,16 +125,20 @@ class ShardInfo:
     mtime: float
 
 
+ShardPieces = Sequence[bytes | bytearray | memoryview]  # one shard's bytes, back to back
+
+
 @dataclass(frozen=True)
 class ShardPut:
-    """One shard of a burst write (PodClient.put_shards): its bytes are `pieces`, back to
-    back. Once another shard of the burst is stored, this one is waited on for the burst's
-    grace, but never longer than `patience_s`."""
+    """One shard of a burst write (PodClient.put_shards): its bytes are `pieces` (or what
+    put_shards' `prepare` makes for it), back to back. Once another shard of the burst is
+    stored, this one is waited on for the burst's grace, but never longer than
+    `patience_s`."""
 
     url: str | None  # None: the pod has no address, the put fails without a request
     partition: int
     shard: ShardId
-    pieces: Sequence[bytes | bytearray | memoryview]
+    pieces: ShardPieces
     patience_s: float = math.inf
 
 

@@ -35,6 +35,7 @@ from kurastore.storage.api import (
     PodUsage,
     ShardId,
     ShardInfo,
+    ShardPieces,
     ShardPut,
     VerifyResult,
     object_path,
@@ -62,7 +63,6 @@ __all__ = ["PodClient"]
 
 T = TypeVar("T")
 Body = bytes | bytearray | memoryview | AsyncIterable[bytes | memoryview]
-Pieces = Sequence[bytes | bytearray | memoryview]  # one shard's bytes, back to back
 
 _ERROR_OF: dict[int, type[PodError]] = {
     401: PodAuthError,
@@ -248,7 +248,7 @@ class PodClient:
         *,
         timeout_s: float,
         grace_s: Callable[[float], float],
-        prepare: Callable[[], Sequence[Pieces]] | None = None,
+        prepare: Callable[[], Sequence[ShardPieces]] | None = None,
     ) -> list[ShardInfo | PodError]:
         """Store several new shards at once, from one worker thread (_burst.py): per put,
         in order, its ShardInfo or the PodError it failed with; one pod's failure never

@@ -20,7 +20,7 @@ from kurastore.gateway.objects.executor import CpuPool
 from kurastore.gateway.objects.health import PodHealth
 from kurastore.gateway.objects.topology import Topology
 from kurastore.metadata import Store
-from kurastore.storage import PodError, PodUsage, ShardId, ShardInfo, ShardPut
+from kurastore.storage import PodError, PodUsage, ShardId, ShardInfo, ShardPieces, ShardPut
 
 
 class Pods(Protocol):
@@ -42,7 +42,7 @@ class Pods(Protocol):
         *,
         timeout_s: float,
         grace_s: Callable[[float], float],
-        prepare: Callable[[], Sequence[Sequence[bytes | bytearray | memoryview]]] | None = None,
+        prepare: Callable[[], Sequence[ShardPieces]] | None = None,
     ) -> list[ShardInfo | PodError]: ...
 
     async def read_shard(

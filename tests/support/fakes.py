@@ -29,6 +29,7 @@ from kurastore.storage import (
     ShardId,
     ShardInfo,
     ShardNotFound,
+    ShardPieces,
     ShardPut,
     VerifyResult,
 )
@@ -193,7 +194,7 @@ class InMemoryPods:
         *,
         timeout_s: float,
         grace_s: Callable[[float], float],
-        prepare: Callable[[], Sequence[Sequence[bytes | bytearray | memoryview]]] | None = None,
+        prepare: Callable[[], Sequence[ShardPieces]] | None = None,
     ) -> list[ShardInfo | PodError]:
         """PodClient.put_shards: every put at once, with the same deadlines; `prepare`
         runs in a worker thread first, as on the real client's burst thread."""
