@@ -343,7 +343,10 @@ class PackStore:
             found = self._index.get(partition, {}).get(shard.name)
             if not isinstance(found, Place):
                 return None
-            pack = self._packs[found.pack]
+            pack = self._packs.get(found.pack)
+            if pack is None:  # compaction drops what it cannot move; this guards the rest
+                log.error("shard %s points at pack %016x, which is gone", shard.name, found.pack)
+                return None
             if pack.fds is None:
                 try:
                     fd = os.open(pack.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -463,11 +466,15 @@ class PackStore:
 
     def delete(self, partition: int, name: str) -> int | None:
         """Record the deletion of a packed shard; its size, or None if it is not packed."""
+        return self._delete(partition, name, None)
+
+    def _delete(self, partition: int, name: str, only: Place | None) -> int | None:
+        """Record the deletion of `name` (when `only`: if it is still at that place)."""
         with _Stage(None) as block:
             with self._cond:
                 names = self._index.get(partition, {})
                 old = names.get(name)
-                if old is None:
+                if old is None or (only is not None and old != only):
                     return None
                 del names[name]
                 if not names:
@@ -664,7 +671,11 @@ class PackStore:
             os.close(fd)
         assert isinstance(data, bytes)
         if len(data) != place.size:
-            return  # cut short on disk: the healer rebuilds it from the other shards
+            # Cut short on disk: forget it, so reads answer "missing" (and the gateway
+            # queues it for healing) instead of pointing into the pack removed below.
+            log.error("shard %s of pack %016x is cut short on disk: dropped", name, pack.number)
+            self._delete(partition, name, place)
+            return
         with _Stage(self._staging) as stage:
             record = _encode(stage, _SHARD, partition, name, data, place.mtime)
 

@@ -322,6 +322,36 @@ def test_compaction_keeps_live_shards_and_deletions(tmp_path: Path, small_packs:
         again.close()
 
 
+def test_a_record_cut_short_on_disk_reads_as_missing_after_compaction(
+    tmp_path: Path, small_packs: None
+) -> None:
+    root = tmp_path / "pod"
+    store, bodies = filled(root, 20, 150_000, 1)
+    first = packs(root)[0]
+    held = {n for n in bodies if store.packs.place(0, sid(n).name).pack == 0}  # type: ignore[union-attr]
+    for n in sorted(held)[:-1]:  # the pack is worth compacting: one live record left
+        store.delete(0, sid(n))
+        del bodies[n]
+    (last,) = held & set(bodies)
+    place = store.packs.place(0, sid(last).name)
+    assert place is not None
+    os.truncate(first, place.offset + place.size // 2)  # the disk lost its tail
+    del bodies[last]
+
+    assert store.compact_packs() > 0
+    assert not first.exists()
+    with pytest.raises(ShardNotFound):  # "missing", which the gateway heals; never a 500
+        read_all(store, 0, sid(last))
+    for n, body in bodies.items():
+        assert read_all(store, 0, sid(n)) == body
+    store.close()
+    again = opened(root)
+    try:
+        assert {i.shard for i in again.list_partition(0)} == {sid(n) for n in bodies}
+    finally:
+        again.close()
+
+
 def test_deletes_racing_a_compaction_stay_deleted(tmp_path: Path, small_packs: None) -> None:
     root = tmp_path / "pod"
     store = opened(root)
