@@ -15,6 +15,7 @@ metadata errors re-exported here) to their wire errors in one table each.
     │                            KeyNotExpected, EncryptionUnavailable)
     ├── QuorumNotReached        (too few pods answered: retry later)
     └── DataLost                (fewer than k good blocks of a stripe exist)
+        └── DataUnavailable     (...because pods did not answer: may come back)
 Metadata errors (BucketNotFound, ObjectNotFound, PreconditionFailed, ...) pass
 through unchanged.
 """
@@ -88,6 +89,11 @@ class QuorumNotReached(ObjectServiceError):
 
 class DataLost(ObjectServiceError):
     pass
+
+
+class DataUnavailable(DataLost):
+    """Too few blocks of a stripe arrived because pods did not answer: the data may be
+    intact and readable again once they are back (a retry is worth it)."""
 
 
 class InvalidPartNumber(InvalidRange):

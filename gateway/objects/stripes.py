@@ -11,7 +11,8 @@ Rules:
   (decoded in the executor); reads still running then are cancelled, and a pod
   given up on that way is reported slow to the health tracker.
 - Every frame is verified (checksum, index, stripe, geometry, stripe length)
-  before use. When nothing more can arrive, fewer than k good blocks is DataLost.
+  before use. When nothing more can arrive, fewer than k good blocks is DataLost,
+  DataUnavailable when a pod that did not answer held one of the missing blocks.
 - Blocks found bad are reported in `bad` (index -> "missing", "unreachable" or
   "corrupt"); indices whose pod failed outright are added to `down`, so later
   batches of the same reader skip them.
@@ -34,7 +35,7 @@ from kurastore.erasure import (
     verify_frame,
 )
 from kurastore.gateway.objects.context import ObjectContext
-from kurastore.gateway.objects.errors import DataLost
+from kurastore.gateway.objects.errors import DataLost, DataUnavailable
 from kurastore.gateway.objects.fanout import read_range
 from kurastore.metadata import ObjectVersion, PartLayout, PlacementMapNotFound
 from kurastore.storage import PodError, PodUnavailable, ShardId, ShardNotFound
@@ -268,7 +269,8 @@ class BatchRead:
         frames = self._frames[stripe]
         k = self._params.k
         if len(frames) < k:
-            raise DataLost(
+            unanswered = any(reason == "unreachable" for reason in self.bad.values())
+            raise (DataUnavailable if unanswered else DataLost)(
                 f"stripe {stripe} of {self._version.object_id}.{self._part.shard_tag}: "
                 f"{len(frames)} good blocks of {k} needed"
             )

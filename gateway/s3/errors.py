@@ -242,6 +242,7 @@ DOMAIN_TO_S3: dict[type[BaseException], type[S3Error]] = {
     dom.InvalidArgument: InvalidArgument,
     dom.KeyRequired: InvalidRequest,
     dom.QuorumNotReached: StorageUnavailable,
+    dom.DataUnavailable: StorageUnavailable,
     dom.DataLost: DataUnreadable,
 }
 

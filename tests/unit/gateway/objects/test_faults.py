@@ -8,7 +8,7 @@ import pytest
 
 from kurastore.gateway.maintenance.collect import collect_once
 from kurastore.gateway.objects.api import PutOptions
-from kurastore.gateway.objects.errors import DataLost, QuorumNotReached
+from kurastore.gateway.objects.errors import DataLost, DataUnavailable, QuorumNotReached
 from kurastore.metadata import ObjectNotFound
 from kurastore.placement import PlacementMap
 from kurastore.storage import ShardId
@@ -70,13 +70,24 @@ async def test_corrupt_frame_is_detected_and_rebuilt(cluster):
     assert [(i.index, i.reason) for i in await heal_items(cluster)] == [(3, "corrupt")]
 
 
-async def test_losing_more_than_m_pods_is_data_lost(cluster):
+async def test_more_than_m_pods_down_is_data_unavailable(cluster):
     data = random_bytes(SIZE)
     version = await cluster.put("k", data)
     holders = pods_of(cluster, version)
     cluster.pods.kill(*holders[:3])
-    with pytest.raises(DataLost):
+    with pytest.raises(DataUnavailable):  # worth a retry: the pods may come back
         await cluster.read("k")
+
+
+async def test_more_than_m_blocks_gone_from_live_pods_is_data_lost(cluster):
+    data = random_bytes(SIZE)
+    version = await cluster.put("k", data)
+    holders = pods_of(cluster, version)
+    for pod in holders[:3]:
+        cluster.pods.drop_shards(pod, version.object_id)
+    with pytest.raises(DataLost) as lost:
+        await cluster.read("k")
+    assert not isinstance(lost.value, DataUnavailable)  # every pod answered: no retry helps
 
 
 async def test_hung_pod_on_read_falls_back_to_parity(make_cluster):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from kurastore.gateway.objects.api import ByteRange
-from kurastore.gateway.objects.errors import DataLost, QuorumNotReached
+from kurastore.gateway.objects.errors import DataUnavailable, QuorumNotReached
 from kurastore.metadata import ObjectNotFound
 
 from .conftest import KiB, MiB, random_bytes
@@ -90,11 +90,11 @@ async def test_suspect_pods_are_read_around_without_a_new_wait(make_cluster):
     assert cluster.service.stats.degraded_reads == 4
 
 
-async def test_more_than_m_hung_pods_is_still_data_lost_after_the_timeout(make_cluster):
+async def test_more_than_m_hung_pods_is_data_unavailable_after_the_timeout(make_cluster):
     cluster = await make_cluster(pod_timeout_s=1.0)
     version = await cluster.put("k", random_bytes(SIZE))
     cluster.pods.hang(*holders_of(cluster, version)[:3])
-    with pytest.raises(DataLost):
+    with pytest.raises(DataUnavailable):
         await cluster.read("k")
 
 
