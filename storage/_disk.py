@@ -65,7 +65,7 @@ from kurastore.storage._direct import (
     send_uncached,
     write_whole_direct,
 )
-from kurastore.storage._pack import PACK_MAX_SHARD, PackStore, Place
+from kurastore.storage._pack import PACK_MAX_SHARD, PackStore, Place, StagedShard
 from kurastore.storage.api import (
     PodUsage,
     ShardId,
@@ -618,16 +618,28 @@ class ShardStore:
             raise
         return self._count_packed(partition, shard, len(data), place)
 
+    def stage_packed(self, shard: ShardId, length: int) -> StagedShard | None:
+        """A buffer to receive a shard of `length` bytes (at most pack_max_shard) into, for
+        write_packed_async; None where it cannot be had (receive it anywhere then)."""
+        return self.packs.stage(shard.name, length)
+
     def write_packed_async(
-        self, partition: int, shard: ShardId, data: bytes | bytearray | memoryview,
+        self, partition: int, shard: ShardId,
+        data: bytes | bytearray | memoryview | StagedShard,
         then: Callable[[ShardInfo | None, BaseException | None], None],
     ) -> None:
         """write_whole of a shard of at most pack_max_shard bytes, queued: `then` gets its
         ShardInfo (or the error) once durable, from the thread that wrote the batch, which
         is the caller's at its next `commit_packed()` unless another thread led first.
-        ShardExists and InsufficientStorage are raised here, before anything is queued."""
+        ShardExists and InsufficientStorage are raised here, before anything is queued.
+        A StagedShard (stage_packed) is this call's to release from then on."""
         nbytes = len(data)
-        self._reserve(nbytes)
+        try:
+            self._reserve(nbytes)
+        except BaseException:
+            if isinstance(data, StagedShard):
+                data.release()
+            raise
 
         def settled(place: Place | None, error: BaseException | None) -> None:
             if place is None:

@@ -55,6 +55,7 @@ import time
 from kurastore.storage import _lane
 from kurastore.storage._buffers import receive_buffer
 from kurastore.storage._disk import RangeRead
+from kurastore.storage._pack import StagedShard
 from kurastore.storage.api import ShardInfo
 from kurastore.storage.errors import InvalidRange, PodError
 
@@ -168,6 +169,7 @@ class _LoopConnection:
         self.head = b""  # its head, should it be passed to the thread lane
         self.close_after = False
         self.body: memoryview | None = None  # a PUT body being received
+        self.staged: StagedShard | None = None  # the record buffer `body` lies in, if any
         self.got = 0
         self.out: list[memoryview] = []  # the answer still to send
         self.lent: RangeRead | None = None  # what the answer's body is lent from
@@ -209,6 +211,9 @@ class _LoopConnection:
             return
         self.closed = True
         self._detach()
+        if self.staged is not None:  # a body cut off: its buffer goes back to the pool
+            self.body, staged, self.staged = None, self.staged, None
+            staged.release()
         if self.request is not None:
             self._done(499)
         self.sock.close()
@@ -302,7 +307,11 @@ class _LoopConnection:
 
     def _start_put(self, request: _lane.Request) -> None:
         length = int(request.headers["content-length"])
-        body = memoryview(receive_buffer(length))  # filled before it is used
+        assert request.shard is not None
+        # Received straight into the record the pack will write: no copy after.
+        self.staged = self.ev.lane.store.stage_packed(request.shard, length)
+        body = (self.staged.payload if self.staged is not None
+                else memoryview(receive_buffer(length)))  # filled before it is used
         got = min(length, len(self.pending))
         body[:got] = self.pending[:got]
         del self.pending[:got]
@@ -315,11 +324,12 @@ class _LoopConnection:
     def _body_received(self) -> None:
         body, request = self.body, self.request
         assert body is not None and request is not None and request.shard is not None
-        self.body = None
+        staged, self.body, self.staged = self.staged, None, None
         request.bytes_in = len(body)
         try:
-            self.ev.lane.store.write_packed_async(request.partition, request.shard, body,
-                                                  self._stored_on_any_thread)
+            self.ev.lane.store.write_packed_async(
+                request.partition, request.shard, body if staged is None else staged,
+                self._stored_on_any_thread)
             self.ev.commit_soon()
         except PodError as exc:
             self._answer_error(exc)

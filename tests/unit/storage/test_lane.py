@@ -19,6 +19,7 @@ from kurastore.storage import ShardId, ShardNotFound
 from kurastore.storage._listener import PodListener
 from kurastore.storage._pack import PACK_MAX_SHARD
 from kurastore.storage.auth import sign_request
+from kurastore.storage.server import SHARD_STORE
 
 SECRET = b"unit-test-cluster-secret-0123456789"
 
@@ -275,6 +276,32 @@ async def test_existing_shard_is_a_conflict_and_keeps_the_first(pod: Any) -> Non
     finally:
         conn.close()
     assert (await pod.client.usage(pod.url)).used_bytes == 3
+
+
+async def test_a_body_cut_off_stores_nothing_and_its_buffer_is_reused_cleanly(
+    pod: Any,
+) -> None:
+    # Packed PUT bodies are received straight into a staging buffer of the pack's.
+    staging = pod.app[SHARD_STORE].staging
+    idle = len(staging._idle)
+    conn = await Conn.open(pod.url)
+    conn.send(conn.request_bytes("PUT", _target(4, _sid(1)), os.urandom(300_000))[:-1000])
+    await conn.writer.drain()
+    await asyncio.sleep(0.3)  # the pod has the rest of the request
+    conn.close()
+    for _ in range(100):
+        if len(staging._idle) > idle:
+            break
+        await asyncio.sleep(0.02)
+    assert len(staging._idle) == idle + 1  # given back, not leaked
+    with pytest.raises(ShardNotFound):
+        await pod.client.read_shard(pod.url, 4, _sid(1))
+    assert (await pod.client.usage(pod.url)).used_bytes == 0
+    # The buffer the cut body half filled carries the next body alone.
+    other = os.urandom(200_000)
+    assert (await pod.client.put_shard(pod.url, 4, _sid(2), other)).size == len(other)
+    assert len(staging._idle) == idle + 1  # taken and given back before the answer
+    assert await pod.client.read_shard(pod.url, 4, _sid(2)) == other
 
 
 async def test_requests_are_counted_and_logged(pod: Any, caplog: Any) -> None:
