@@ -24,19 +24,21 @@ errlog = logging.getLogger("kurastore.gateway")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-REQUEST_ID = "request_id"
-PROTOCOL = "protocol"  # "s3", "swift", "admin", "probe"
-OP = "op"  # the operation name, AWS's own (PutObject...), set by the adapter
-STARTED = "response_started"
+Completion = Callable[[web.Request, web.StreamResponse | None, int, float], None]
+
+REQUEST_ID = web.RequestKey("request_id", str)
+PROTOCOL = web.RequestKey("protocol", str)  # "s3", "swift", "admin", "probe"
+OP = web.RequestKey("op", str)  # the operation name, AWS's own (PutObject...), set by the adapter
+STARTED = web.RequestKey("response_started", bool)
 # Headers an adapter wants on whatever answer goes out, errors and streams alike
 # (the S3 adapter's CORS headers): a dict, set before the answer is prepared.
-EXTRA_HEADERS = "extra_response_headers"
-CLIENT_GONE = "client_gone"  # the client closed the connection during the answer
+EXTRA_HEADERS = web.RequestKey("extra_response_headers", dict[str, str])
+# the client closed the connection during the answer
+CLIENT_GONE = web.RequestKey("client_gone", bool)
 # Callbacks an adapter wants run once a request is over, answered or not (the S3 server
 # access log): a list of `Completion`s, each called with (request, response or None,
 # status, seconds). They run in the access log's `finally`: they must not block or await.
-ON_COMPLETE = "on_complete"
-Completion = Callable[[web.Request, web.StreamResponse | None, int, float], None]
+ON_COMPLETE = web.RequestKey("on_complete", list[Completion])
 
 
 async def write_to_client(request: web.Request, response: web.StreamResponse,

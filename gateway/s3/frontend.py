@@ -10,8 +10,8 @@ answers with `render_s3_error`, the only place an exception becomes S3 XML.
 Rules: anonymous requests get exactly what public grants allow; PostObject is
 signed by its form fields, so handlers_post authenticates (and authorizes) it
 itself; nothing reads a request body before it is authorized; an operation without
-a handler answers NotImplemented (501), never 500. request["s3_op"],
-request["s3_bucket"] and request["s3_key"] are set for the access log; a request
+a handler answers NotImplemented (501), never 500. server_log.S3_OP,
+S3_BUCKET and S3_KEY are set on the request for the access log; a request
 naming a bucket is watched by the bucket's server access log (server_log_delivery.py),
 which reads the requester, auth scheme, bucket record and error code set here. CORS
 comes first (cors.py): a preflight OPTIONS is answered without credentials, and
@@ -58,7 +58,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_KEY_BYTES = 1024
-EXPECT_PENDING = "s3_expect_continue"  # request key: "100 Continue" is owed, not yet sent
+# request key: "100 Continue" is owed, not yet sent
+EXPECT_PENDING = web.RequestKey("s3_expect_continue", bool)
 HANDLERS: dict[S3Op, Handler] = {
     **handlers_bucket.HANDLERS,
     **handlers_object.HANDLERS,
@@ -95,7 +96,8 @@ class S3Frontend:
         op, bucket, key = classify(
             request.method, path, request.query, request.headers, domain=self._domain
         )
-        request["s3_op"], request["s3_bucket"], request["s3_key"] = op.value, bucket, key
+        request[server_log.S3_OP], request[server_log.S3_BUCKET] = op.value, bucket
+        request[server_log.S3_KEY] = key
         request[OP] = op.value  # names the operation in the access log and metrics
         if bucket and self._server_log is not None:  # the bucket's server access log
             self._server_log.watch(request)
@@ -209,7 +211,7 @@ def _closing_if_owed(request: web.Request, response: web.Response) -> web.Respon
 
 
 def _context_fields(request: web.Request, err: s3e.S3Error) -> dict[str, str]:
-    bucket, key = request.get("s3_bucket", ""), request.get("s3_key", "")
+    bucket, key = request.get(server_log.S3_BUCKET, ""), request.get(server_log.S3_KEY, "")
     if err.code in ("NoSuchKey", "NoSuchVersion") and key:
         out = {"Key": key}
         if err.code == "NoSuchVersion":
@@ -236,7 +238,7 @@ def _domain_headers(request: web.Request, exc: BaseException) -> dict[str, str]:
         if exc.version_id:
             headers["x-amz-version-id"] = exc.version_id
         return headers
-    if isinstance(exc, dom.ObjectNotFound) and request.get("s3_op") in ("GetObject",
-                                                                         "HeadObject"):
+    if isinstance(exc, dom.ObjectNotFound) and request.get(server_log.S3_OP) in (
+            "GetObject", "HeadObject"):
         return {"x-amz-delete-marker": "false"}  # as RGW and the conformance suite say
     return {}

@@ -36,6 +36,7 @@ from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.auth import AuthResult, Principal
 from kurastore.gateway.s3.context import S3Request
 from kurastore.gateway.s3.routes import S3Op
+from kurastore.gateway.s3.server_log import S3_KEY
 from kurastore.gateway.s3.xml import child_text, el, parse, quoted
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ async def post_object(
     if file_part is None:
         raise s3e.IncorrectNumberOfFilesInPostRequest()
     key = key_template.replace("${filename}", file_part.filename or "")
-    request["s3_key"] = key
+    request[S3_KEY] = key
     if not key:
         raise s3e.InvalidArgument("User key must have a length greater than 0.")
     if len(key.encode()) > MAX_KEY_BYTES:

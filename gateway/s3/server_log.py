@@ -35,12 +35,21 @@ from aiohttp import web
 from kurastore.gateway.middlewares import REQUEST_ID, body_bytes_sent
 from kurastore.gateway.s3.routes import S3Op
 
-ERROR_CODE = "s3_error_code"  # request key: the S3 error code answered (frontend.render_s3_error)
-REQUESTER = "s3_requester"  # request key: the authenticated user id ("" anonymous)
-AUTH_SCHEME = "s3_auth_scheme"  # request key: auth.AuthResult.scheme
-ACL_REQUIRED = "s3_acl_required"  # request key: an ACL grant authorized the request
-ARRIVED = "s3_arrived"  # request key: time.monotonic() when the request arrived
-PREPARED = "s3_prepared"  # request key: time.monotonic() when the answer started
+# request keys: the operation's AWS name (S3Op value), the bucket and key ("" absent)
+S3_OP = web.RequestKey("s3_op", str)
+S3_BUCKET = web.RequestKey("s3_bucket", str)
+S3_KEY = web.RequestKey("s3_key", str)
+# request key: the S3 error code answered (frontend.render_s3_error)
+ERROR_CODE = web.RequestKey("s3_error_code", str)
+# request key: the authenticated user id ("" anonymous)
+REQUESTER = web.RequestKey("s3_requester", str)
+AUTH_SCHEME = web.RequestKey("s3_auth_scheme", str)  # request key: auth.AuthResult.scheme
+# request key: an ACL grant authorized the request
+ACL_REQUIRED = web.RequestKey("s3_acl_required", bool)
+# request key: time.monotonic() when the request arrived
+ARRIVED = web.RequestKey("s3_arrived", float)
+# request key: time.monotonic() when the answer started
+PREPARED = web.RequestKey("s3_prepared", float)
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _SECRET_PARAMS = frozenset({"x-amz-signature", "signature", "x-amz-security-token"})
@@ -147,8 +156,8 @@ def request_uri(method: str, raw_path: str, version: tuple[int, int]) -> str:
 def entry_of(request: web.Request, response: web.StreamResponse | None, status: int,
              elapsed_s: float) -> Entry:
     """The record of a finished S3 request, but for its bucket owner."""
-    op = _op(request.get("s3_op", ""))
-    key = request.get("s3_key", "")
+    op = _op(request.get(S3_OP, ""))
+    key = request.get(S3_KEY, "")
     scheme = request.get(AUTH_SCHEME, "anonymous")
     answer: Mapping[str, str] = response.headers if response is not None else {}
     cipher, tls_version = _tls(request)
@@ -167,7 +176,7 @@ def entry_of(request: web.Request, response: web.StreamResponse | None, status: 
         token(request.headers.get("Host")), tls_version, "-",
         "Yes" if request.get(ACL_REQUIRED) else "-",
     ]  # fmt: skip
-    return Entry(request.get("s3_bucket", ""), received, " ".join(fields))
+    return Entry(request.get(S3_BUCKET, ""), received, " ".join(fields))
 
 
 def record(owner: str, entry: Entry) -> str:

@@ -52,7 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kurastore.gateway.server_log")
 
-BUCKET_RECORD = "s3_bucket_record"  # request key: the bucket record the frontend loaded
+# request key: the bucket record the frontend loaded
+BUCKET_RECORD = web.RequestKey("s3_bucket_record", BucketRecord)
 DAY_S = 86_400
 _STOP = object()  # the queue's last item: deliver everything and end
 
@@ -95,7 +96,7 @@ class ServerLogDelivery:
         record = request.get(BUCKET_RECORD)
         if record is not None and bucket_logging.config_of(record.settings) is None:
             return
-        if not request.get("s3_bucket") or self._task is None:
+        if not request.get(server_log.S3_BUCKET) or self._task is None:
             return
         if request.get(server_log.ERROR_CODE) == "NoSuchBucket":  # nothing to log it into
             return

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from kurastore.gateway.middlewares import REQUEST_ID
 from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.service import ObjectService
 from kurastore.gateway.objects.topology import Topology
@@ -36,7 +37,7 @@ class Server:
 @web.middleware
 async def _errors(request: web.Request, handler):
     request_id = uuid.uuid4().hex[:16].upper()
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     try:
         return await handler(request)
     except Exception as exc:  # gateway/app.py's error middleware does this in the server
