@@ -197,3 +197,43 @@ async def test_point_reads_see_commits_and_never_wait_on_a_lock(tmp_path: Path) 
     store._ex._point = point
     assert (await store.get_bucket("b")).name == "b"
     await store.close()
+
+
+async def test_writes_wait_out_another_writers_lock_without_stopping_the_loop(
+    tmp_path: Path,
+) -> None:
+    """Writes commit on the event loop's thread unless the database is locked; then the
+    writer thread waits for the lock, and the loop keeps serving meanwhile."""
+    path = str(tmp_path / "m.db")
+    store = await SQLiteStore.open(path, secret_key=KEY)
+    await store.create_bucket(BucketRecord("b", "o", 1.0))
+    other = sqlite3.connect(path, isolation_level=None)  # as another process would
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        commits = asyncio.gather(*(store.commit_version(version(f"k{i}")) for i in range(20)))
+        turns, started = 0, time.monotonic()
+        while time.monotonic() - started < 0.5:
+            await asyncio.sleep(0.01)
+            turns += 1
+        assert turns >= 20 and not commits.done()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert len(await asyncio.wait_for(commits, 30)) == 20
+    assert (await store.bucket_usage("b"))[0] == 20
+    await store.close()
+
+
+async def test_close_commits_the_writes_already_queued(tmp_path: Path) -> None:
+    path = str(tmp_path / "m.db")
+    store = await SQLiteStore.open(path, secret_key=KEY)
+    await store.create_bucket(BucketRecord("b", "o", 1.0))
+    tasks = [asyncio.create_task(store.commit_version(version(f"k{i}"))) for i in range(10)]
+    await asyncio.sleep(0)  # queued for the loop's next commit, not yet committed
+    await store.close()
+    assert all(t.done() and t.exception() is None for t in tasks)
+    again = await SQLiteStore.open(path, secret_key=KEY)
+    try:
+        assert (await again.bucket_usage("b"))[0] == 10
+    finally:
+        await again.close()
