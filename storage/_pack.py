@@ -382,6 +382,9 @@ class PackStore:
                     log.error("pack %016x is gone from the disk", pack.number)
                     return None  # removed behind the pod's back: the shard is lost
                 try:
+                    # Reads are of whole records at random places: readahead only fetched
+                    # (and zero-filled, in the fallocated tail) pages nobody asked for.
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
                     pack.fds = (fd, open_direct(pack.path))
                 except OSError:
                     os.close(fd)
