@@ -1,6 +1,6 @@
 """Benchmark: kurastore server (6 pods, 4+2) over S3, next to the machine's limits.
 
-    python bench/s3_server.py [--runs 5] [--quick] [--big-uploads]
+    python bench/s3_server.py [--runs 5] [--quick] [--big-uploads] [--big-downloads]
 
 Starts a real `kurastore server` on a temporary directory, drives it with an
 aiohttp load generator signing requests with SigV4 (UNSIGNED-PAYLOAD, as
@@ -413,9 +413,32 @@ async def main_async(args: argparse.Namespace) -> None:
                     print(f"  {key:22s} {med(rows, key):10.2f}")
             if args.big_uploads:
                 await big_uploads(endpoint, proc.pid)
+            if args.big_downloads:
+                await big_downloads(endpoint, proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
+
+
+class PeakRss:
+    """The peak RSS of a process while the block runs (sampled every 0.2 s)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0.0
+        self._stop = asyncio.Event()
+
+    async def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mib(self.pid))
+            await asyncio.sleep(0.2)
+
+    async def __aenter__(self) -> PeakRss:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        await self._task
 
 
 async def big_uploads(endpoint: str, server_pid: int, n: int = 8, size: int = 1 << 30) -> None:
@@ -427,17 +450,7 @@ async def big_uploads(endpoint: str, server_pid: int, n: int = 8, size: int = 1 
         for _ in range(size // MiB):
             yield chunk
 
-    peak = 0.0
-
-    async def watch(stop: asyncio.Event) -> None:
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, rss_mib(server_pid))
-            await asyncio.sleep(0.2)
-
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(watch(stop))
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as session, PeakRss(server_pid) as rss:
         async def one(i: int) -> None:
             path = f"/bench/huge-{i}"
             headers = signer.headers("PUT", path, {"Content-Length": str(size)})
@@ -445,9 +458,25 @@ async def big_uploads(endpoint: str, server_pid: int, n: int = 8, size: int = 1 
                 assert r.status == 200, await r.text()
 
         await asyncio.gather(*(one(i) for i in range(n)))
-    stop.set()
-    await watcher
-    print(f"\ngateway peak RSS during {n} concurrent {size >> 20} MiB uploads: {peak:.0f} MiB")
+    print(f"\ngateway peak RSS during {n} concurrent {size >> 20} MiB uploads: {rss.peak:.0f} MiB")
+
+
+async def big_downloads(endpoint: str, server_pid: int, n: int = 16, size: int = 64 * MiB,
+                        rounds: int = 2) -> None:
+    """Gateway RSS and MiB/s while n clients each GET a `size`-byte object, `rounds`
+    times (the read budget, gateway/objects/budget.py, is what bounds it)."""
+    signer = Signer(endpoint)
+    body = os.urandom(size)
+    conn = aiohttp.TCPConnector(limit=n)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        paths = [f"/bench/wide-{i}" for i in range(n)]
+        await timed_ops(session, signer, "PUT", paths, body, 4)
+        start = time.perf_counter()
+        async with PeakRss(server_pid) as rss:
+            await timed_ops(session, signer, "GET", paths * rounds, None, n)
+        rate = n * rounds * size / MiB / (time.perf_counter() - start)
+    print(f"\ngateway peak RSS during {n} concurrent {size >> 20} MiB GETs: {rss.peak:.0f} MiB "
+          f"({rate:.0f} MiB/s)")
 
 
 def main() -> None:
@@ -461,6 +490,8 @@ def main() -> None:
                         help="PUT every object with SSE-S3 (and print raw AES-256-CTR)")
     parser.add_argument("--big-uploads", action="store_true",
                         help="also measure gateway RSS during 8 concurrent 1 GiB uploads")
+    parser.add_argument("--big-downloads", action="store_true",
+                        help="also measure gateway RSS during 16 concurrent 64 MiB GETs")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -74,6 +74,7 @@ def object_config(config: GatewayConfig) -> ObjectConfig:
         m=config.m,
         stripe_size=config.stripe_size,
         inline_threshold_bytes=config.inline_threshold_bytes,
+        read_buffer_bytes=config.read_buffer_bytes,
     )
 
 

@@ -27,6 +27,8 @@ class GatewayConfig:
     m: int = 2
     stripe_size: int = 1 << 20
     inline_threshold_bytes: int = 64 * 1024
+    # Stripes all GETs together hold in memory at once; a GET beyond it waits its turn.
+    read_buffer_bytes: int = 256 << 20
     collect_interval_s: float = 5.0
     # How long an unfinished write may stay pending before its shards are
     # considered orphans (a PUT slower than this is cut off by the collector).

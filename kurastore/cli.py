@@ -27,6 +27,14 @@ def _parse_listen(value: str) -> tuple[str, int]:
 _RATE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
+def _parse_size(value: str) -> int:
+    """A positive byte count, with an optional K, M or G (binary) suffix."""
+    size = int(_parse_rate(value))
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"expected a size such as 256M, got {value!r}")
+    return size
+
+
 def _parse_rate(value: str) -> float:
     """Bytes per second: a number with an optional K, M or G (binary) suffix."""
     text = value.strip().upper().removesuffix("/S").removesuffix("IB").removesuffix("B")
@@ -56,6 +64,7 @@ def _server(args: argparse.Namespace) -> int:
         max_in_flight_requests=args.max_in_flight, max_queued_requests=args.max_queued,
         queue_wait_s=args.queue_wait, idle_timeout_s=args.idle_timeout,
         client_timeout_s=args.client_timeout, min_body_rate_bytes_s=args.min_body_rate,
+        read_buffer_bytes=args.read_buffer,
     )
     dsn = _metadata_dsn(args)
     if dsn and dsn.startswith("sqlite://"):
@@ -158,6 +167,9 @@ def _add_load_args(p: argparse.ArgumentParser) -> None:
                    help="window for a too slow body or a client not reading (default 30)")
     p.add_argument("--min-body-rate", type=_parse_rate, default=None, metavar="BYTES/S",
                    help="slower request bodies are cut off, RequestTimeout (default 4K)")
+    p.add_argument("--read-buffer", type=_parse_size, default=None, metavar="BYTES",
+                   help="object bytes all GETs together hold in memory; more GETs wait "
+                        "their turn (default 256M)")
 
 
 def _pod(argv: list[str]) -> int:

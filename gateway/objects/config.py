@@ -33,6 +33,8 @@ class ObjectConfig:
     # 2.1 CPU-s/GiB served, 4 MiB 0.6 (a pod request costs ~1-2 ms of CPU).
     read_batch_bytes: int = 4 * MiB
     read_prefetch_batches: int = 1  # per GET: batches fetched ahead of the client
+    # All GETs of the gateway together: fetched stripes held at once (budget.py).
+    read_buffer_bytes: int = 256 * MiB
     cpu_threads: int = 2  # the executor for zfec and hashing
     offload_bytes: int = 256 * KiB  # hash on the loop below this, in the executor above
     pod_timeout_s: float = 30.0  # one pod call (or one stalled stream step): the hard bound
@@ -70,7 +72,7 @@ class ObjectConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         for name in ("stripes_in_flight", "read_batch_bytes", "read_prefetch_batches",
-                     "cpu_threads"):
+                     "read_buffer_bytes", "cpu_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         for name in ("pod_timeout_s", "hedge_min_s", "hedge_max_s", "straggler_grace_min_s",

@@ -236,27 +236,51 @@ class StripeReader(ObjectReader):
                 batches.append(_Batch(part, s0, s1, lo, hi))
         return batches
 
+    def _cost(self, batch: _Batch) -> int:
+        """Bytes a batch holds once fetched, near enough: its wanted object bytes and a
+        block for the edges (what the read budget is charged)."""
+        params = self._params
+        lo = max(batch.lo, batch.first_stripe * params.stripe_size)
+        hi = min(batch.hi, (batch.last_stripe + 1) * params.stripe_size)
+        return hi - lo + params.block_size
+
     async def _iterate(self) -> AsyncIterator[memoryview]:
         if self.version.inline is not None:
             if self.length > 0:
                 self._ctx.stats.bytes_read += self.length
                 yield memoryview(self.version.inline)[self.start : self.end + 1]
             return
-        pending: deque[asyncio.Task[list[memoryview]]] = deque()
+        budget = self._ctx.read_budget
+        ahead = self._ctx.config.read_prefetch_batches
+        batches = iter(self._batches())
+        batch = next(batches, None)
+        pending: deque[tuple[asyncio.Task[list[memoryview]], int]] = deque()  # (fetch, charge)
         try:
-            for batch in self._batches():
-                pending.append(asyncio.create_task(self._fetch(batch)))
-                if len(pending) > self._ctx.config.read_prefetch_batches:
-                    for piece in await pending.popleft():
+            while batch is not None or pending:
+                if batch is not None:
+                    # Wait for the budget only while holding none of it; read ahead
+                    # only with what is free now.
+                    cost = self._cost(batch)
+                    charge = budget.try_take(cost) if pending else await budget.take(cost)
+                    if charge:
+                        pending.append((asyncio.create_task(self._fetch(batch)), charge))
+                        batch = next(batches, None)
+                        if batch is not None and len(pending) <= ahead:
+                            continue
+                task, charge = pending.popleft()
+                try:
+                    for piece in await task:
                         yield piece
-            while pending:
-                for piece in await pending.popleft():
-                    yield piece
+                finally:
+                    budget.give(charge)
         finally:
-            for task in pending:
+            for task, _charge in pending:
                 task.cancel()
             if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+                await asyncio.gather(*(task for task, _charge in pending),
+                                     return_exceptions=True)
+            for _task, charge in pending:
+                budget.give(charge)
 
     async def _fetch(self, batch: _Batch) -> list[memoryview]:
         while True:
