@@ -27,7 +27,8 @@ class GatewayConfig:
     m: int = 2
     stripe_size: int = 1 << 20
     inline_threshold_bytes: int = 64 * 1024
-    # Stripes all GETs together hold in memory at once; a GET beyond it waits its turn.
+    # Stripes all GETs together hold in large batches; beyond it a GET reads a stripe at
+    # a time (gateway/objects/budget.py).
     read_buffer_bytes: int = 256 << 20
     collect_interval_s: float = 5.0
     # How long an unfinished write may stay pending before its shards are

@@ -168,8 +168,8 @@ def _add_load_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-body-rate", type=_parse_rate, default=None, metavar="BYTES/S",
                    help="slower request bodies are cut off, RequestTimeout (default 4K)")
     p.add_argument("--read-buffer", type=_parse_size, default=None, metavar="BYTES",
-                   help="object bytes all GETs together hold in memory; more GETs wait "
-                        "their turn (default 256M)")
+                   help="object bytes all GETs together fetch ahead in large batches; "
+                        "beyond it GETs read a stripe at a time (default 256M)")
 
 
 def _pod(argv: list[str]) -> int:

@@ -1,27 +1,21 @@
-"""ReadBudget: the bytes every GET of one gateway may hold in fetched stripes at once.
+"""ReadBudget: the bytes all GETs of one gateway may hold in large batches at once.
 
 A GET holds a batch of stripes (up to `read_batch_bytes` per pod request, times k) while
-the client takes it, and fetches the next one meanwhile; without a bound shared by all
-requests, sixteen clients reading 64 MiB objects held over a GiB. With it, a gateway's
-read memory stays near `read_buffer_bytes` however many GETs run: a GET that finds the
-budget spent waits its turn for its first batch and fetches later ones without reading
-ahead.
+the client takes it, and fetches the next one meanwhile: sixteen clients reading 64 MiB
+objects held about a GiB. Each batch is charged here before its pod requests start and
+given back once the client has taken it (get.py, StripeReader).
 
 Rules:
-- Charges are taken before a batch's pod requests start and given back once the
-  client has taken the batch (or the read ends). A charge larger than the whole
-  budget is cut to the budget, so a lone huge read still runs.
-- No hold-and-wait: a reader that holds a charge only *tries* for the next one
-  (`try_take`); it waits (`take`) only while it holds nothing. So readers never wait
-  on each other in a cycle: every charge held belongs to a reader that can go on.
-- Waiters are served in arrival order; a waiter cancelled after it was granted gives
-  its grant back.
+- Nobody waits for the budget. A GET whose batch does not fit reads that batch one
+  stripe at a time, nothing ahead and uncharged: slower (a pod request per block per
+  stripe) but never stuck behind clients that read slowly, and never a lock-up. So a
+  gateway's GETs hold at most the budget plus one stripe each (max_in_flight_requests
+  bounds those).
+- A charge larger than the whole budget is cut to the budget: a lone huge read still
+  gets its batches.
 """
 
 from __future__ import annotations
-
-import asyncio
-from collections import deque
 
 __all__ = ["ReadBudget"]
 
@@ -32,54 +26,16 @@ class ReadBudget:
             raise ValueError("a read budget must be at least 1 byte")
         self.limit = limit_bytes
         self.held = 0
-        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
-
-    def _charge(self, nbytes: int) -> int:
-        return max(1, min(nbytes, self.limit))
 
     def try_take(self, nbytes: int) -> int:
-        """Take `nbytes` (cut to the limit) if free now and nobody waits; the amount
-        taken, or 0."""
-        charge = self._charge(nbytes)
-        if self._waiters or self.held + charge > self.limit:
+        """Take `nbytes` (cut to the limit) if that much is free; the amount taken (to
+        give back), or 0."""
+        charge = max(1, min(nbytes, self.limit))
+        if self.held + charge > self.limit:
             return 0
         self.held += charge
         return charge
 
-    async def take(self, nbytes: int) -> int:
-        """Take `nbytes` (cut to the limit), waiting for it; the amount taken. Call it
-        only while holding no charge of this budget."""
-        taken = self.try_take(nbytes)
-        if taken:
-            return taken
-        charge = self._charge(nbytes)
-        granted = asyncio.get_running_loop().create_future()
-        self._waiters.append((charge, granted))
-        try:
-            await granted
-        except asyncio.CancelledError:
-            if granted.done() and not granted.cancelled():
-                self.give(charge)  # granted as it was cancelled: hand it on
-            else:
-                if (charge, granted) in self._waiters:
-                    self._waiters.remove((charge, granted))
-                self._grant()  # a smaller waiter behind it may fit now
-            raise
-        return charge
-
     def give(self, charge: int) -> None:
-        """Give back a charge `take` or `try_take` returned."""
+        """Give back a charge `try_take` returned."""
         self.held -= charge
-        self._grant()
-
-    def _grant(self) -> None:
-        while self._waiters:
-            charge, granted = self._waiters[0]
-            if granted.done():  # cancelled: its task is about to remove it
-                self._waiters.popleft()
-                continue
-            if self.held + charge > self.limit:
-                return
-            self._waiters.popleft()
-            self.held += charge
-            granted.set_result(None)

@@ -33,7 +33,7 @@ class ObjectConfig:
     # 2.1 CPU-s/GiB served, 4 MiB 0.6 (a pod request costs ~1-2 ms of CPU).
     read_batch_bytes: int = 4 * MiB
     read_prefetch_batches: int = 1  # per GET: batches fetched ahead of the client
-    # All GETs of the gateway together: fetched stripes held at once (budget.py).
+    # All GETs of the gateway together: stripes held in large batches (budget.py).
     read_buffer_bytes: int = 256 * MiB
     cpu_threads: int = 2  # the executor for zfec and hashing
     offload_bytes: int = 256 * KiB  # hash on the loop below this, in the executor above

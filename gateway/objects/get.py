@@ -23,6 +23,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -252,20 +253,21 @@ class StripeReader(ObjectReader):
             return
         budget = self._ctx.read_budget
         ahead = self._ctx.config.read_prefetch_batches
-        batches = iter(self._batches())
-        batch = next(batches, None)
+        batches = deque(self._batches())
         pending: deque[tuple[asyncio.Task[list[memoryview]], int]] = deque()  # (fetch, charge)
         try:
-            while batch is not None or pending:
-                if batch is not None:
-                    # Wait for the budget only while holding none of it; read ahead
-                    # only with what is free now.
-                    cost = self._cost(batch)
-                    charge = budget.try_take(cost) if pending else await budget.take(cost)
-                    if charge:
+            while batches or pending:
+                if batches:
+                    charge = budget.try_take(self._cost(batches[0]))
+                    if charge or not pending:  # else: let what was fetched ahead go first
+                        batch = batches.popleft()
+                        if not charge and batch.first_stripe < batch.last_stripe:
+                            # The budget is spent: one stripe now, uncharged, nothing ahead.
+                            first = batch.first_stripe
+                            batches.appendleft(dataclasses.replace(batch, first_stripe=first + 1))
+                            batch = dataclasses.replace(batch, last_stripe=first)
                         pending.append((asyncio.create_task(self._fetch(batch)), charge))
-                        batch = next(batches, None)
-                        if batch is not None and len(pending) <= ahead:
+                        if charge and batches and len(pending) <= ahead:
                             continue
                 task, charge = pending.popleft()
                 try:
