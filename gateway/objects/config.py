@@ -48,6 +48,9 @@ class ObjectConfig:
     straggler_grace_min_s: float = 1.0
     straggler_grace_factor: float = 0.5
     suspect_grace_s: float = 0.25  # the most a write waits on a suspect pod beyond the others
+    # A read that has to go to a suspect pod (more than m of a stripe's pods in trouble)
+    # waits this long for it, not pod_timeout_s: the client gets its 503 and retries.
+    suspect_read_timeout_s: float = 5.0
     # A pod that failed or timed out is suspect this long, doubling while it keeps failing.
     suspect_cooldown_s: float = 10.0
     suspect_cooldown_max_s: float = 160.0
@@ -76,7 +79,7 @@ class ObjectConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         for name in ("pod_timeout_s", "hedge_min_s", "hedge_max_s", "straggler_grace_min_s",
-                     "suspect_cooldown_s", "status_timeout_s"):
+                     "suspect_cooldown_s", "status_timeout_s", "suspect_read_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         for name in ("hedge_latency_factor", "straggler_grace_factor", "suspect_grace_s"):

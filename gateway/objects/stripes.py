@@ -13,6 +13,9 @@ Rules:
 - Every frame is verified (checksum, index, stripe, geometry, stripe length)
   before use. When nothing more can arrive, fewer than k good blocks is DataLost,
   DataUnavailable when a pod that did not answer held one of the missing blocks.
+- A read of a suspect pod (one read only when fewer than k blocks are to be had
+  elsewhere) gets suspect_read_timeout_s, not pod_timeout_s: with more than m pods
+  of a stripe hung, a GET answers 503 within seconds once they are known to be.
 - Blocks found bad are reported in `bad` (index -> "missing", "unreachable" or
   "corrupt"); indices whose pod failed outright are added to `down`, so later
   batches of the same reader skip them.
@@ -164,10 +167,12 @@ class BatchRead:
         shard = ShardId(self._version.object_id, tag, index)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        config = self._ctx.config
+        timeout_s = (min(config.pod_timeout_s, config.suspect_read_timeout_s)
+                     if self._ctx.health.is_suspect(url) else config.pod_timeout_s)
         try:
             buf = await read_range(
-                self._ctx.pods, url, self._version.partition, shard,
-                offset, length, self._ctx.config.pod_timeout_s,
+                self._ctx.pods, url, self._version.partition, shard, offset, length, timeout_s,
             )
         except ShardNotFound:
             self._ctx.health.succeeded(url)  # the pod answered: only the shard is gone

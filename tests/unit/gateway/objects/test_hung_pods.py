@@ -98,6 +98,29 @@ async def test_more_than_m_hung_pods_is_data_unavailable_after_the_timeout(make_
         await cluster.read("k")
 
 
+async def test_more_than_m_pods_known_hung_answer_within_the_suspect_timeout(make_cluster):
+    # pod_timeout_s stays 30: only the suspect pods' shorter deadline can end the read.
+    cluster = await make_cluster(**PATIENT, suspect_read_timeout_s=1.0)
+    data = random_bytes(SIZE)
+    version = await cluster.put("k", data)
+    hung = holders_of(cluster, version)[:3]
+    cluster.pods.hang(*hung)
+    for pod_id in hung:  # as earlier requests to them would have left the tracker
+        cluster.service.health.failed(cluster.pods.pod(pod_id).url, "did not answer")
+    with pytest.raises(DataUnavailable):
+        await asyncio.wait_for(cluster.read("k"), 10)
+    _, elapsed = await timed(asyncio.wait_for(
+        _unavailable(cluster.read("k")), 10))
+    assert elapsed < 2.5, elapsed  # one suspect deadline (plus a hedge delay), not 30 s
+    cluster.pods.revive(*hung)
+    assert await cluster.read("k") == data  # answering again: read as before
+
+
+async def _unavailable(read) -> None:
+    with pytest.raises(DataUnavailable):
+        await read
+
+
 async def test_a_slow_pod_is_hedged_but_a_merely_slower_one_is_not(make_cluster):
     cluster = await make_cluster(**PATIENT)
     data = random_bytes(SIZE)
