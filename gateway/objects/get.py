@@ -15,7 +15,9 @@ Rules:
   around from the start (stripes.py, health.py). A stripe that cannot be
   rebuilt leads to one re-read of the version record (the rebalancer may have
   re-pinned it) before DataLost.
-- At most `read_prefetch_batches` batches are fetched ahead of the client.
+- At most `read_prefetch_batches` batches are fetched ahead of the client, and
+  only while the gateway's read budget has room for them (budget.py); without
+  room a GET reads one stripe at a time, nothing ahead, and never waits for room.
 - An encrypted version is opened (its data key unsealed, the SSE-C key checked)
   before a reader exists, and read through a DecryptingReader (encryption.py).
 """

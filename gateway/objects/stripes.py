@@ -13,9 +13,9 @@ Rules:
 - Every frame is verified (checksum, index, stripe, geometry, stripe length)
   before use. When nothing more can arrive, fewer than k good blocks is DataLost,
   DataUnavailable when a pod that did not answer held one of the missing blocks.
-- A read of a suspect pod (one read only when fewer than k blocks are to be had
-  elsewhere) gets suspect_read_timeout_s, not pod_timeout_s: with more than m pods
-  of a stripe hung, a GET answers 503 within seconds once they are known to be.
+- A read of a suspect pod (such a pod is read only when fewer than k blocks are to
+  be had elsewhere) gets suspect_read_timeout_s, not pod_timeout_s: with more than
+  m pods of a stripe hung, a GET answers 503 within seconds once they are known to be.
 - Blocks found bad are reported in `bad` (index -> "missing", "unreachable" or
   "corrupt"); indices whose pod failed outright are added to `down`, so later
   batches of the same reader skip them.
