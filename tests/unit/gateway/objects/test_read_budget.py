@@ -63,6 +63,7 @@ async def test_with_room_a_get_reads_in_batches_and_ahead(make_cluster):
     pieces = aiter(reader)
     await anext(pieces)
     assert budget.held > 2 * MiB  # the batch being read and the one fetched ahead
+    await asyncio.sleep(0.05)  # the batch ahead finishes its reads; no third one starts
+    assert sum(pod.reads for pod in cluster.pods.pods) - reads_before == 2 * 4
     await reader.aclose()
     assert budget.held == 0  # a GET dropped midway gives its charges back
-    assert sum(pod.reads for pod in cluster.pods.pods) - reads_before == 2 * 4
