@@ -29,7 +29,10 @@ _RATE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 def _parse_size(value: str) -> int:
     """A positive byte count, with an optional K, M or G (binary) suffix."""
-    size = int(_parse_rate(value))
+    try:
+        size = int(_parse_rate(value))  # the same number-and-unit syntax as a rate
+    except argparse.ArgumentTypeError:
+        size = 0
     if size < 1:
         raise argparse.ArgumentTypeError(f"expected a size such as 256M, got {value!r}")
     return size
