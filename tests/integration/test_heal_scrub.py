@@ -123,7 +123,9 @@ def test_bitrot_is_found_by_the_scrubber_and_repaired(server: ServerProcess) -> 
         assert s3.get_object(Bucket="rot", Key=key)["Body"].read() == data
     wait_for("the healer to repair what readers found",
              lambda: all(is_valid(files[name]) for name in readers_victims))
-    assert maintenance(server)["heal"]["healed"] >= len(victims) + len(readers_victims)
+    # The healer counts a shard once the pod has stored it: shortly after it is on disk.
+    wait_for("the healer to count every repair", lambda: maintenance(server)["heal"]["healed"]
+             >= len(victims) + len(readers_victims), timeout_s=10)
     wait_for("an empty heal queue", lambda: maintenance(server)["heal"]["queued"] == 0)
 
     # Durability as a scrub pass measured it, in the admin API and in the metrics.
