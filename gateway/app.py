@@ -75,6 +75,7 @@ def object_config(config: GatewayConfig) -> ObjectConfig:
         stripe_size=config.stripe_size,
         inline_threshold_bytes=config.inline_threshold_bytes,
         read_buffer_bytes=config.read_buffer_bytes,
+        write_buffer_bytes=config.write_buffer_bytes,
     )
 
 

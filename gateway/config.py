@@ -30,6 +30,9 @@ class GatewayConfig:
     # Stripes all GETs together hold in large batches; beyond it a GET reads a stripe at
     # a time (gateway/objects/budget.py).
     read_buffer_bytes: int = 256 << 20
+    # Encoded stripes all PUTs together hold on their way to the pods; beyond it a
+    # stripe waits (at most a few seconds) for room (gateway/objects/budget.py).
+    write_buffer_bytes: int = 256 << 20
     collect_interval_s: float = 5.0
     # How long an unfinished write may stay pending before its shards are
     # considered orphans (a PUT slower than this is cut off by the collector).

@@ -67,7 +67,7 @@ def _server(args: argparse.Namespace) -> int:
         max_in_flight_requests=args.max_in_flight, max_queued_requests=args.max_queued,
         queue_wait_s=args.queue_wait, idle_timeout_s=args.idle_timeout,
         client_timeout_s=args.client_timeout, min_body_rate_bytes_s=args.min_body_rate,
-        read_buffer_bytes=args.read_buffer,
+        read_buffer_bytes=args.read_buffer, write_buffer_bytes=args.write_buffer,
     )
     dsn = _metadata_dsn(args)
     if dsn and dsn.startswith("sqlite://"):
@@ -173,6 +173,9 @@ def _add_load_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-buffer", type=_parse_size, default=None, metavar="BYTES",
                    help="object bytes all GETs together fetch ahead in large batches; "
                         "beyond it GETs read a stripe at a time (default 256M)")
+    p.add_argument("--write-buffer", type=_parse_size, default=None, metavar="BYTES",
+                   help="encoded bytes all PUTs together hold on their way to the pods; "
+                        "beyond it a PUT waits for room (default 256M)")
 
 
 def _pod(argv: list[str]) -> int:

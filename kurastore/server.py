@@ -100,12 +100,13 @@ class ServerOptions:
     client_timeout_s: float | None = None
     min_body_rate_bytes_s: float | None = None
     read_buffer_bytes: int | None = None  # stripes all GETs may hold (objects/budget.py)
+    write_buffer_bytes: int | None = None  # stripes all PUTs may hold (the same)
 
     def load_settings(self) -> dict[str, float]:
         """The overload and slow-client settings given, as GatewayConfig keyword arguments."""
         names = ("max_in_flight_requests", "max_queued_requests", "queue_wait_s",
                  "idle_timeout_s", "client_timeout_s", "min_body_rate_bytes_s",
-                 "read_buffer_bytes")
+                 "read_buffer_bytes", "write_buffer_bytes")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
     def repair_settings(self) -> dict[str, float]:

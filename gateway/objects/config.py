@@ -35,6 +35,10 @@ class ObjectConfig:
     read_prefetch_batches: int = 1  # per GET: batches fetched ahead of the client
     # All GETs of the gateway together: stripes held in large batches (budget.py).
     read_buffer_bytes: int = 256 * MiB
+    # All PUTs of the gateway together: encoded stripes on their way to the pods; a
+    # stripe that does not fit waits at most write_budget_wait_s (budget.py).
+    write_buffer_bytes: int = 256 * MiB
+    write_budget_wait_s: float = 5.0
     cpu_threads: int = 2  # the executor for zfec and hashing
     offload_bytes: int = 256 * KiB  # hash on the loop below this, in the executor above
     pod_timeout_s: float = 30.0  # one pod call (or one stalled stream step): the hard bound
@@ -75,11 +79,12 @@ class ObjectConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         for name in ("stripes_in_flight", "read_batch_bytes", "read_prefetch_batches",
-                     "read_buffer_bytes", "cpu_threads"):
+                     "read_buffer_bytes", "write_buffer_bytes", "cpu_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         for name in ("pod_timeout_s", "hedge_min_s", "hedge_max_s", "straggler_grace_min_s",
-                     "suspect_cooldown_s", "status_timeout_s", "suspect_read_timeout_s"):
+                     "suspect_cooldown_s", "status_timeout_s", "suspect_read_timeout_s",
+                     "write_budget_wait_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         for name in ("hedge_latency_factor", "straggler_grace_factor", "suspect_grace_s"):

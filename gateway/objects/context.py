@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from kurastore.erasure import ErasureParams
 from kurastore.gateway.objects.api import EncryptionSpec
 from kurastore.gateway.objects.buckets import BucketCache
-from kurastore.gateway.objects.budget import ReadBudget
+from kurastore.gateway.objects.budget import ReadBudget, WriteBudget
 from kurastore.gateway.objects.config import ObjectConfig, ServiceStats
 from kurastore.gateway.objects.encryption import Keyring
 from kurastore.gateway.objects.executor import CpuPool
@@ -73,10 +73,13 @@ class ObjectContext:
     health: PodHealth = field(init=False)
     buckets: BucketCache = field(init=False)
     read_budget: ReadBudget = field(init=False)  # what every GET may hold, together
+    write_budget: WriteBudget = field(init=False)  # what every PUT may hold, together
 
     def __post_init__(self) -> None:
         self.health = PodHealth(self.config)
         self.read_budget = ReadBudget(self.config.read_buffer_bytes)
+        self.write_budget = WriteBudget(self.config.write_buffer_bytes,
+                                        self.config.write_budget_wait_s)
         self.buckets = BucketCache(self.store, self.config.bucket_cache_s)
         self.params = ErasureParams.for_stripe(
             self.config.k, self.config.m, stripe_size=self.config.stripe_size

@@ -16,6 +16,9 @@ Rules:
   tracker.
 - `close()` cancels every stream still running (the pods discard their temp
   files); callers always call it, also on success.
+- A stripe sent with its StripeCharge (budget.py) gives back a stream's share once
+  that stream has sent its frame, or dropped it by failing; the caller gives back
+  whatever is left when the write ends.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from kurastore.gateway.objects.budget import StripeCharge
 from kurastore.gateway.objects.config import ObjectConfig
 from kurastore.gateway.objects.context import Pods
 from kurastore.gateway.objects.errors import QuorumNotReached
@@ -36,6 +40,8 @@ _END = None
 # One frame as the buffers to send back to back: (header, payload) from
 # encode_stripe_parts, so the payload is never copied into a joined frame.
 FramePieces = tuple[bytes | memoryview, ...]
+# What a stream's queue holds: a frame and the charge of its stripe, or _END.
+_Item = tuple[FramePieces, StripeCharge | None] | None
 
 
 class _Stream:
@@ -43,7 +49,8 @@ class _Stream:
         self.index = index
         self.url = url
         self.suspect = suspect  # never waited on long: it failed lately
-        self.queue: asyncio.Queue[FramePieces | None] = asyncio.Queue(max_queued)
+        self.queue: asyncio.Queue[_Item] = asyncio.Queue(max_queued)
+        self.sending: StripeCharge | None = None  # the charge of the frame being sent
         self.task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None if url else PodUnavailable("pod has no URL")
         self.info: ShardInfo | None = None
@@ -57,10 +64,18 @@ class _Stream:
             self.error = error
         # Free the frames nobody will send, and unblock a producer waiting on put().
         while not self.queue.empty():
-            self.queue.get_nowait()
+            _release(self.queue.get_nowait())
+        sending, self.sending = self.sending, None
+        if sending is not None:
+            sending.release_one()
         task = self.task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
+
+
+def _release(item: _Item) -> None:
+    if item is not None and item[1] is not None:
+        item[1].release_one()
 
 
 class ShardWriter:
@@ -119,11 +134,17 @@ class ShardWriter:
     @staticmethod
     async def _feed(stream: _Stream) -> AsyncIterator[bytes | memoryview]:
         while True:
-            frame = await stream.queue.get()
-            if frame is _END:
+            item = await stream.queue.get()
+            if item is _END:
                 return
+            frame, charge = item
+            stream.sending = charge
             for piece in frame:
                 yield piece
+            # Asked for more: the pod client has written the frame's last piece.
+            if charge is not None and stream.sending is charge:
+                stream.sending = None
+                charge.release_one()
 
     def _check_quorum(self) -> None:
         alive = sum(1 for stream in self._streams if stream.alive)
@@ -185,7 +206,7 @@ class ShardWriter:
         stream.fail(PodUnavailable(reason, stream.url))
         self.stalled.append(stream.index)
 
-    async def _deliver(self, item_of: Callable[[_Stream], FramePieces | None]) -> None:
+    async def _deliver(self, item_of: Callable[[_Stream], _Item]) -> None:
         """Queue one item per live stream; the streams with a full queue are waited on."""
         since = asyncio.get_running_loop().time()
         moved: float | None = None
@@ -194,7 +215,11 @@ class ShardWriter:
             if not stream.alive:
                 continue
             if stream.queue.full():
-                waiting[asyncio.ensure_future(stream.queue.put(item_of(stream)))] = stream
+                item = item_of(stream)
+                put = asyncio.ensure_future(stream.queue.put(item))
+                if item is not None:  # a stream dropped before it took its frame
+                    put.add_done_callback(lambda f, item=item: f.cancelled() and _release(item))
+                waiting[put] = stream
             else:
                 stream.queue.put_nowait(item_of(stream))
                 moved = since
@@ -202,10 +227,12 @@ class ShardWriter:
             await self._wait(waiting, since=since, moved=moved, reason="stalled")
 
     # --- the write ---------------------------------------------------------------------
-    async def send(self, frames: Sequence[FramePieces]) -> None:
+    async def send(self, frames: Sequence[FramePieces], charge: StripeCharge | None = None) -> None:
         """Queue frame i of one stripe for pod i (waits while pods are behind, within
-        the grace above)."""
-        await self._deliver(lambda stream: frames[stream.index])
+        the grace above); each stream gives back its share of `charge` once it sent it."""
+        if charge is not None:
+            charge.split(sum(1 for stream in self._streams if stream.alive))
+        await self._deliver(lambda stream: (frames[stream.index], charge))
         self._check_quorum()
 
     async def finish(self) -> tuple[list[int], list[int]]:

@@ -7,7 +7,9 @@ Rules:
   shards for the collector: nothing half-written is ever visible.
 - Stripes are cut, hashed in body order, encoded in the CPU executor and
   handed to the k+m shard streams, at most `stripes_in_flight` at a time, so
-  memory per request is a few stripes whatever the size.
+  memory per request is a few stripes whatever the size. Each stripe (each
+  burst) is charged to the gateway's write budget before it is encoded
+  (budget.py), so all requests together hold a bounded amount.
 - A part of known length up to `burst_bytes` (two stripes) is received whole
   and its k+m shards sent together, one request each (burst.py): for small
   objects the per-stream cost outweighed the streaming.
@@ -32,6 +34,7 @@ from typing import TypeVar
 
 from kurastore.erasure import ErasureParams, StripeCutter, encode_stripe_parts, frame_owner
 from kurastore.gateway.objects.api import BodyDigest, PutOptions
+from kurastore.gateway.objects.budget import StripeCharge
 from kurastore.gateway.objects.burst import receive_whole, write_burst
 from kurastore.gateway.objects.conditions import precheck_write
 from kurastore.gateway.objects.context import ObjectContext
@@ -132,20 +135,40 @@ async def _pump(
     """Cut, hash, (encrypt,) encode and send the whole body, every frame bound to
     `owner` (the part's frame_owner); checks its length."""
     cutter = StripeCutter(params)
-    in_flight: deque[asyncio.Future[list[tuple[bytes, memoryview]]]] = deque()
+    in_flight: deque[tuple[asyncio.Future[list[tuple[bytes, memoryview]]], StripeCharge]] = (
+        deque())
+    charged: deque[StripeCharge] = deque()  # not yet given back in full
+    budget = ctx.write_budget
     stripe_no = 0
+
+    async def send_oldest() -> None:
+        encoding, charge = in_flight.popleft()
+        await writer.send(await encoding, charge)
+        while charged and charged[0].released:
+            charged.popleft()
 
     async def submit(stripe: bytes | memoryview) -> None:
         nonlocal stripe_no
+        # Charged before its parity exists: encoded, a stripe is width/k times its size.
+        nbytes = len(stripe) * params.width // params.k
+        amount = budget.try_take(nbytes)
+        if not amount:
+            # Wait holding nothing that only this PUT's progress would give back (the
+            # stripes still being encoded): every PUT waiting so would wait for good.
+            while in_flight:
+                await send_oldest()
+            amount = await budget.take(nbytes)
+        charge = StripeCharge(budget, amount)
+        charged.append(charge)
         await hasher.update(stripe)
         if key is None:
             encode = ctx.cpu.run(encode_stripe_parts, params, stripe_no, stripe, owner)
         else:
             encode = ctx.cpu.run(_encrypt_and_encode, params, stripe_no, stripe, key, owner)
-        in_flight.append(asyncio.ensure_future(encode))
+        in_flight.append((asyncio.ensure_future(encode), charge))
         stripe_no += 1
         while len(in_flight) >= ctx.config.stripes_in_flight:
-            await writer.send(await in_flight.popleft())
+            await send_oldest()
 
     received = 0
     try:
@@ -161,10 +184,15 @@ async def _pump(
         if content_length is not None and received != content_length:
             raise IncompleteBody(f"got {received} of {content_length} bytes")
         while in_flight:
-            await writer.send(await in_flight.popleft())
+            await send_oldest()
     finally:
-        for future in in_flight:
+        for future, _charge in in_flight:
             future.cancel()
+        # What the streams have not given back: frames still queued or being sent when
+        # the write ended (the writer's close() cancels those streams), or frames of a
+        # failed write.
+        for charge in charged:
+            charge.release_all()
 
 
 async def write_part(
@@ -186,8 +214,10 @@ async def write_part(
     urls = [ctx.topology.url_of(pod_id) for pod_id in pmap.pods_for(partition, params.width)]
     key = None if data_key is None else PartKey(data_key, shard_tag)
     if content_length is not None and 0 < content_length <= ctx.config.burst_bytes:
-        data = await receive_whole(body, content_length)
+        # The body and its parity, held until every shard is sent (the burst is shielded).
+        charge = await ctx.write_budget.take(params.shard_size(content_length) * params.width)
         try:
+            data = await receive_whole(body, content_length)
             return await write_burst(
                 ctx, params=params, urls=urls, partition=partition, object_id=object_id,
                 shard_tag=shard_tag, data=data, hasher=hasher, key=key,
@@ -195,6 +225,8 @@ async def write_part(
         except QuorumNotReached:
             ctx.stats.quorum_failures += 1
             raise
+        finally:
+            ctx.write_budget.give(charge)
     writer = ShardWriter(
         ctx.pods,
         urls,
