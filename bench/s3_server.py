@@ -1,6 +1,7 @@
 """Benchmark: kurastore server (6 pods, 4+2) over S3, next to the machine's limits.
 
-    python bench/s3_server.py [--runs 5] [--quick] [--big-uploads] [--big-downloads]
+    python bench/s3_server.py [--runs 5] [--quick] [--big-uploads] [--many-uploads]
+                              [--big-downloads]
 
 Starts a real `kurastore server` on a temporary directory, drives it with an
 aiohttp load generator signing requests with SigV4 (UNSIGNED-PAYLOAD, as
@@ -413,6 +414,8 @@ async def main_async(args: argparse.Namespace) -> None:
                     print(f"  {key:22s} {med(rows, key):10.2f}")
             if args.big_uploads:
                 await big_uploads(endpoint, proc.pid)
+            if args.many_uploads:
+                await big_uploads(endpoint, proc.pid, n=128, size=10 * MiB)
             if args.big_downloads:
                 await big_downloads(endpoint, proc.pid)
         finally:
@@ -442,7 +445,8 @@ class PeakRss:
 
 
 async def big_uploads(endpoint: str, server_pid: int, n: int = 8, size: int = 1 << 30) -> None:
-    """Gateway RSS during n concurrent uploads of `size` bytes each."""
+    """Gateway RSS during n concurrent uploads of `size` bytes each (the write budget,
+    gateway/objects/budget.py, bounds the stripes they hold)."""
     signer = Signer(endpoint)
     chunk = os.urandom(MiB)
 
@@ -450,7 +454,9 @@ async def big_uploads(endpoint: str, server_pid: int, n: int = 8, size: int = 1 
         for _ in range(size // MiB):
             yield chunk
 
-    async with aiohttp.ClientSession() as session, PeakRss(server_pid) as rss:
+    conn = aiohttp.TCPConnector(limit=n)
+    start = time.perf_counter()
+    async with aiohttp.ClientSession(connector=conn) as session, PeakRss(server_pid) as rss:
         async def one(i: int) -> None:
             path = f"/bench/huge-{i}"
             headers = signer.headers("PUT", path, {"Content-Length": str(size)})
@@ -458,7 +464,9 @@ async def big_uploads(endpoint: str, server_pid: int, n: int = 8, size: int = 1 
                 assert r.status == 200, await r.text()
 
         await asyncio.gather(*(one(i) for i in range(n)))
-    print(f"\ngateway peak RSS during {n} concurrent {size >> 20} MiB uploads: {rss.peak:.0f} MiB")
+    rate = n * size / MiB / (time.perf_counter() - start)
+    print(f"\ngateway peak RSS during {n} concurrent {size >> 20} MiB uploads: {rss.peak:.0f} MiB "
+          f"({rate:.0f} MiB/s)")
 
 
 async def big_downloads(endpoint: str, server_pid: int, n: int = 16, size: int = 64 * MiB,
@@ -490,6 +498,8 @@ def main() -> None:
                         help="PUT every object with SSE-S3 (and print raw AES-256-CTR)")
     parser.add_argument("--big-uploads", action="store_true",
                         help="also measure gateway RSS during 8 concurrent 1 GiB uploads")
+    parser.add_argument("--many-uploads", action="store_true",
+                        help="also measure gateway RSS during 128 concurrent 10 MiB uploads")
     parser.add_argument("--big-downloads", action="store_true",
                         help="also measure gateway RSS during 16 concurrent 64 MiB GETs")
     asyncio.run(main_async(parser.parse_args()))

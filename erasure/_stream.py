@@ -42,6 +42,11 @@ class StripeCutter:
         """Bytes fed so far."""
         return self._size
 
+    @property
+    def room(self) -> int:
+        """Bytes that complete the stripe being cut (a whole stripe when none is)."""
+        return self._stripe_size - self._filled
+
     def feed(self, chunk: Buffer) -> list[memoryview]:
         """Take a chunk of the body; return the stripes it completed, in order."""
         if self._finished:

@@ -44,6 +44,24 @@ class GatewayMetrics:
             "kurastore_degraded_reads", "GETs that met a missing or corrupt block",
             registry=r,
         )
+        # The gateway-wide budgets (gateway/objects/budget.py): what they hold now, and how
+        # often a PUT had to wait for the write budget (a sign of memory pressure).
+        self.read_buffer_held = Gauge(
+            "kurastore_read_buffer_bytes", "Bytes GETs hold in batches (of the read budget)",
+            registry=r,
+        )
+        self.write_buffer_held = Gauge(
+            "kurastore_write_buffer_bytes",
+            "Encoded bytes PUTs hold on the way to the pods (of the write budget)", registry=r,
+        )
+        self.write_buffer_waits = Gauge(
+            "kurastore_write_buffer_waits", "Stripes that waited for the write budget",
+            registry=r,
+        )
+        self.write_buffer_timeouts = Gauge(
+            "kurastore_write_buffer_wait_timeouts",
+            "Stripes that waited write_budget_wait_s and went on uncharged", registry=r,
+        )
         self.quorum_failures = Gauge(
             "kurastore_quorum_failures", "Writes refused for lack of a pod quorum", registry=r
         )

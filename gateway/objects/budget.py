@@ -54,17 +54,18 @@ class WriteBudget:
     A streamed PUT keeps a few stripes in flight (being encoded, queued for each shard
     stream, being sent), about 7 MiB of it per request at 1 MiB stripes, and a burst PUT
     holds its whole encoded body: 64 concurrent 10 MiB uploads took a gateway to 636 MiB.
-    Each stripe (each burst) is charged here before it is encoded, and given back as the
-    shard streams finish sending it (fanout.py), not when the PUT ends, so an uploader
-    that sends slowly holds almost nothing between its stripes.
+    Each stripe is charged here before its first byte is cut from the body (each burst
+    before its body is received), and given back once the shard streams have sent it
+    (fanout.py), not when the PUT ends: an uploader that sends slowly holds nothing
+    for the stripes the pods already took.
 
     Rules:
     - A charge that does not fit waits, first come first served. A PUT first hands the
       stripes it has encoded to its shard streams, so that all it holds while it waits
       drains to the pods whatever the clients do: the wait is bounded by the pods'
-      speed, and the client meanwhile meets TCP backpressure. What is not charged:
-      the partial stripe being cut and the request's socket buffer, about 3 MiB a PUT
-      (max_in_flight_requests bounds those).
+      speed, and the client meanwhile meets TCP backpressure. What is not charged is
+      the request's receive buffer (2 x aiohttp's read_bufsize, 2 MiB a PUT), which
+      max_in_flight_requests bounds.
     - A wait is cut off after `wait_s` and the stripe goes on uncharged: charges held by a
       stream to a hung pod are freed only once its own write drops that pod, so a PUT
       must never wait on them for good.
@@ -135,31 +136,31 @@ class WriteBudget:
 
 
 class StripeCharge:
-    """One stripe's charge, given back in shares as each shard stream is done with its
-    frame (`release_one`), and whatever is left when the write ends (`release_all`)."""
+    """One stripe's charge, given back once every shard stream it was sent to is done
+    with its frame (`stream_done`): the data frames are views of one stripe buffer, which
+    lives until the last of them is sent. Or when the write ends (`release_all`)."""
 
-    __slots__ = ("_budget", "_left", "_shares")
+    __slots__ = ("_amount", "_budget", "_streams")
 
     def __init__(self, budget: WriteBudget, amount: int) -> None:
         self._budget = budget
-        self._left = amount
-        self._shares = 1
+        self._amount = amount
+        self._streams = 1
 
-    def split(self, shares: int) -> None:
-        """Give the charge back in `shares` parts (the streams the stripe is sent to)."""
-        self._shares = max(1, shares)
+    def sent_to(self, streams: int) -> None:
+        """The stripe goes to `streams` shard streams."""
+        self._streams = max(1, streams)
 
     @property
     def released(self) -> bool:
-        return self._left == 0
+        return self._amount == 0
 
-    def release_one(self) -> None:
-        if self._left:
-            share = self._left // self._shares if self._shares > 1 else self._left
-            self._shares -= 1
-            self._left -= share
-            self._budget.give(share)
+    def stream_done(self) -> None:
+        """One stream sent its frame, or dropped it by failing."""
+        self._streams -= 1
+        if self._streams <= 0:
+            self.release_all()
 
     def release_all(self) -> None:
-        left, self._left = self._left, 0
-        self._budget.give(left)
+        amount, self._amount = self._amount, 0
+        self._budget.give(amount)

@@ -16,9 +16,9 @@ Rules:
   tracker.
 - `close()` cancels every stream still running (the pods discard their temp
   files); callers always call it, also on success.
-- A stripe sent with its StripeCharge (budget.py) gives back a stream's share once
-  that stream has sent its frame, or dropped it by failing; the caller gives back
-  whatever is left when the write ends.
+- A stripe sent with its StripeCharge (budget.py) is given back once every stream has
+  sent its frame or dropped it by failing; the caller gives back what is left when
+  the write ends.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class _Stream:
             _release(self.queue.get_nowait())
         sending, self.sending = self.sending, None
         if sending is not None:
-            sending.release_one()
+            sending.stream_done()
         task = self.task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
@@ -75,7 +75,7 @@ class _Stream:
 
 def _release(item: _Item) -> None:
     if item is not None and item[1] is not None:
-        item[1].release_one()
+        item[1].stream_done()
 
 
 class ShardWriter:
@@ -144,7 +144,7 @@ class ShardWriter:
             # Asked for more: the pod client has written the frame's last piece.
             if charge is not None and stream.sending is charge:
                 stream.sending = None
-                charge.release_one()
+                charge.stream_done()
 
     def _check_quorum(self) -> None:
         alive = sum(1 for stream in self._streams if stream.alive)
@@ -231,7 +231,7 @@ class ShardWriter:
         """Queue frame i of one stripe for pod i (waits while pods are behind, within
         the grace above); each stream gives back its share of `charge` once it sent it."""
         if charge is not None:
-            charge.split(sum(1 for stream in self._streams if stream.alive))
+            charge.sent_to(sum(1 for stream in self._streams if stream.alive))
         await self._deliver(lambda stream: (frames[stream.index], charge))
         self._check_quorum()
 

@@ -147,10 +147,10 @@ async def _pump(
         while charged and charged[0].released:
             charged.popleft()
 
-    async def submit(stripe: bytes | memoryview) -> None:
-        nonlocal stripe_no
-        # Charged before its parity exists: encoded, a stripe is width/k times its size.
-        nbytes = len(stripe) * params.width // params.k
+    async def reserve() -> StripeCharge:
+        """The charge of the next stripe, taken before any byte of it is cut: encoded, a
+        stripe is width/k times its size."""
+        nbytes = params.stripe_size * params.width // params.k
         amount = budget.try_take(nbytes)
         if not amount:
             # Wait holding nothing that only this PUT's progress would give back (the
@@ -160,6 +160,10 @@ async def _pump(
             amount = await budget.take(nbytes)
         charge = StripeCharge(budget, amount)
         charged.append(charge)
+        return charge
+
+    async def submit(stripe: bytes | memoryview, charge: StripeCharge) -> None:
+        nonlocal stripe_no
         await hasher.update(stripe)
         if key is None:
             encode = ctx.cpu.run(encode_stripe_parts, params, stripe_no, stripe, owner)
@@ -171,16 +175,29 @@ async def _pump(
             await send_oldest()
 
     received = 0
+    cutting: StripeCharge | None = None  # the charge of the stripe being cut
     try:
         async for chunk in body:
             received += len(chunk)
             if content_length is not None and received > content_length:
                 raise IncompleteBody(f"body longer than the stated {content_length} bytes")
-            for stripe in cutter.feed(chunk):
-                await submit(stripe)
+            # Fed up to a stripe's end at a time, so each stripe is charged before it
+            # starts (slices of an immutable chunk are still cut without a copy).
+            pos, size = 0, len(chunk)
+            while pos < size:
+                if cutting is None:
+                    cutting = await reserve()
+                end = min(size, pos + cutter.room)
+                piece = chunk if pos == 0 and end == size else memoryview(chunk)[pos:end]
+                pos = end
+                for stripe in cutter.feed(piece):
+                    charge, cutting = cutting, None
+                    await submit(stripe, charge)
         tail = cutter.finish()
         if tail:
-            await submit(tail)
+            assert cutting is not None
+            charge, cutting = cutting, None
+            await submit(tail, charge)
         if content_length is not None and received != content_length:
             raise IncompleteBody(f"got {received} of {content_length} bytes")
         while in_flight:

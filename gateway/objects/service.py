@@ -26,6 +26,7 @@ from kurastore.gateway.objects.api import (
     ReadConditions,
     WriteConditions,
 )
+from kurastore.gateway.objects.budget import ReadBudget, WriteBudget
 from kurastore.gateway.objects.config import ObjectConfig, ServiceStats
 from kurastore.gateway.objects.context import ObjectContext, Pods
 from kurastore.gateway.objects.encryption import Keyring
@@ -81,6 +82,14 @@ class ObjectService:
     @property
     def stats(self) -> ServiceStats:
         return self._ctx.stats
+
+    @property
+    def read_budget(self) -> ReadBudget:
+        return self._ctx.read_budget
+
+    @property
+    def write_budget(self) -> WriteBudget:
+        return self._ctx.write_budget
 
     @property
     def health(self) -> PodHealth:

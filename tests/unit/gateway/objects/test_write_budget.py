@@ -48,16 +48,16 @@ async def test_a_wait_is_cut_off_and_a_cancelled_waiter_holds_nothing() -> None:
     assert budget.held == 0
 
 
-async def test_a_stripe_charge_comes_back_in_shares_and_never_twice() -> None:
+async def test_a_stripe_charge_comes_back_when_its_last_stream_is_done_and_never_twice():
     budget = WriteBudget(100, wait_s=1.0)
     charge = StripeCharge(budget, await budget.take(10))
-    charge.split(3)
-    charge.release_one()
-    charge.release_one()
-    assert 0 < budget.held < 10 and not charge.released
-    charge.release_one()
+    charge.sent_to(3)
+    charge.stream_done()
+    charge.stream_done()
+    assert budget.held == 10 and not charge.released  # the stripe's buffer is still in use
+    charge.stream_done()
     assert budget.held == 0 and charge.released
-    charge.release_one()
+    charge.stream_done()
     charge.release_all()
     assert budget.held == 0
 
@@ -170,3 +170,28 @@ async def test_a_spent_budget_delays_a_put_but_never_blocks_it(make_cluster):
     assert budget.held == hog
     budget.give(hog)
     assert await cluster.read("k") == data
+
+
+async def test_a_put_waiting_for_the_budget_takes_no_more_of_its_body(make_cluster):
+    cluster = await make_cluster(write_buffer_bytes=4 * MiB)
+    budget = cluster.service._ctx.write_budget
+    hog = await budget.take(4 * MiB)
+    data = os.urandom(3 * MiB)
+    pulled = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        for start in range(0, len(data), 256 << 10):
+            pulled += 1
+            yield data[start : start + (256 << 10)]
+
+    put = asyncio.create_task(cluster.service.put_object(
+        "b", "waits", body(), PutOptions(content_length=len(data))))
+    await asyncio.sleep(0.2)
+    # The first stripe is charged before any of it is cut: the PUT waits with one
+    # 256 KiB chunk in hand, the rest of the body left to the client (TCP backpressure).
+    assert pulled == 1 and not put.done()
+    budget.give(hog)
+    await put
+    assert budget.held == 0 and budget.timeouts == 0
+    assert await cluster.read("waits") == data
