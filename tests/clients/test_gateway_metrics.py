@@ -145,3 +145,18 @@ def test_a_malformed_request_is_a_400_not_a_logged_server_error(
     s3.put_object(Bucket=bucket, Key="after-malformed", Body=b"ok")  # still serving
     written = _log_since(server, log_start)
     assert "Traceback" not in written and "level=ERROR" not in written, written
+
+
+def test_the_buffer_budgets_are_exported_and_empty_when_idle(server, s3, bucket: str) -> None:
+    # A streamed upload (above the 2 MiB burst size) and a read of it: both budgets
+    # are charged while they run and given back in full once they are answered.
+    body = bytes(range(256)) * (12 << 12)  # 12 MiB
+    s3.put_object(Bucket=bucket, Key="budget", Body=body)
+    assert s3.get_object(Bucket=bucket, Key="budget")["Body"].read() == body
+    samples = _scrape(server.endpoint)
+    for name in ("kurastore_read_buffer_bytes", "kurastore_write_buffer_bytes",
+                 "kurastore_write_buffer_waits", "kurastore_write_buffer_wait_timeouts"):
+        assert name in samples
+    assert samples["kurastore_read_buffer_bytes"] == 0
+    assert samples["kurastore_write_buffer_bytes"] == 0
+    assert samples["kurastore_write_buffer_wait_timeouts"] == 0
