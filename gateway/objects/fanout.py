@@ -229,7 +229,7 @@ class ShardWriter:
     # --- the write ---------------------------------------------------------------------
     async def send(self, frames: Sequence[FramePieces], charge: StripeCharge | None = None) -> None:
         """Queue frame i of one stripe for pod i (waits while pods are behind, within
-        the grace above); each stream gives back its share of `charge` once it sent it."""
+        the grace above); `charge` is given back once every stream is done with it."""
         if charge is not None:
             charge.sent_to(sum(1 for stream in self._streams if stream.alive))
         await self._deliver(lambda stream: (frames[stream.index], charge))

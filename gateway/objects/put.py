@@ -7,9 +7,10 @@ Rules:
   shards for the collector: nothing half-written is ever visible.
 - Stripes are cut, hashed in body order, encoded in the CPU executor and
   handed to the k+m shard streams, at most `stripes_in_flight` at a time, so
-  memory per request is a few stripes whatever the size. Each stripe (each
-  burst) is charged to the gateway's write budget before it is encoded
-  (budget.py), so all requests together hold a bounded amount.
+  memory per request is a few stripes whatever the size. Each stripe is charged
+  to the gateway's write budget before its first byte is cut, each burst before
+  its body is received (budget.py), so all requests together hold a bounded
+  amount.
 - A part of known length up to `burst_bytes` (two stripes) is received whole
   and its k+m shards sent together, one request each (burst.py): for small
   objects the per-stream cost outweighed the streaming.
