@@ -305,7 +305,7 @@ async def test_a_body_cut_off_stores_nothing_and_its_buffer_is_reused_cleanly(
 
 
 async def test_requests_are_counted_and_logged(pod: Any, caplog: Any) -> None:
-    caplog.set_level("INFO", logger="kurastore.storage.access")
+    caplog.set_level("DEBUG", logger="kurastore.storage.access")  # every request
     await pod.client.put_shard(pod.url, 9, _sid(1), b"counted")
     await pod.client.read_shard(pod.url, 9, _sid(1))
     conn = await Conn.open(pod.url)

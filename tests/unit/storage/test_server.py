@@ -293,7 +293,7 @@ async def test_auth_missing_wrong_stale(
 async def test_metrics_and_access_log(
     pod: Pod, caplog: pytest.LogCaptureFixture, raw_request: Any
 ) -> None:
-    caplog.set_level(logging.INFO, logger="kurastore.storage.access")
+    caplog.set_level(logging.DEBUG, logger="kurastore.storage.access")  # every request
     c, url = pod.client, pod.url
     await c.put_shard(url, 1, shard(1), b"m" * 5000)
     await c.read_shard(url, 1, shard(1), 0, 1000)
@@ -321,6 +321,27 @@ async def test_metrics_and_access_log(
     assert all("X-Kura-Auth" not in m and SECRET.decode() not in m for m in lines)
     sent = sum(json.loads(m)["bytes_out"] for m in lines if '"op":"Metrics"' not in m)
     assert f"kurastore_pod_sent_bytes_total {float(sent)}" in text
+
+
+async def test_at_info_only_failed_requests_are_logged(
+    pod: Pod, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kurastore.storage.access")
+    c, url = pod.client, pod.url
+    await c.put_shard(url, 2, shard(2), b"quiet" * 100)
+    assert await c.read_shard(url, 2, shard(2)) == b"quiet" * 100
+    with pytest.raises(ShardNotFound):
+        await c.read_shard(url, 2, shard(3))
+    # A request is logged once its answer is written, possibly just after the client
+    # has it: wait for the 404's line, then a little more for any line of the others.
+    for _ in range(50):
+        if any(r.name == "kurastore.storage.access" for r in caplog.records):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    lines = [r.getMessage() for r in caplog.records if r.name == "kurastore.storage.access"]
+    assert len(lines) == 1
+    assert '"op":"GetShard"' in lines[0] and '"status":404' in lines[0]
 
 
 async def test_public_metrics_and_shard_size_limit(
