@@ -10,7 +10,33 @@ from collections import deque
 __all__ = ["ReadBudget", "StripeCharge", "WriteBudget"]
 
 
-class ReadBudget:
+class _Budget:
+    """`limit` bytes, of which `held` are charged; a charge is cut to the limit."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        if limit_bytes < 1:
+            raise ValueError("a budget must be at least 1 byte")
+        self.limit = limit_bytes
+        self.held = 0
+
+    def _charge_of(self, nbytes: int) -> int:
+        return max(1, min(nbytes, self.limit))
+
+    def try_take(self, nbytes: int) -> int:
+        """Take `nbytes` (cut to the limit) if that much is free; the amount taken (to
+        give back), or 0."""
+        charge = self._charge_of(nbytes)
+        if self.held + charge > self.limit:
+            return 0
+        self.held += charge
+        return charge
+
+    def give(self, charge: int) -> None:
+        """Give back a charge `try_take` returned."""
+        self.held -= charge
+
+
+class ReadBudget(_Budget):
     """The stripes all GETs of a gateway hold in large batches.
 
     A GET holds a batch of stripes (up to `read_batch_bytes` per pod request, times k)
@@ -28,27 +54,8 @@ class ReadBudget:
       gets its batches.
     """
 
-    def __init__(self, limit_bytes: int) -> None:
-        if limit_bytes < 1:
-            raise ValueError("a read budget must be at least 1 byte")
-        self.limit = limit_bytes
-        self.held = 0
 
-    def try_take(self, nbytes: int) -> int:
-        """Take `nbytes` (cut to the limit) if that much is free; the amount taken (to
-        give back), or 0."""
-        charge = max(1, min(nbytes, self.limit))
-        if self.held + charge > self.limit:
-            return 0
-        self.held += charge
-        return charge
-
-    def give(self, charge: int) -> None:
-        """Give back a charge `try_take` returned."""
-        self.held -= charge
-
-
-class WriteBudget:
+class WriteBudget(_Budget):
     """The encoded stripes all PUTs of a gateway hold on their way to the pods.
 
     A streamed PUT keeps a few stripes in flight (being encoded, queued for each shard
@@ -73,23 +80,15 @@ class WriteBudget:
     """
 
     def __init__(self, limit_bytes: int, wait_s: float) -> None:
-        if limit_bytes < 1:
-            raise ValueError("a write budget must be at least 1 byte")
-        self.limit = limit_bytes
+        super().__init__(limit_bytes)
         self.wait_s = wait_s
-        self.held = 0
         self.waits = 0  # charges that had to wait (a gauge of memory pressure)
         self.timeouts = 0  # waits cut off by wait_s
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
 
     def try_take(self, nbytes: int) -> int:
-        """Take `nbytes` (cut to the limit) if that is free and nobody waits: the amount
-        taken (to give back), or 0."""
-        charge = max(1, min(nbytes, self.limit))
-        if self._waiters or self.held + charge > self.limit:
-            return 0
-        self.held += charge
-        return charge
+        """As _Budget.try_take, and 0 while others wait: nobody jumps the line."""
+        return 0 if self._waiters else super().try_take(nbytes)
 
     async def take(self, nbytes: int) -> int:
         """Take `nbytes` (cut to the limit), waiting up to `wait_s` for room: the amount
@@ -98,7 +97,7 @@ class WriteBudget:
         taken = self.try_take(nbytes)
         if taken:
             return taken
-        charge = max(1, min(nbytes, self.limit))
+        charge = self._charge_of(nbytes)
         self.waits += 1
         granted = asyncio.get_running_loop().create_future()
         entry = (charge, granted)
@@ -120,7 +119,7 @@ class WriteBudget:
     def give(self, charge: int) -> None:
         """Give back a charge `take` returned (0 gives nothing back)."""
         if charge:
-            self.held -= charge
+            super().give(charge)
             self._grant()
 
     def _withdraw(self, entry: tuple[int, asyncio.Future[None]]) -> None:
