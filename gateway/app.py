@@ -222,8 +222,10 @@ async def _refresh_gauges(app: web.Application) -> None:
     metrics.degraded_reads.set(stats.degraded_reads)
     metrics.quorum_failures.set(stats.quorum_failures)
     metrics.read_buffer_held.set(service.read_budget.held)
+    metrics.read_buffer_limit.set(service.read_budget.limit)
     writes = service.write_budget
     metrics.write_buffer_held.set(writes.held)
+    metrics.write_buffer_limit.set(writes.limit)
     metrics.write_buffer_waits.set(writes.waits)
     metrics.write_buffer_timeouts.set(writes.timeouts)
     metrics.placement_epoch.set(service.topology.current.epoch)

@@ -54,6 +54,13 @@ class GatewayMetrics:
             "kurastore_write_buffer_bytes",
             "Encoded bytes PUTs hold on the way to the pods (of the write budget)", registry=r,
         )
+        self.read_buffer_limit = Gauge(
+            "kurastore_read_buffer_limit_bytes", "The read budget (--read-buffer)", registry=r
+        )
+        self.write_buffer_limit = Gauge(
+            "kurastore_write_buffer_limit_bytes", "The write budget (--write-buffer)",
+            registry=r,
+        )
         self.write_buffer_waits = Gauge(
             "kurastore_write_buffer_waits", "Stripes that waited for the write budget",
             registry=r,

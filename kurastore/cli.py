@@ -64,10 +64,7 @@ def _server(args: argparse.Namespace) -> int:
         rebalance_concurrency=args.rebalance_concurrency,
         orphan_grace_s=args.orphan_grace, lifecycle_day_s=args.lifecycle_day,
         server_log_roll_s=args.access_log_roll,
-        max_in_flight_requests=args.max_in_flight, max_queued_requests=args.max_queued,
-        queue_wait_s=args.queue_wait, idle_timeout_s=args.idle_timeout,
-        client_timeout_s=args.client_timeout, min_body_rate_bytes_s=args.min_body_rate,
-        read_buffer_bytes=args.read_buffer, write_buffer_bytes=args.write_buffer,
+        **_load_settings(args),
     )
     dsn = _metadata_dsn(args)
     if dsn and dsn.startswith("sqlite://"):
@@ -116,7 +113,7 @@ def _gateway(args: argparse.Namespace) -> int:
         region=args.region, domain=args.domain, erasure=args.erasure,
         root_keys=_root_keys(), rebalance_rate_bytes_s=args.rebalance_rate,
         rebalance_grace_s=args.rebalance_grace,
-        rebalance_concurrency=args.rebalance_concurrency,
+        rebalance_concurrency=args.rebalance_concurrency, load=_load_settings(args),
     )
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(run_gateway(opts))
@@ -154,6 +151,21 @@ def _add_metadata_args(p: argparse.ArgumentParser) -> None:
                         "(also KURASTORE_METADATA_DSN)")
     p.add_argument("--metadata-file", default=None, metavar="PATH",
                    help="read the metadata DSN from this file (a mounted Secret)")
+
+
+# --flag dest -> its GatewayConfig (and ServerOptions) field.
+_LOAD_SETTINGS = {
+    "max_in_flight": "max_in_flight_requests", "max_queued": "max_queued_requests",
+    "queue_wait": "queue_wait_s", "idle_timeout": "idle_timeout_s",
+    "client_timeout": "client_timeout_s", "min_body_rate": "min_body_rate_bytes_s",
+    "read_buffer": "read_buffer_bytes", "write_buffer": "write_buffer_bytes",
+}
+
+
+def _load_settings(args: argparse.Namespace) -> dict[str, float]:
+    """The overload settings given on the command line, by GatewayConfig field."""
+    given = {field: getattr(args, dest) for dest, field in _LOAD_SETTINGS.items()}
+    return {field: value for field, value in given.items() if value is not None}
 
 
 def _add_load_args(p: argparse.ArgumentParser) -> None:
@@ -323,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how long moved shards' old copies are kept (default 300)")
     gw.add_argument("--rebalance-concurrency", type=int, default=None, metavar="N",
                     help="partitions the rebalancer moves at once (default 2)")
+    _add_load_args(gw)
 
     op = sub.add_parser("operator", help="reconcile ObjectStore resources on Kubernetes "
                         "(in-cluster config or KUBECONFIG)")

@@ -25,7 +25,8 @@ import dataclasses
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -100,6 +101,9 @@ class GatewayOptions:
     rebalance_rate_bytes_s: float | None = None
     rebalance_grace_s: float | None = None
     rebalance_concurrency: int | None = None
+    # Overload and slow-client settings, by GatewayConfig field (gateway/admission.py,
+    # objects/budget.py); absent: its defaults.
+    load: Mapping[str, float] = field(default_factory=dict)
 
 
 def sqlite_path(dsn: str) -> str | None:
@@ -156,19 +160,26 @@ async def _erasure_of_cluster(config: GatewayConfig) -> tuple[int, int]:
     return ERASURE_BY_WIDTH[width]
 
 
-async def run_gateway(opts: GatewayOptions, *, ready: asyncio.Event | None = None) -> None:
+def gateway_config(opts: GatewayOptions) -> GatewayConfig:
+    """The gateway's configuration before its erasure code is known."""
     path = sqlite_path(opts.metadata_dsn)
     repair = {name: value for name, value in (
         ("rebalance_rate_bytes_s", opts.rebalance_rate_bytes_s),
         ("rebalance_grace_s", opts.rebalance_grace_s),
         ("rebalance_concurrency", opts.rebalance_concurrency)) if value is not None}
-    config = GatewayConfig(
+    return GatewayConfig(
         listen_host=opts.host, listen_port=opts.port,
         metadata_dsn=None if path else opts.metadata_dsn,
         metadata_path=path or "metadata.db",
         cluster_secret=opts.cluster_secret, metadata_key=opts.metadata_key,
         region=opts.region, domain=opts.domain, lease_ttl_s=opts.lease_ttl_s, **repair,
+        **opts.load,  # type: ignore[arg-type]
     )
+
+
+async def run_gateway(opts: GatewayOptions, *, ready: asyncio.Event | None = None) -> None:
+    path = sqlite_path(opts.metadata_dsn)
+    config = gateway_config(opts)
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     if opts.root_keys:

@@ -29,6 +29,10 @@ def _int(minimum: int, maximum: int, default: int | None = None) -> dict[str, An
     return out
 
 
+def _number(minimum: float, maximum: float, default: float) -> dict[str, Any]:
+    return {"type": "number", "minimum": minimum, "maximum": maximum, "default": default}
+
+
 def _str(default: str | None = None, enum: list[str] | None = None,
          max_length: int = 253) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "string", "maxLength": max_length}
@@ -85,6 +89,17 @@ _SPEC = _obj({
         "service": _obj({"type": _str("ClusterIP", ["ClusterIP", "NodePort", "LoadBalancer"]),
                          "port": _int(1, 65535, GATEWAY_PORT)}, default={}),
         "resources": _PASSTHROUGH,
+        # Overload and slow clients (README, Reliability): requests served at once, the
+        # line waiting for a slot, and the bytes all GETs / all PUTs may hold.
+        "maxRequestsInFlight": _int(1, 1 << 16, 256),
+        "maxRequestsQueued": _int(0, 1 << 20, 1024),
+        "queueWaitSeconds": _number(0, 3600, 2),
+        "idleTimeoutSeconds": _number(1, 86400, 30),
+        "clientTimeoutSeconds": _number(1, 86400, 30),
+        "minBodyBytesPerSecond": {"type": "integer", "minimum": 0, "default": 4096,
+                                  "format": "int64"},
+        "readBuffer": {**_QUANTITY, "default": "256Mi"},
+        "writeBuffer": {**_QUANTITY, "default": "256Mi"},
     }, default={}),
     "metadata": _obj({
         "type": _str("sqlite", ["sqlite", "postgresql"]),

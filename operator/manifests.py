@@ -14,7 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kurastore.operator.spec import GROUP, POD_PORT, VERSION, ObjectStoreSpec, Pool
+from kurastore.operator.spec import (
+    GROUP,
+    POD_PORT,
+    VERSION,
+    GatewayLoad,
+    ObjectStoreSpec,
+    Pool,
+)
 
 CLUSTER_MOUNT = "/etc/kurastore/cluster"
 DATA_MOUNT = "/data"
@@ -196,6 +203,17 @@ def disruption_budget(ref: StoreRef, spec: ObjectStoreSpec, pool: Pool) -> dict[
     }
 
 
+def _load_args(load: GatewayLoad) -> list[str]:
+    return ["--max-in-flight", str(load.max_requests_in_flight),
+            "--max-queued", str(load.max_requests_queued),
+            "--queue-wait", f"{load.queue_wait_s:g}",
+            "--idle-timeout", f"{load.idle_timeout_s:g}",
+            "--client-timeout", f"{load.client_timeout_s:g}",
+            "--min-body-rate", str(load.min_body_bytes_s),
+            "--read-buffer", str(load.read_buffer_bytes),
+            "--write-buffer", str(load.write_buffer_bytes)]
+
+
 def _gateway_container(ref: StoreRef, spec: ObjectStoreSpec) -> dict[str, Any]:
     admin = admin_secret_name(ref.name)
     cluster = cluster_secret_name(ref.name)
@@ -203,7 +221,8 @@ def _gateway_container(ref: StoreRef, spec: ObjectStoreSpec) -> dict[str, Any]:
             "--erasure", f"{spec.erasure.data_blocks}+{spec.erasure.parity_blocks}",
             "--rebalance-rate", str(spec.rebalance.rate_bytes_s),
             "--rebalance-grace", str(spec.rebalance.grace_s),
-            "--rebalance-concurrency", str(spec.rebalance.concurrency)]
+            "--rebalance-concurrency", str(spec.rebalance.concurrency),
+            *_load_args(spec.gateway.load)]
     env = [_env_field("POD_IP", "status.podIP"),
            _env_secret("KURASTORE_CLUSTER_SECRET", cluster, "secret"),
            _env_secret("KURASTORE_METADATA_KEY", cluster, "metadata-key"),

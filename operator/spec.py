@@ -8,6 +8,7 @@ raises SpecError with the field's path, so a bad spec becomes a condition, not a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ VERSION = "v1alpha1"
 DEFAULT_IMAGE = "kurastore:latest"
 POD_PORT = 9100
 GATEWAY_PORT = 9000
+MIN_BUFFER_BYTES = 1 << 20  # a gateway's read and write buffers (a stripe or more)
 
 
 class SpecError(ValueError):
@@ -45,11 +47,26 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class GatewayLoad:
+    """Overload and slow-client settings of each gateway (GatewayConfig's defaults)."""
+
+    max_requests_in_flight: int = 256
+    max_requests_queued: int = 1024
+    queue_wait_s: float = 2.0
+    idle_timeout_s: float = 30.0
+    client_timeout_s: float = 30.0
+    min_body_bytes_s: int = 4096
+    read_buffer_bytes: int = 256 << 20
+    write_buffer_bytes: int = 256 << 20
+
+
+@dataclass(frozen=True)
 class Gateway:
     replicas: int = 1
     service_type: str = "ClusterIP"
     port: int = GATEWAY_PORT
     resources: dict[str, Any] = field(default_factory=dict)
+    load: GatewayLoad = GatewayLoad()
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,55 @@ def _get(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], default: 
 
 def _obj(doc: dict[str, Any], key: str, path: str) -> dict[str, Any]:
     return _get(doc, key, dict, {}, path)
+
+
+_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?")
+_QUANTITY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+                   "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50}
+
+
+def quantity_bytes(value: int | str, path: str) -> int:
+    """A Kubernetes quantity of bytes (`256Mi`, `1G`, `1048576`) as an integer."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    found = _QUANTITY.fullmatch(value) if isinstance(value, str) else None
+    if found is None:
+        raise SpecError(f"{path}: expected a quantity such as 256Mi")
+    return int(float(found[1]) * _QUANTITY_UNITS[found[2]])
+
+
+def _seconds(doc: dict[str, Any], key: str, default: float, path: str,
+             minimum: float = 0) -> float:
+    value = _get(doc, key, (int, float), default, path)
+    if isinstance(value, bool) or value < minimum:
+        raise SpecError(f"{path}.{key}: a number >= {minimum:g}")
+    return float(value)
+
+
+def _gateway_load(gw: dict[str, Any]) -> GatewayLoad:
+    path = "spec.gateway"
+    d = GatewayLoad()
+    load = GatewayLoad(
+        max_requests_in_flight=_get(gw, "maxRequestsInFlight", int,
+                                    d.max_requests_in_flight, path),
+        max_requests_queued=_get(gw, "maxRequestsQueued", int, d.max_requests_queued, path),
+        queue_wait_s=_seconds(gw, "queueWaitSeconds", d.queue_wait_s, path),
+        idle_timeout_s=_seconds(gw, "idleTimeoutSeconds", d.idle_timeout_s, path, 1),
+        client_timeout_s=_seconds(gw, "clientTimeoutSeconds", d.client_timeout_s, path, 1),
+        min_body_bytes_s=_get(gw, "minBodyBytesPerSecond", int, d.min_body_bytes_s, path),
+        read_buffer_bytes=quantity_bytes(gw.get("readBuffer", "256Mi"), f"{path}.readBuffer"),
+        write_buffer_bytes=quantity_bytes(gw.get("writeBuffer", "256Mi"),
+                                          f"{path}.writeBuffer"),
+    )
+    if load.max_requests_in_flight < 1 or load.max_requests_queued < 0:
+        raise SpecError(f"{path}: maxRequestsInFlight >= 1 and maxRequestsQueued >= 0")
+    if load.min_body_bytes_s < 0:
+        raise SpecError(f"{path}.minBodyBytesPerSecond: must be >= 0")
+    for name, value in (("readBuffer", load.read_buffer_bytes),
+                        ("writeBuffer", load.write_buffer_bytes)):
+        if value < MIN_BUFFER_BYTES:
+            raise SpecError(f"{path}.{name}: at least 1Mi")
+    return load
 
 
 def _pool(doc: Any, path: str) -> Pool:
@@ -165,6 +231,7 @@ def parse_spec(doc: dict[str, Any]) -> ObjectStoreSpec:
             service_type=_get(gw_service, "type", str, "ClusterIP", "spec.gateway.service"),
             port=_get(gw_service, "port", int, GATEWAY_PORT, "spec.gateway.service"),
             resources=_obj(gw, "resources", "spec.gateway"),
+            load=_gateway_load(gw),
         ),
         metadata=Metadata(
             kind=md_kind,

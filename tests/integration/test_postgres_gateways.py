@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,6 +25,9 @@ pytestmark = pytest.mark.integration
 __all__ = ["postgres_server"]  # the session fixture, imported so pytest registers it
 
 
+SMALL_BUDGETS = ["--write-buffer", "3M", "--read-buffer", "2M", "--max-in-flight", "64"]
+
+
 @pytest.fixture(scope="module")
 def gateways(postgres_server: str, tmp_path_factory) -> Iterator[list[GatewayProcess]]:
     dsn, name = make_database(postgres_server)
@@ -31,8 +36,10 @@ def gateways(postgres_server: str, tmp_path_factory) -> Iterator[list[GatewayPro
     procs = [server]
     try:
         server.start()
-        for _ in range(2):
-            procs.append(GatewayProcess(data, dsn, server.gateway_args_for()))
+        procs.append(GatewayProcess(data, dsn, server.gateway_args_for()))
+        # The third gateway runs on small budgets, as `kurastore gateway` flags.
+        procs.append(GatewayProcess(data, dsn, [*server.gateway_args_for(),
+                                                *SMALL_BUDGETS]))
         for p in procs[1:]:
             p.start()
         yield procs
@@ -158,3 +165,32 @@ def test_a_killed_gateway_loses_nothing_acknowledged(gateways) -> None:
     victim.port = free_port()
     victim.start()  # and it comes back on the same metadata
     assert make_client(victim.endpoint).head_bucket(Bucket="kill")
+
+
+def _metric(endpoint: str, name: str) -> float:
+    with urllib.request.urlopen(f"{endpoint}/_kura/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    found = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert found, f"{name} not exported"
+    return float(found[1])
+
+
+def test_gateway_flags_set_its_budgets(gateways) -> None:
+    default, small = gateways[1], gateways[2]
+    assert _metric(default.endpoint, "kurastore_write_buffer_limit_bytes") == 256 << 20
+    assert _metric(small.endpoint, "kurastore_write_buffer_limit_bytes") == 3 << 20
+    assert _metric(small.endpoint, "kurastore_read_buffer_limit_bytes") == 2 << 20
+    # Large objects pass through the small budgets whole, several at once: PUTs wait
+    # for room (stripes of 1 MiB + parity against 3 MiB), GETs read a stripe at a time.
+    client = make_client(small.endpoint, max_pool_connections=8)
+    client.create_bucket(Bucket="small-budgets")
+    bodies = {f"big-{i}": os.urandom((9 << 20) + i * 4099) for i in range(4)}
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda kv: client.put_object(Bucket="small-budgets", Key=kv[0],
+                                                   Body=kv[1]), bodies.items()))
+        got = list(pool.map(lambda k: client.get_object(Bucket="small-budgets",
+                                                        Key=k)["Body"].read(), bodies))
+    assert got == list(bodies.values())
+    assert _metric(small.endpoint, "kurastore_write_buffer_waits") > 0
+    assert _metric(small.endpoint, "kurastore_write_buffer_bytes") == 0
+    assert _metric(small.endpoint, "kurastore_read_buffer_bytes") == 0

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from kurastore.operator import crd, manifests
-from kurastore.operator.spec import parse_spec
+from kurastore.operator.spec import SpecError, parse_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
@@ -133,12 +133,68 @@ def test_rebalance_settings_reach_the_gateway_command_line() -> None:
     assert parse_spec({"pools": [{"name": "a", "pods": 6}]}).rebalance.concurrency == 2
 
 
+def _gateway_args(spec: Any) -> dict[str, str]:
+    objects = manifests.render(REF, spec, {"a": 6}, VALUES)
+    deploy = next(o for o in objects if o["kind"] == "Deployment")
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    return dict(zip(args[1::2], args[2::2], strict=False))
+
+
+def test_gateway_load_settings_reach_the_gateway_command_line() -> None:
+    given = _gateway_args(parse_spec({
+        "pools": [{"name": "a", "pods": 6}],
+        "gateway": {"maxRequestsInFlight": 64, "maxRequestsQueued": 0,
+                    "queueWaitSeconds": 0.5, "idleTimeoutSeconds": 120,
+                    "clientTimeoutSeconds": 45, "minBodyBytesPerSecond": 1024,
+                    "readBuffer": "64Mi", "writeBuffer": "1G"}}))
+    assert given["--max-in-flight"] == "64"
+    assert given["--max-queued"] == "0"
+    assert given["--queue-wait"] == "0.5"
+    assert given["--idle-timeout"] == "120"
+    assert given["--client-timeout"] == "45"
+    assert given["--min-body-rate"] == "1024"
+    assert given["--read-buffer"] == str(64 << 20)
+    assert given["--write-buffer"] == str(10**9)
+    # Without them, the gateway's own defaults, spelled out (as the CRD's defaults are).
+    defaults = _gateway_args(parse_spec({"pools": [{"name": "a", "pods": 6}]}))
+    assert defaults["--max-in-flight"] == "256"
+    assert defaults["--read-buffer"] == defaults["--write-buffer"] == str(256 << 20)
+
+
+def test_the_gateway_flags_the_operator_writes_parse_as_it_means_them() -> None:
+    from kurastore.cli import _load_settings, build_parser
+
+    spec = parse_spec({"pools": [{"name": "a", "pods": 6}],
+                       "gateway": {"queueWaitSeconds": 1.5, "readBuffer": "1.5Gi"}})
+    objects = manifests.render(REF, spec, {"a": 6}, VALUES)
+    deploy = next(o for o in objects if o["kind"] == "Deployment")
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    settings = _load_settings(build_parser().parse_args(args))
+    assert settings == {
+        "max_in_flight_requests": 256, "max_queued_requests": 1024, "queue_wait_s": 1.5,
+        "idle_timeout_s": 30.0, "client_timeout_s": 30.0, "min_body_rate_bytes_s": 4096.0,
+        "read_buffer_bytes": 3 << 29, "write_buffer_bytes": 256 << 20,
+    }
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("readBuffer", "lots"), ("readBuffer", "512Ki"), ("writeBuffer", 1000),
+    ("maxRequestsInFlight", 0), ("idleTimeoutSeconds", 0), ("queueWaitSeconds", True),
+    ("minBodyBytesPerSecond", -1),
+])
+def test_bad_gateway_load_settings_name_their_field(field: str, value: Any) -> None:
+    with pytest.raises(SpecError, match=field):
+        parse_spec({"pools": [{"name": "a", "pods": 6}], "gateway": {field: value}})
+
+
 @pytest.mark.parametrize("bad_spec", [
     {"pools": [{"name": "a", "pods": "six"}]},
     {"pools": [{"name": "A_b", "pods": 6}]},
     {"pools": [{"name": "a", "pods": 6}], "erasure": {"dataBlocks": 0}},
     {"pools": [{"name": "a", "pods": 6}], "reclaimPolicy": "Shred"},
     {"pools": [{"name": "a", "pods": 6}], "rebalance": {"concurrency": 0}},
+    {"pools": [{"name": "a", "pods": 6}], "gateway": {"writeBuffer": "256MB"}},
+    {"pools": [{"name": "a", "pods": 6}], "gateway": {"clientTimeoutSeconds": 0}},
     {"pools": []},
 ])
 def test_crd_schema_refuses_malformed_specs(bad_spec: dict[str, Any]) -> None:
