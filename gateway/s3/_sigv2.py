@@ -9,11 +9,12 @@ Rules:
   sent + the S3 sub-resources of the query (?acl, ?uploads, ?partNumber=..,
   ?uploadId=.., ?versionId=.., response-* overrides, ...), sorted by name, with
   their decoded values; a sub-resource sent without '=' is signed without it.
-- Clients differ on two points, so both readings are candidates: the path as
-  sent or re-encoded strictly, and (with x-amz-date) an empty Date line or the
-  Date header's value; a path-style bucket ("/bucket") is also tried as
-  "/bucket/", which botocore signs. A signature matching any candidate is accepted; each
-  candidate still needs the secret.
+- Clients differ on four points, so both readings are candidates: the path as
+  sent or re-encoded strictly; (with x-amz-date) an empty Date line or the
+  Date header's value; a sub-resource sent as "name=" signed with or without
+  the '='; and a few sub-resources only some clients sign. A path-style bucket
+  ("/bucket") is also tried as "/bucket/", which botocore signs. A signature
+  matching any candidate is accepted; each candidate still needs the secret.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ SUBRESOURCES = frozenset(
         "versionId", "versioning", "versions", "website",
     }
 )  # fmt: skip
+# Sub-resources minio-go signs and botocore does not: tried both ways.
+CLIENT_SUBRESOURCES = frozenset({"encryption", "legal-hold", "retention"})
 
 
 def parse_authorization(value: str) -> tuple[str, str] | None:
@@ -49,15 +52,33 @@ def parse_authorization(value: str) -> tuple[str, str] | None:
     return access_key, provided
 
 
-def canonical_resources(raw_path: str, raw_query: str, bucket_in_host: str | None) -> list[str]:
-    """The candidate canonical resources, the path as sent first."""
-    subresources = []
+def _suffixes(raw_query: str) -> list[str]:
+    """The candidate sub-resource suffixes ("?acl&versionId=3"), the strict reading first:
+    the other readings sign an empty value as the bare name (minio-go signs `?uploads=`
+    as "?uploads") and add the sub-resources only some clients sign."""
+    found: list[tuple[str, str, bool]] = []  # (name, decoded value, sent with '=')
     for item in raw_query.split("&"):
         name, sep, value = item.partition("=")
-        if name in SUBRESOURCES:
-            subresources.append((name, f"{name}={unquote(value)}" if sep else name))
-    subresources.sort(key=lambda pair: pair[0])
-    suffix = "?" + "&".join(text for _, text in subresources) if subresources else ""
+        if name in SUBRESOURCES or name in CLIENT_SUBRESOURCES:
+            found.append((name, unquote(value), bool(sep)))
+    found.sort(key=lambda entry: entry[0])
+    with_optional = (False, True) if any(n in CLIENT_SUBRESOURCES for n, _, _ in found) else (
+        False,)
+    bare_empty = (False, True) if any(sep and not v for _, v, sep in found) else (False,)
+    suffixes: list[str] = []
+    for optional in with_optional:
+        for bare in bare_empty:
+            texts = [name if not sep or (bare and not value) else f"{name}={value}"
+                     for name, value, sep in found
+                     if optional or name not in CLIENT_SUBRESOURCES]
+            suffix = "?" + "&".join(texts) if texts else ""
+            if suffix not in suffixes:
+                suffixes.append(suffix)
+    return suffixes
+
+
+def canonical_resources(raw_path: str, raw_query: str, bucket_in_host: str | None) -> list[str]:
+    """The candidate canonical resources, the path as sent and the strict reading first."""
     prefix = f"/{bucket_in_host}" if bucket_in_host else ""
     sent = raw_path or "/"
     paths = [sent]
@@ -66,7 +87,7 @@ def canonical_resources(raw_path: str, raw_query: str, bucket_in_host: str | Non
         paths.append(reencoded)
     if not bucket_in_host and sent.count("/") == 1 and sent != "/":
         paths.append(sent + "/")  # botocore signs a path-style bucket as "/bucket/"
-    return [prefix + path + suffix for path in paths]
+    return [prefix + path + suffix for suffix in _suffixes(raw_query) for path in paths]
 
 
 def canonical_amz_headers(headers: Iterable[tuple[str, str]]) -> str:
