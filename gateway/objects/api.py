@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 
 from kurastore.metadata import ObjectVersion
 
-CHECKSUM_ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
-
 
 @dataclass(frozen=True)
 class BodyDigest:

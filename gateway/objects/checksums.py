@@ -1,12 +1,15 @@
-"""The S3 additional checksums: CRC32, CRC32C, CRC64NVME, SHA1 and SHA256.
+"""The S3 additional checksums: CRC32, CRC32C, CRC64NVME, SHA1, SHA256, and the five
+AWS added in 2026 (MD5, SHA512, XXHASH64, XXHASH3, XXHASH128).
 
 Pure functions and incremental hashers, no I/O and no aiohttp. Values travel as
 S3 sends them: the big-endian digest in base64 (a CRC32 is 4 bytes, "AAAAAA==").
 
 Rules:
 - The CRCs come from awscrt (C, hardware CRC instructions, releases the GIL on
-  large buffers); the SHAs from hashlib. Every hasher accepts bytes or memoryview
+  large buffers); the SHAs and MD5 from hashlib; the xxHashes from xxhash (XXH64 and
+  XXH3 with seed 0; XXHASH128 is XXH3-128). Every hasher accepts bytes or memoryview
   and never copies its input.
+- A write that names no algorithm is given DEFAULT_ALGORITHM (put.py, multipart.py).
 - Multipart objects carry either a COMPOSITE checksum (the hash of the parts'
   raw checksums, suffixed "-N") or, for the CRCs, a FULL_OBJECT one, built by
   combining the parts' CRCs with `combine_crc` (x^(8n) mod P in GF(2), as zlib's
@@ -21,12 +24,20 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import xxhash
 from awscrt import checksums as _crt
 
-ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
+ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256",
+              "MD5", "SHA512", "XXHASH64", "XXHASH3", "XXHASH128")
 CRC_ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME")
+# What an object written without a checksum gets, as S3 does since 2025: a whole-object
+# CRC64NVME (0.1 CPU-s/GiB here, against 1.6 for the ETag's MD5).
+DEFAULT_ALGORITHM = "CRC64NVME"
 
-_DIGEST_SIZE = {"CRC32": 4, "CRC32C": 4, "CRC64NVME": 8, "SHA1": 20, "SHA256": 32}
+_DIGEST_SIZE = {"CRC32": 4, "CRC32C": 4, "CRC64NVME": 8, "SHA1": 20, "SHA256": 32,
+                "MD5": 16, "SHA512": 64, "XXHASH64": 8, "XXHASH3": 8, "XXHASH128": 16}
+# Big-endian digests (xxhash's canonical form, as the SDKs encode them).
+_XXHASH = {"XXHASH64": xxhash.xxh64, "XXHASH3": xxhash.xxh3_64, "XXHASH128": xxhash.xxh3_128}
 # awscrt's crc32 gives zlib's value and runs 1.4x faster (2.4 against 1.7 GiB/s here).
 _CRC_FN: dict[str, Callable[[bytes | memoryview, int], int]] = {
     "CRC32": _crt.crc32,
@@ -66,11 +77,14 @@ class _CrcHasher:
         return base64.b64encode(self.digest()).decode("ascii")
 
 
-class _ShaHasher:
+class _DigestHasher:
+    """hashlib's SHAs and MD5, and xxhash's hashes: the same update/digest shape."""
+
     __slots__ = ("_hash",)
 
     def __init__(self, algorithm: str) -> None:
-        self._hash = hashlib.new(algorithm.lower())
+        xx = _XXHASH.get(algorithm)
+        self._hash = xx() if xx is not None else hashlib.new(algorithm.lower())
 
     def update(self, data: bytes | memoryview) -> None:
         self._hash.update(data)
@@ -95,7 +109,7 @@ def new_hasher(algorithm: str) -> Hasher:
     name = normalize(algorithm)
     if name in _CRC_FN:
         return _CrcHasher(name)
-    return _ShaHasher(name)
+    return _DigestHasher(name)
 
 
 def checksum_b64(algorithm: str, data: bytes | memoryview) -> str:

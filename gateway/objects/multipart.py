@@ -150,6 +150,8 @@ async def upload_part(
     algorithms = list(opts.checksum_algorithms)
     if upload.checksum_algorithm:
         algorithms.append(upload.checksum_algorithm)
+    elif not algorithms:  # the default: the parts' CRCs combine into the object's
+        algorithms.append(checksums.DEFAULT_ALGORITHM)
     hasher = BodyHasher(algorithms, ctx.cpu, ctx.config.offload_bytes)
     shard_tag = f"p{part_number}-{secrets.token_hex(4)}"
     pending = PendingWrite(upload.object_id, shard_tag, bucket, key, upload.partition,
@@ -214,14 +216,22 @@ def _chosen_layouts(
     return layouts
 
 
-def _object_checksum(upload: UploadRecord, layouts: Sequence[PartLayout]) -> dict[str, str]:
-    algorithm = upload.checksum_algorithm
-    if not algorithm:
-        return {}
+def _object_checksum(
+    upload: UploadRecord, layouts: Sequence[PartLayout]
+) -> tuple[dict[str, str], str]:
+    """The object's checksum and its type ({}, "" when it cannot have one)."""
+    algorithm = upload.checksum_algorithm or checksums.DEFAULT_ALGORITHM
+    kind = upload.checksum_type if upload.checksum_algorithm else "FULL_OBJECT"
     values = [layout.checksums.get(algorithm) for layout in layouts]
     if any(v is None for v in values):
-        return {}  # a part was stored without it: the object cannot claim one
-    if upload.checksum_type == "FULL_OBJECT":
+        return {}, ""  # a part was stored without it: the object cannot claim one
+    return _combined(algorithm, kind, layouts, values), kind
+
+
+def _combined(
+    algorithm: str, kind: str, layouts: Sequence[PartLayout], values: Sequence[str]
+) -> dict[str, str]:
+    if kind == "FULL_OBJECT":
         combined = base64.b64decode(values[0])
         for layout, value in zip(layouts[1:], values[1:], strict=True):
             combined = checksums.combine_crc(
@@ -274,7 +284,7 @@ def _assembled(
 ) -> ObjectVersion:
     md5s = b"".join(bytes.fromhex(layout.etag) for layout in layouts)
     etag = f"{hashlib.md5(md5s).hexdigest()}-{len(layouts)}"
-    object_checksums = _object_checksum(upload, layouts)
+    object_checksums, checksum_type = _object_checksum(upload, layouts)
     return ObjectVersion(
         bucket=bucket,
         key=key,
@@ -288,7 +298,7 @@ def _assembled(
         headers=dict(upload.headers),
         user_meta=dict(upload.user_meta),
         checksums=object_checksums,
-        checksum_type=upload.checksum_type if object_checksums else "",
+        checksum_type=checksum_type,
         tags=dict(upload.tags),
         storage_class=upload.storage_class,
         k=upload.k,

@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from kurastore.erasure import ErasureParams, StripeCutter, encode_stripe_parts, frame_owner
+from kurastore.gateway.objects import checksums
 from kurastore.gateway.objects.api import BodyDigest, PutOptions
 from kurastore.gateway.objects.budget import StripeCharge
 from kurastore.gateway.objects.burst import receive_whole, write_burst
@@ -336,7 +337,8 @@ async def put_object(
 ) -> ObjectVersion:
     await precheck_write(ctx.store, ctx.buckets, bucket, key, opts.conditions)
     opts = await with_bucket_default(ctx, bucket, opts)
-    hasher = BodyHasher(opts.checksum_algorithms, ctx.cpu, ctx.config.offload_bytes)
+    algorithms = opts.checksum_algorithms or (checksums.DEFAULT_ALGORITHM,)
+    hasher = BodyHasher(algorithms, ctx.cpu, ctx.config.offload_bytes)
     chunks = aiter(body)
     threshold = ctx.config.inline_threshold_bytes
     if opts.content_length is None or opts.content_length <= threshold:

@@ -154,7 +154,9 @@ async def get_object_attributes(s3: S3Request) -> web.StreamResponse:
     if "ETag" in wanted:
         out.append(el("ETag", version.etag))
     if "Checksum" in wanted and version.checksums:
-        sums = [el(f"Checksum{a}", v) for a, v in version.checksums.items()
+        # A COMPOSITE value goes without its "-N" here (the parts are in ObjectParts),
+        # as S3 answers; HEAD and GET give it with the suffix.
+        sums = [el(f"Checksum{a}", v.partition("-")[0]) for a, v in version.checksums.items()
                 if a in checksums.ALGORITHMS]
         out.append(el("Checksum", [*sums, el("ChecksumType", version.checksum_type or None)]))
     # Any multipart object (etag "<md5>-N", even N = 1) has parts; a PUT has none.

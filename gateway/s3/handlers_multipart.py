@@ -45,12 +45,9 @@ def _upload_id(s3: S3Request) -> str:
 
 
 async def create_upload(s3: S3Request) -> web.StreamResponse:
-    algorithm = s3.headers.get("x-amz-checksum-algorithm", "").upper()
-    if algorithm and algorithm not in checksums.ALGORITHMS:
-        raise s3e.InvalidRequest("Checksum algorithm provided is unsupported.")
-    spec = hdr.IntegritySpec(algorithm=algorithm or None)
+    spec = hdr.announced_checksum(s3.headers)
     opts = put_options(s3, spec, with_body=False)
-    checksum_type = mpu_checksums.requested_type(s3.headers, algorithm)
+    checksum_type = mpu_checksums.requested_type(s3.headers, spec.algorithm or "")
     upload = await s3.service.create_upload(
         s3.bucket, s3.key, replace(opts, checksum_type=checksum_type)
     )

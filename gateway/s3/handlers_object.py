@@ -259,7 +259,8 @@ async def copy_object(s3: S3Request) -> web.StreamResponse:
     if tag_directive not in ("COPY", "REPLACE"):
         raise s3e.InvalidArgument("Unknown tagging directive.")
     same = (src.bucket, src.key) == (s3.bucket, s3.key) and src.version_id is None
-    opts = put_options(s3, hdr.IntegritySpec(), with_body=False)
+    # The copy carries the algorithm asked for, else the source's (copy.py).
+    opts = put_options(s3, hdr.announced_checksum(h), with_body=False)
     explicit_sse = sse.SSE in h or sse.CUSTOMER_ALGORITHM in h
     if same and directive == "COPY" and "x-amz-storage-class" not in h and not explicit_sse:
         raise s3e.InvalidRequest(SELF_COPY_MESSAGE)
@@ -276,6 +277,8 @@ async def copy_object(s3: S3Request) -> web.StreamResponse:
     if src.version_id:
         headers["x-amz-copy-source-version-id"] = src.version_id
     sums = [el(f"Checksum{algo}", value) for algo, value in version.checksums.items()]
+    if sums:
+        sums.append(el("ChecksumType", version.checksum_type or "FULL_OBJECT"))
     return xml_response(document("CopyObjectResult", [
         el("LastModified", iso8601(version.last_modified)), el("ETag", quoted(version.etag)),
         *sums,

@@ -299,6 +299,15 @@ class IntegritySpec:
         return (self.algorithm,) if self.algorithm else ()
 
 
+def announced_checksum(headers: Headers) -> IntegritySpec:
+    """The x-amz-checksum-algorithm of a request without a body to check (multipart
+    create, copies): the algorithm the new object is to carry."""
+    algorithm = headers.get("x-amz-checksum-algorithm", "").strip().upper()
+    if algorithm and algorithm not in checksums.ALGORITHMS:
+        raise s3e.InvalidRequest("Checksum algorithm provided is unsupported.")
+    return IntegritySpec(algorithm=algorithm or None)
+
+
 def integrity_spec(headers: Headers) -> IntegritySpec:
     """Reads Content-MD5, x-amz-checksum-<algo>, x-amz-sdk-checksum-algorithm and
     x-amz-trailer. InvalidDigest / InvalidRequest for malformed values."""

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import boto3
 import pytest
+import xxhash
 from awscrt import checksums as crt
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
-from support.s3client import error_code
+from support.s3client import error_code, make_client
 
 pytestmark = pytest.mark.clients
 
@@ -172,3 +173,92 @@ def test_wrong_full_object_checksum_on_complete(s3, bucket: str) -> None:
     assert error_code(exc.value) == "BadDigest"
     with pytest.raises(ClientError):
         s3.head_object(Bucket=bucket, Key="w")
+
+
+# The five algorithms AWS added in 2026: boto3 computes all but MD5 itself (through the
+# CRT); an MD5 checksum is given as its value.
+NEW_ALGORITHMS = {"SHA512": lambda d: hashlib.sha512(d).digest(),
+                  "XXHASH64": lambda d: xxhash.xxh64(d).digest(),
+                  "XXHASH3": lambda d: xxhash.xxh3_64(d).digest(),
+                  "XXHASH128": lambda d: xxhash.xxh3_128(d).digest()}
+
+
+@pytest.mark.parametrize("algorithm", sorted(NEW_ALGORITHMS))
+def test_the_2026_checksums_are_verified_and_stored(s3, bucket: str, algorithm: str) -> None:
+    data = os.urandom(70_000)
+    expected = b64(NEW_ALGORITHMS[algorithm](data))
+    put = s3.put_object(Bucket=bucket, Key="new", Body=data, ChecksumAlgorithm=algorithm)
+    assert put[f"Checksum{algorithm}"] == expected
+    head = s3.head_object(Bucket=bucket, Key="new", ChecksumMode="ENABLED")
+    assert (head[f"Checksum{algorithm}"], head["ChecksumType"]) == (expected, "FULL_OBJECT")
+    wrong = b64(NEW_ALGORITHMS[algorithm](b"other bytes"))
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket=bucket, Key="new", Body=data, **{f"Checksum{algorithm}": wrong})
+    assert error_code(info.value) == "BadDigest"
+    assert s3.get_object(Bucket=bucket, Key="new")["Body"].read() == data
+
+
+def test_md5_checksum_given_as_a_value(s3, bucket: str) -> None:
+    data = os.urandom(5000)
+    right = b64(hashlib.md5(data).digest())
+    s3.put_object(Bucket=bucket, Key="md5", Body=data, ChecksumMD5=right)
+    head = s3.head_object(Bucket=bucket, Key="md5", ChecksumMode="ENABLED")
+    assert head["ChecksumMD5"] == right
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket=bucket, Key="md5", Body=data,
+                      ChecksumMD5=b64(hashlib.md5(b"x").digest()))
+    assert error_code(info.value) == "BadDigest"
+
+
+def test_objects_written_without_a_checksum_get_a_crc64nvme(server, bucket: str) -> None:
+    # As S3 does since 2025: a whole-object CRC64NVME, also for multipart uploads (the
+    # parts' CRCs combined) and copies; a copy may ask for another algorithm.
+    plain = make_client(server.endpoint, request_checksum_calculation="when_required")
+    data = os.urandom(300_000)
+    plain.put_object(Bucket=bucket, Key="single", Body=data)
+    head = plain.head_object(Bucket=bucket, Key="single", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC64NVME"] == b64(raw_checksum("CRC64NVME", data))
+    assert head["ChecksumType"] == "FULL_OBJECT"
+
+    parts = [os.urandom(5 * MiB), os.urandom(123_457)]
+    uid = plain.create_multipart_upload(Bucket=bucket, Key="multi")["UploadId"]
+    etags = [plain.upload_part(Bucket=bucket, Key="multi", UploadId=uid, PartNumber=n,
+                               Body=body)["ETag"] for n, body in enumerate(parts, start=1)]
+    plain.complete_multipart_upload(Bucket=bucket, Key="multi", UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, start=1)]})
+    whole = b"".join(parts)
+    head = plain.head_object(Bucket=bucket, Key="multi", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC64NVME"] == b64(raw_checksum("CRC64NVME", whole))
+    assert head["ChecksumType"] == "FULL_OBJECT"
+
+    source = {"Bucket": bucket, "Key": "multi"}
+    copied = plain.copy_object(Bucket=bucket, Key="copy", CopySource=source)
+    assert copied["CopyObjectResult"]["ChecksumCRC64NVME"] == head["ChecksumCRC64NVME"]
+    asked = plain.copy_object(Bucket=bucket, Key="copy256", CopySource=source,
+                              ChecksumAlgorithm="SHA256")["CopyObjectResult"]
+    assert asked["ChecksumSHA256"] == b64(hashlib.sha256(whole).digest())
+    assert asked["ChecksumType"] == "FULL_OBJECT"
+    assert plain.get_object(Bucket=bucket, Key="copy256")["Body"].read() == whole
+
+
+def test_object_attributes_give_a_composite_checksum_without_its_part_count(
+    s3, bucket: str
+) -> None:
+    parts = [os.urandom(5 * MiB), os.urandom(1000)]
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="c", ChecksumAlgorithm="SHA256")[
+        "UploadId"]
+    done = []
+    for n, body in enumerate(parts, start=1):
+        resp = s3.upload_part(Bucket=bucket, Key="c", UploadId=uid, PartNumber=n, Body=body,
+                              ChecksumAlgorithm="SHA256")
+        done.append({"PartNumber": n, "ETag": resp["ETag"],
+                     "ChecksumSHA256": resp["ChecksumSHA256"]})
+    s3.complete_multipart_upload(Bucket=bucket, Key="c", UploadId=uid,
+                                 MultipartUpload={"Parts": done})
+    head = s3.head_object(Bucket=bucket, Key="c", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == composite("SHA256", parts)  # "...=-2"
+    attrs = s3.get_object_attributes(Bucket=bucket, Key="c",
+                                     ObjectAttributes=["Checksum", "ObjectParts"])
+    assert attrs["Checksum"]["ChecksumSHA256"] == composite("SHA256", parts).split("-")[0]
+    assert attrs["Checksum"]["ChecksumType"] == "COMPOSITE"
+    assert attrs["ObjectParts"]["TotalPartsCount"] == 2

@@ -55,11 +55,31 @@ def test_header_names_round_trip() -> None:
         name = checksums.header_name(algorithm)
         assert name == "x-amz-checksum-" + algorithm.lower()
         assert checksums.algorithm_from_header(name.upper()) == algorithm
-    assert checksums.algorithm_from_header("x-amz-checksum-md5") is None
+    assert checksums.algorithm_from_header("x-amz-checksum-md4") is None
     assert checksums.algorithm_from_header("x-amz-checksum-type") is None
     assert checksums.algorithm_from_header("content-md5") is None
     with pytest.raises(ValueError):
-        checksums.new_hasher("MD5")
+        checksums.new_hasher("BLAKE3")
+
+
+# The 2026 algorithms over b"": the reference digests, big-endian, as the SDKs encode them
+# (XXH64 and XXH3 with seed 0).
+EMPTY = {
+    "MD5": "d41d8cd98f00b204e9800998ecf8427e",
+    "SHA512": hashlib.sha512(b"").hexdigest(),
+    "XXHASH64": "ef46db3751d8e999",
+    "XXHASH3": "2d06800538d394c2",
+    "XXHASH128": "99aa06d3014798d86001c324468d497f",
+}
+
+
+@pytest.mark.parametrize("algorithm", sorted(EMPTY))
+def test_the_2026_algorithms_give_the_reference_digests(algorithm: str) -> None:
+    assert base64.b64decode(checksums.checksum_b64(algorithm, b"")).hex() == EMPTY[algorithm]
+    data = os.urandom(1000)
+    if algorithm == "MD5":
+        assert checksums.checksum_b64("md5", data) == base64.b64encode(
+            hashlib.md5(data).digest()).decode()
 
 
 def test_is_valid_b64_checks_length_and_alphabet() -> None:
