@@ -188,8 +188,8 @@ async def preflight(request: web.Request, service: ObjectService, bucket: str) -
     if found is None:
         raise s3e.AccessForbidden(FORBIDDEN)
     headers = answer_headers(*found, origin)
-    if requested_raw.strip():
-        headers["Access-Control-Allow-Headers"] = requested_raw.strip()
+    if requested_raw.strip():  # echoed in lower case, as S3 does
+        headers["Access-Control-Allow-Headers"] = requested_raw.strip().lower()
     return web.Response(status=200, headers=headers)
 
 

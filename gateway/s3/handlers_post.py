@@ -97,9 +97,12 @@ async def post_object(
     opts = dataclasses.replace(opts, headers={**opts.headers,
                                               **acl.object_headers(grants, writer)})
     version = await service.put_object(bucket, key, _file_body(file_part, policy.length), opts)
+    # The checksum a field vouched for, as a PUT echoes its header's.
+    echoed = {algorithm: value for algorithm, value in version.checksums.items()
+              if checksums.header_name(algorithm) in fields}
     return _answer(request, fields, bucket, key, version.etag,
                    version.version_id if record.versioning else "",
-                   sse.response_headers(version.encryption))
+                   {**sse.response_headers(version.encryption), **hdr.checksum_headers(echoed)})
 
 
 async def _read_fields(reader: MultipartReader) -> tuple[dict[str, str], BodyPartReader | None]:
@@ -118,6 +121,8 @@ async def _read_fields(reader: MultipartReader) -> tuple[dict[str, str], BodyPar
         if not isinstance(part, BodyPartReader):  # a nested multipart is not a form field
             raise s3e.MalformedPOSTRequest()
         name = (part.name or "").lower()
+        if not name:  # every form-data part is named (RFC 7578)
+            raise s3e.MalformedPOSTRequest()
         if name == "file":
             return fields, part
         data = bytearray()
@@ -126,7 +131,7 @@ async def _read_fields(reader: MultipartReader) -> tuple[dict[str, str], BodyPar
             total += len(chunk)
             if len(data) > MAX_FIELD_BYTES or total > MAX_FIELDS_BYTES:
                 raise s3e.MaxMessageLengthExceeded("Your POST form fields are too large.")
-        if name and name not in fields:
+        if name not in fields:
             fields[name] = data.decode("utf-8", "replace")
 
 
@@ -247,10 +252,10 @@ def _form_tags(text: str | None) -> dict[str, str]:
 
 def _answer(
     request: web.Request, fields: dict[str, str], bucket: str, key: str, etag: str,
-    version_id: str, encryption: dict[str, str],
+    version_id: str, extra_headers: dict[str, str],
 ) -> web.StreamResponse:
     location = f"{request.scheme}://{request.host}/{quote(bucket)}/{quote(key)}"
-    headers = {"ETag": quoted(etag), "Location": location, **encryption}
+    headers = {"ETag": quoted(etag), "Location": location, **extra_headers}
     if version_id:
         headers["x-amz-version-id"] = version_id
     redirect = fields.get("success_action_redirect") or fields.get("redirect")

@@ -166,6 +166,23 @@ def test_missing_fields(s3, v4, bucket: str) -> None:
     assert (status, error(body)[0]) == (403, "AccessDenied")
 
 
+def test_a_form_part_without_a_name_is_malformed(s3, v4, bucket: str) -> None:
+    post = v4.generate_presigned_post(bucket, "nameless.txt")
+    body, ctype = encode_form(post["fields"], "nameless.txt", b"data")
+    body = body.replace(b'name="file"', b'name=""')
+    parts = urlsplit(post["url"])
+    conn = HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("POST", parts.path or "/", body=body, headers={"Content-Type": ctype})
+        resp = conn.getresponse()
+        status, answer = resp.status, resp.read()
+    finally:
+        conn.close()
+    assert (status, error(answer)[0]) == (400, "MalformedPOSTRequest")
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.head_object(Bucket=bucket, Key="nameless.txt")
+
+
 def test_sigv2_form(server, bucket: str) -> None:
     v2 = boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id=ACCESS_KEY,
                       aws_secret_access_key=SECRET_KEY, region_name=REGION,
@@ -192,9 +209,10 @@ def test_checksum_and_tagging_fields(s3, v4, bucket: str) -> None:
     status, _, body = post_form(post["url"], {**post["fields"], "x-amz-checksum-sha256": wrong},
                                 "sum.bin", data)
     assert (status, error(body)[0]) == (400, "BadDigest")
-    status, _, body = post_form(post["url"], {**post["fields"], "x-amz-checksum-sha256": good},
-                                "sum.bin", data)
+    status, headers, body = post_form(
+        post["url"], {**post["fields"], "x-amz-checksum-sha256": good}, "sum.bin", data)
     assert status == 204, body
+    assert headers["x-amz-checksum-sha256"] == good  # echoed, as a PUT echoes its header's
     head = s3.head_object(Bucket=bucket, Key="sum.bin", ChecksumMode="ENABLED")
     assert head["ChecksumSHA256"] == good
     tags = s3.get_object_tagging(Bucket=bucket, Key="sum.bin")["TagSet"]
