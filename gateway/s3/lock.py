@@ -181,6 +181,8 @@ async def put_object_retention(s3: S3Request) -> web.StreamResponse:
     hdr.check_small_body(hdr.integrity_spec(s3.headers), body)
     doc = parse(body, "Retention")
     mode, until_text = child_text(doc, "Mode"), child_text(doc, "RetainUntilDate")
+    if not mode and not until_text:  # an empty <Retention/> removes the retention
+        return await _remove_retention(s3)
     if mode not in ret.MODES or not until_text:
         raise s3e.MalformedXML()
     try:
@@ -197,6 +199,19 @@ async def put_object_retention(s3: S3Request) -> web.StreamResponse:
         if weaker and (old_mode == "COMPLIANCE" or not bypass(s3)):
             raise s3e.AccessDenied("Access Denied because object protected by object lock.")
     headers = {**version.headers, ret.MODE: mode, ret.UNTIL: ret.format_date(until)}
+    updated = await s3.service.put_object_headers(s3.bucket, s3.key, version.version_id, headers)
+    return empty_response(headers=hdr.version_headers(updated.version_id, s3.is_versioned))
+
+
+async def _remove_retention(s3: S3Request) -> web.StreamResponse:
+    """Only an expired retention, or a GOVERNANCE one with the bypass header (and the
+    permission the access check asked for), may be removed; COMPLIANCE never."""
+    version = await s3.service.head_object(s3.bucket, s3.key, version_id=_version_id(s3))
+    held = ret.retention(version.headers)
+    if held is not None and held[1] > time.time():
+        if held[0] == "COMPLIANCE" or not bypass(s3):
+            raise s3e.AccessDenied("Access Denied because object protected by object lock.")
+    headers = {k: v for k, v in version.headers.items() if k not in (ret.MODE, ret.UNTIL)}
     updated = await s3.service.put_object_headers(s3.bucket, s3.key, version.version_id, headers)
     return empty_response(headers=hdr.version_headers(updated.version_id, s3.is_versioned))
 

@@ -189,3 +189,31 @@ def test_object_lock_retention_and_legal_hold(s3, bucket: str) -> None:
         s3.put_object(Bucket=bucket, Key="k", Body=b"x", ObjectLockMode="GOVERNANCE",
                       ObjectLockRetainUntilDate=datetime.datetime(2100, 1, 1))
     assert error_code(err.value) == "InvalidRequest"
+
+
+def test_an_empty_retention_removes_governance_with_bypass_only(s3, bucket: str) -> None:
+    # `aws s3api put-object-retention --retention '{}' --bypass-governance-retention`.
+    locked = bucket + "-unlock"
+    s3.create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+    # The COMPLIANCE version (and so this bucket) stays until its date: a day.
+    until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+    gov = s3.put_object(Bucket=locked, Key="gov", Body=b"g", ObjectLockMode="GOVERNANCE",
+                        ObjectLockRetainUntilDate=until)["VersionId"]
+    comp = s3.put_object(Bucket=locked, Key="comp", Body=b"c", ObjectLockMode="COMPLIANCE",
+                         ObjectLockRetainUntilDate=until)["VersionId"]
+    for key, vid, bypass in (("gov", gov, False), ("comp", comp, True)):
+        with pytest.raises(ClientError) as err:
+            s3.put_object_retention(Bucket=locked, Key=key, VersionId=vid, Retention={},
+                                    BypassGovernanceRetention=bypass)
+        assert error_code(err.value) == "AccessDenied"
+        assert s3.get_object_retention(Bucket=locked, Key=key, VersionId=vid)["Retention"]
+    s3.put_object_retention(Bucket=locked, Key="gov", VersionId=gov, Retention={},
+                            BypassGovernanceRetention=True)
+    with pytest.raises(ClientError) as err:
+        s3.get_object_retention(Bucket=locked, Key="gov", VersionId=gov)
+    assert error_code(err.value) == "NoSuchObjectLockConfiguration"
+    s3.delete_object(Bucket=locked, Key="gov", VersionId=gov)  # unprotected now
+    with pytest.raises(ClientError) as err:  # half a retention is no retention
+        s3.put_object_retention(Bucket=locked, Key="comp", VersionId=comp,
+                                Retention={"Mode": "GOVERNANCE"})
+    assert error_code(err.value) == "MalformedXML"
