@@ -105,6 +105,9 @@ class S3Frontend:
             return await cors.preflight(request, self._service, bucket)
         if bucket and "Origin" in request.headers:  # on every answer, errors included
             request[EXTRA_HEADERS] = await cors.actual_headers(request, self._service, bucket)
+        if op is S3Op.UNKNOWN and request.method == "POST" and key and not request.query:
+            # A form POST to an object's URL (forms go to the bucket's), as S3 answers it.
+            raise s3e.MethodNotAllowed(Method="POST", ResourceType="OBJECT")
         if op is S3Op.POST_OBJECT:  # signed by its form fields, not its headers
             await send_continue(request)
             return await handlers_post.post_object(

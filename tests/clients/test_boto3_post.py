@@ -153,6 +153,15 @@ def test_too_big_and_failed_conditions(s3, v4, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key="docs/ok.bin")["Body"].read() == b"x" * 20
 
 
+def test_a_form_posted_to_an_object_url_is_method_not_allowed(s3, v4, bucket: str) -> None:
+    post = v4.generate_presigned_post(bucket, "misdirected.txt")
+    status, _, body = post_form(post["url"] + "/misdirected.txt", post["fields"],
+                                "misdirected.txt", b"data")
+    assert (status, error(body)[0]) == (405, "MethodNotAllowed")
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.head_object(Bucket=bucket, Key="misdirected.txt")
+
+
 def test_missing_fields(s3, v4, bucket: str) -> None:
     post = v4.generate_presigned_post(bucket, "m.txt")
     without_key = {k: v for k, v in post["fields"].items() if k != "key"}
