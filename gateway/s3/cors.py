@@ -35,9 +35,10 @@ if TYPE_CHECKING:
 SETTINGS_KEY = "cors"
 MAX_RULES = 100
 METHODS = ("GET", "PUT", "POST", "DELETE", "HEAD")
+# S3's own words, its "evalution" included: clients and suites match the text.
 FORBIDDEN = (
     "CORSResponse: This CORS request is not allowed. This is usually because the "
-    "evaluation of Origin, request method / Access-Control-Request-Method or "
+    "evalution of Origin, request method / Access-Control-Request-Method or "
     "Access-Control-Request-Headers are not whitelisted by the resource's CORS spec."
 )
 VARY = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
