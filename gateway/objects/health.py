@@ -11,9 +11,12 @@ Rules:
   disk says nothing about whether the pod answers.
 - The cool-down doubles (up to a cap) each time the pod fails again after the
   last cool-down ran out; failures of many requests in flight during one
-  episode do not compound. Any success clears it: writes, which still try
-  suspect pods, and reads after the cool-down are the probes that notice a pod
-  came back.
+  episode do not compound, but each one keeps the pod suspect for the cool-down
+  from its own time. Any success clears it: writes, which still try suspect
+  pods, and reads after the cool-down are the probes that notice a pod came
+  back. Until one does, the pod is *on probation*: readers give it the short
+  suspect deadline, so a pod that hangs costs one pod_timeout_s, not one per
+  cool-down.
 - Read latency is an EWMA of successful shard reads; it sets how long a reader
   waits on a pod before it hedges with parity.
 """
@@ -91,7 +94,10 @@ class PodHealth:
         state.failures += 1
         state.reason = reason
         if now < state.suspect_until:
-            return  # the same episode, seen by another request in flight
+            # The same episode, seen by another request: no longer cool-down, but as
+            # long a one from now (a pod failing all along stays suspect).
+            state.suspect_until = max(state.suspect_until, now + state.cooldown_s)
+            return
         cfg = self._config
         state.cooldown_s = (
             min(cfg.suspect_cooldown_max_s, state.cooldown_s * 2)
@@ -108,6 +114,11 @@ class PodHealth:
             return False
         state = self._pods.get(url)
         return state is not None and self._clock() < state.suspect_until
+
+    def on_probation(self, url: str | None) -> bool:
+        """Suspect, or failed since it last answered (its cool-down ran out)."""
+        state = self._pods.get(url) if url is not None else None
+        return state is not None and state.failures > 0
 
     def latency_s(self, url: str | None) -> float | None:
         state = self._pods.get(url) if url is not None else None

@@ -13,9 +13,10 @@ Rules:
 - Every frame is verified (checksum, index, stripe, geometry, stripe length)
   before use. When nothing more can arrive, fewer than k good blocks is DataLost,
   DataUnavailable when a pod that did not answer held one of the missing blocks.
-- A read of a suspect pod (such a pod is read only when fewer than k blocks are to
-  be had elsewhere) gets suspect_read_timeout_s, not pod_timeout_s: with more than
-  m pods of a stripe hung, a GET answers 503 within seconds once they are known to be.
+- A read of a pod on probation (suspect, or failed since it last answered; a suspect
+  one is read only when fewer than k blocks are to be had elsewhere) gets
+  suspect_read_timeout_s, not pod_timeout_s: with more than m pods of a stripe hung,
+  a GET answers 503 within seconds once they are known to be, cool-down or not.
 - Blocks found bad are reported in `bad` (index -> "missing", "unreachable" or
   "corrupt"); indices whose pod failed outright are added to `down`, so later
   batches of the same reader skip them.
@@ -169,7 +170,7 @@ class BatchRead:
         started = loop.time()
         config = self._ctx.config
         timeout_s = (min(config.pod_timeout_s, config.suspect_read_timeout_s)
-                     if self._ctx.health.is_suspect(url) else config.pod_timeout_s)
+                     if self._ctx.health.on_probation(url) else config.pod_timeout_s)
         try:
             buf = await read_range(
                 self._ctx.pods, url, self._version.partition, shard, offset, length, timeout_s,

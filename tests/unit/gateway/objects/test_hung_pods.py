@@ -116,6 +116,30 @@ async def test_more_than_m_pods_known_hung_answer_within_the_suspect_timeout(mak
     assert await cluster.read("k") == data  # answering again: read as before
 
 
+async def test_hung_pods_cost_one_pod_timeout_not_one_per_cooldown(make_cluster):
+    # Found on a live server with three of six pods stopped: every GET took the full
+    # pod_timeout_s, because the cool-down (shorter) had run out by the next request.
+    cluster = await make_cluster(pod_timeout_s=3.0, suspect_read_timeout_s=0.5,
+                                 suspect_cooldown_s=0.2)
+    data = random_bytes(SIZE)
+    version = await cluster.put("k", data)
+    hung = holders_of(cluster, version)[:3]
+    cluster.pods.hang(*hung)
+    with pytest.raises(DataUnavailable):  # the first finds out: one pod_timeout_s
+        await asyncio.wait_for(cluster.read("k"), 10)
+    for _ in range(2):
+        await asyncio.sleep(0.5)  # the cool-down has run out: the pods are probed
+        assert not any(cluster.service.health.is_suspect(cluster.pods.pod(p).url)
+                       for p in hung)
+        started = time.monotonic()
+        with pytest.raises(DataUnavailable):
+            await asyncio.wait_for(cluster.read("k"), 10)
+        elapsed = time.monotonic() - started
+        assert elapsed < 2.0, elapsed  # the suspect deadline (and a hedge), not 3 s
+    cluster.pods.revive(*hung)
+    assert await cluster.read("k") == data
+
+
 async def test_a_slow_pod_is_hedged_but_a_merely_slower_one_is_not(make_cluster):
     cluster = await make_cluster(**PATIENT)
     data = random_bytes(SIZE)
