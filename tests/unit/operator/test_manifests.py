@@ -214,3 +214,24 @@ def test_crd_carries_the_cel_rules_and_printer_columns() -> None:
     assert columns[:6] == ["Ready", "Phase", "Health", "Pods", "Epoch", "Rebalance"]
     assert columns[-1] == "Age"
     assert version["subresources"] == {"status": {}}
+
+
+def test_the_crd_defaults_are_the_gateways_own() -> None:
+    # The operator may not import the gateway (layering): this keeps the copies in step.
+    import dataclasses
+
+    from kurastore.gateway.config import GatewayConfig
+    from kurastore.operator.spec import GatewayLoad
+
+    default = {f.name: f.default for f in dataclasses.fields(GatewayConfig)}
+    load = GatewayLoad()
+    assert (load.max_requests_in_flight, load.max_requests_queued, load.queue_wait_s,
+            load.idle_timeout_s, load.client_timeout_s, load.min_body_bytes_s,
+            load.read_buffer_bytes, load.write_buffer_bytes) == tuple(default[name] for name in (
+                "max_in_flight_requests", "max_queued_requests", "queue_wait_s",
+                "idle_timeout_s", "client_timeout_s", "min_body_rate_bytes_s",
+                "read_buffer_bytes", "write_buffer_bytes"))
+    schema = crd.object_store_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    props = schema["properties"]["spec"]["properties"]["gateway"]["properties"]
+    assert props["maxRequestsInFlight"]["default"] == load.max_requests_in_flight
+    assert props["writeBuffer"]["default"] == "256Mi"
