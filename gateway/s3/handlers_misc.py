@@ -87,7 +87,8 @@ async def get_bucket_tagging(s3: S3Request) -> web.StreamResponse:
 async def put_bucket_tagging(s3: S3Request) -> web.StreamResponse:
     tags = await _read_tags(s3, MAX_BUCKET_TAGS)
     await s3.service.update_bucket(s3.bucket, settings={**_settings(s3), "tagging": tags})
-    return empty_response(204)
+    # AWS answers 204; minio-js takes only 200 (RGW and MinIO answer 200): the client wins.
+    return empty_response(200)
 
 
 async def delete_bucket_tagging(s3: S3Request) -> web.StreamResponse:
