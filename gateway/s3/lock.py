@@ -204,8 +204,8 @@ async def put_object_retention(s3: S3Request) -> web.StreamResponse:
 
 
 async def _remove_retention(s3: S3Request) -> web.StreamResponse:
-    """Only an expired retention, or a GOVERNANCE one with the bypass header (and the
-    permission the access check asked for), may be removed; COMPLIANCE never."""
+    """Only an expired retention, or a GOVERNANCE one with the bypass header, may be
+    removed; COMPLIANCE never."""
     version = await s3.service.head_object(s3.bucket, s3.key, version_id=_version_id(s3))
     held = ret.retention(version.headers)
     if held is not None and held[1] > time.time():
