@@ -146,6 +146,11 @@ def _seconds(doc: dict[str, Any], key: str, default: float, path: str,
     return float(value)
 
 
+def _bytes(doc: dict[str, Any], key: str, default: int, path: str) -> int:
+    value = doc.get(key)
+    return default if value is None else quantity_bytes(value, f"{path}.{key}")
+
+
 def _gateway_load(gw: dict[str, Any]) -> GatewayLoad:
     path = "spec.gateway"
     d = GatewayLoad()
@@ -157,9 +162,8 @@ def _gateway_load(gw: dict[str, Any]) -> GatewayLoad:
         idle_timeout_s=_seconds(gw, "idleTimeoutSeconds", d.idle_timeout_s, path, 1),
         client_timeout_s=_seconds(gw, "clientTimeoutSeconds", d.client_timeout_s, path, 1),
         min_body_bytes_s=_get(gw, "minBodyBytesPerSecond", int, d.min_body_bytes_s, path),
-        read_buffer_bytes=quantity_bytes(gw.get("readBuffer", "256Mi"), f"{path}.readBuffer"),
-        write_buffer_bytes=quantity_bytes(gw.get("writeBuffer", "256Mi"),
-                                          f"{path}.writeBuffer"),
+        read_buffer_bytes=_bytes(gw, "readBuffer", d.read_buffer_bytes, path),
+        write_buffer_bytes=_bytes(gw, "writeBuffer", d.write_buffer_bytes, path),
     )
     if load.max_requests_in_flight < 1 or load.max_requests_queued < 0:
         raise SpecError(f"{path}: maxRequestsInFlight >= 1 and maxRequestsQueued >= 0")
