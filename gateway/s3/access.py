@@ -279,6 +279,21 @@ async def _existing_tags(s3: S3Request, record: BucketRecord) -> dict[str, Seque
     return {"s3:existingobjecttag/" + k.lower(): [v] for k, v in version.tags.items()}
 
 
+def may_bypass_governance(s3: S3Request, key: str) -> bool:
+    """s3:BypassGovernanceRetention on `key`, which x-amz-bypass-governance-retention
+    needs: the bucket owner has it unless the bucket policy denies it; anyone else
+    only by a policy Allow (no ACL grants it)."""
+    record = s3.bucket_record
+    if record is None:
+        return False
+    caller = s3.principal.user_id if s3.principal else None
+    decision = policy_decision(s3, record, caller, "s3:BypassGovernanceRetention",
+                               f"arn:aws:s3:::{record.name}/{key}")
+    if decision is not None:
+        return decision == "Allow"
+    return caller is not None and caller == record.owner
+
+
 def may_list(s3: S3Request, record: BucketRecord, caller: str | None, key: str) -> bool:
     """May the caller list `key` (a listing with the key as prefix would show it)?"""
     if caller is not None and caller == record.owner:

@@ -13,7 +13,10 @@ while versioning is Enabled (InvalidBucketState otherwise); its versioning can
 then never be suspended. Retention and legal hold on a bucket without Object
 Lock are InvalidRequest. A retention in effect may be lengthened; shortening
 it or changing its mode needs GOVERNANCE mode and
-x-amz-bypass-governance-retention: true (COMPLIANCE: never), else AccessDenied.
+x-amz-bypass-governance-retention: true (COMPLIANCE: never), else AccessDenied;
+the header counts only for a caller with s3:BypassGovernanceRetention on the object
+(access.may_bypass_governance: the bucket owner unless the policy denies it, others
+by a policy Allow).
 A new version without lock headers gets the bucket's default retention.
 """
 
@@ -26,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from kurastore.gateway.objects import retention as ret
+from kurastore.gateway.s3 import access
 from kurastore.gateway.s3 import errors as s3e
 from kurastore.gateway.s3 import headers as hdr
 from kurastore.gateway.s3.context import Handler, S3Request, empty_response, xml_response
@@ -44,8 +48,10 @@ def enabled(settings: Mapping[str, Any]) -> bool:
     return bool(isinstance(config, dict) and config.get("enabled"))
 
 
-def bypass(s3: S3Request) -> bool:
-    return s3.headers.get(BYPASS, "").strip().lower() == "true"
+def bypass(s3: S3Request, key: str) -> bool:
+    """May this request override a GOVERNANCE retention on `key`?"""
+    asked = s3.headers.get(BYPASS, "").strip().lower() == "true"
+    return asked and access.may_bypass_governance(s3, key)
 
 
 def _settings(s3: S3Request) -> dict[str, Any]:
@@ -106,8 +112,7 @@ def removal_guard(s3: S3Request) -> Callable[[ObjectVersion], bool] | None:
     bucket has no Object Lock."""
     if not enabled(_settings(s3)):
         return None
-    bypass_governance = bypass(s3)
-    return lambda version: ret.protected(version, bypass_governance=bypass_governance)
+    return lambda version: ret.protected(version, bypass_governance=bypass(s3, version.key))
 
 
 # --- the bucket configuration ----------------------------------------------------------------
@@ -196,7 +201,7 @@ async def put_object_retention(s3: S3Request) -> web.StreamResponse:
     if held is not None and held[1] > time.time():
         old_mode, old_until = held
         weaker = mode != old_mode or until < old_until
-        if weaker and (old_mode == "COMPLIANCE" or not bypass(s3)):
+        if weaker and (old_mode == "COMPLIANCE" or not bypass(s3, s3.key)):
             raise s3e.AccessDenied("Access Denied because object protected by object lock.")
     headers = {**version.headers, ret.MODE: mode, ret.UNTIL: ret.format_date(until)}
     updated = await s3.service.put_object_headers(s3.bucket, s3.key, version.version_id, headers)
@@ -209,7 +214,7 @@ async def _remove_retention(s3: S3Request) -> web.StreamResponse:
     version = await s3.service.head_object(s3.bucket, s3.key, version_id=_version_id(s3))
     held = ret.retention(version.headers)
     if held is not None and held[1] > time.time():
-        if held[0] == "COMPLIANCE" or not bypass(s3):
+        if held[0] == "COMPLIANCE" or not bypass(s3, s3.key):
             raise s3e.AccessDenied("Access Denied because object protected by object lock.")
     headers = {k: v for k, v in version.headers.items() if k not in (ret.MODE, ret.UNTIL)}
     updated = await s3.service.put_object_headers(s3.bucket, s3.key, version.version_id, headers)

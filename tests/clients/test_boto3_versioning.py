@@ -5,6 +5,7 @@ multipart uploads into versions, deleting versions in bulk) and Object Lock."""
 from __future__ import annotations
 
 import datetime
+import json
 
 import pytest
 from botocore.exceptions import ClientError
@@ -217,3 +218,50 @@ def test_an_empty_retention_removes_governance_with_bypass_only(s3, bucket: str)
         s3.put_object_retention(Bucket=locked, Key="comp", VersionId=comp,
                                 Retention={"Mode": "GOVERNANCE"})
     assert error_code(err.value) == "MalformedXML"
+
+
+def test_bypassing_governance_needs_the_permission(s3, bucket: str, other) -> None:
+    # x-amz-bypass-governance-retention counts only with s3:BypassGovernanceRetention:
+    # another user granted deletes but not that, and an owner the policy denies it to,
+    # are refused; a policy Allow gives it to the other user.
+    locked = bucket + "-bypass"
+    s3.create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+    until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+    vids = [s3.put_object(Bucket=locked, Key=f"k{i}", Body=b"x", ObjectLockMode="GOVERNANCE",
+                          ObjectLockRetainUntilDate=until)["VersionId"] for i in range(3)]
+    objects = f"arn:aws:s3:::{locked}/*"
+
+    def grant(*statements: dict) -> None:
+        s3.put_bucket_policy(Bucket=locked, Policy=json.dumps({"Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": [other["id"]]},
+             "Action": ["s3:DeleteObjectVersion", "s3:PutObjectRetention"],
+             "Resource": objects}, *statements]}))
+
+    def refused(call, **kwargs) -> None:
+        with pytest.raises(ClientError) as err:
+            call(Bucket=locked, BypassGovernanceRetention=True, **kwargs)
+        assert error_code(err.value) == "AccessDenied"
+
+    grant()
+    theirs = other["client"]
+    refused(theirs.delete_object, Key="k0", VersionId=vids[0])
+    refused(theirs.put_object_retention, Key="k0", VersionId=vids[0], Retention={})
+    batch = theirs.delete_objects(Bucket=locked, BypassGovernanceRetention=True,
+                                  Delete={"Objects": [{"Key": "k0", "VersionId": vids[0]}]})
+    assert [(e["Key"], e["Code"]) for e in batch["Errors"]] == [("k0", "AccessDenied")]
+
+    grant({"Effect": "Deny", "Principal": "*", "Action": "s3:BypassGovernanceRetention",
+           "Resource": f"arn:aws:s3:::{locked}/k1"})
+    refused(s3.delete_object, Key="k1", VersionId=vids[1])  # the owner, denied by policy
+    s3.delete_object(Bucket=locked, Key="k2", VersionId=vids[2], BypassGovernanceRetention=True)
+
+    grant({"Effect": "Allow", "Principal": {"AWS": [other["id"]]},
+           "Action": "s3:BypassGovernanceRetention", "Resource": objects})
+    theirs.put_object_retention(Bucket=locked, Key="k1", VersionId=vids[1], Retention={},
+                                BypassGovernanceRetention=True)
+    theirs.delete_object(Bucket=locked, Key="k0", VersionId=vids[0],
+                         BypassGovernanceRetention=True)
+    s3.delete_object(Bucket=locked, Key="k1", VersionId=vids[1])  # its retention is gone
+    assert "Versions" not in s3.list_object_versions(Bucket=locked)
+    s3.delete_bucket_policy(Bucket=locked)
+    s3.delete_bucket(Bucket=locked)
