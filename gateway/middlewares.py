@@ -92,6 +92,7 @@ async def stamp_response(request: web.Request, response: web.StreamResponse) -> 
     headers.setdefault("x-amz-id-2", base64.b64encode(bytes.fromhex(rid) * 4).decode())
     if request.get(PROTOCOL) == "swift":
         headers.setdefault("X-Trans-Id", f"tx{rid.lower()}")
+        headers.setdefault("X-Openstack-Request-Id", f"tx{rid.lower()}")
     headers.setdefault("Server", "kurastore")
     for name, value in request.get(EXTRA_HEADERS, {}).items():
         headers.setdefault(name, value)

@@ -37,6 +37,9 @@ class SwiftRequest:
     # An anonymous read let in by a container's X-Container-Read (.r:*): every
     # container it touches (segments too) must grant it as well.
     public_read: bool = False
+    # Another account's user let in by the container's X-Container-Read/-Write:
+    # the names its ACL entries may use; every container it touches must grant it.
+    grantee: frozenset[str] = frozenset()
 
     @property
     def query(self) -> MultiDictProxy[str]:
@@ -58,9 +61,11 @@ class SwiftRequest:
     def obj(self) -> str:
         return self.route.obj
 
-    async def own_bucket(self, name: str) -> BucketRecord:
+    async def own_bucket(self, name: str, *, write: bool | None = None) -> BucketRecord:
         """The container `name` of this account: NotFound, or Forbidden when the
-        name is taken by another account."""
+        name is taken by another account. A grantee's access is checked too:
+        `write` (default: this request writes to `name` itself; another container,
+        a segment's or a copy's source, is read)."""
         # POST and PUT may rewrite the container's metadata: start from the stored one.
         fresh = self.request.method in ("POST", "PUT") and not self.obj
         record = await self.service.get_bucket(name, fresh=fresh)
@@ -68,7 +73,23 @@ class SwiftRequest:
             raise swe.Forbidden()
         if self.public_read and not public_readable(record, listing=False):
             raise swe.Unauthorized()
+        if self.grantee and not self._granted(record, name, write):
+            raise swe.Forbidden()
         return record
+
+    def _granted(self, record: BucketRecord, name: str, write: bool | None) -> bool:
+        """A grantee reads objects and listings under the read ACL and writes
+        objects under the write ACL; container PUT, POST and DELETE stay the
+        owner's."""
+        reading = self.request.method in ("GET", "HEAD")
+        if name == self.container and not self.obj and not reading:
+            return False
+        if write is None:
+            write = name == self.container and not reading
+        if not write and public_readable(record, listing=name == self.container
+                                         and not self.obj):
+            return True  # what anyone may read, another account's user may too
+        return acl_grants(record, "write" if write else "read", self.grantee)
 
     def require_length(self) -> int | None:
         """Content-Length (None for chunked transfer encoding); 411 without either,
@@ -115,6 +136,23 @@ def public_readable(record: BucketRecord, *, listing: bool) -> bool:
     Referer header proves nothing."""
     items = {item.strip() for item in str(swift_settings(record).get("read", "")).split(",")}
     return ".r:*" in items and (not listing or ".rlistings" in items)
+
+
+def acl_grants(record: BucketRecord, field: str, names: frozenset[str]) -> bool:
+    """Does the container's `field` ACL ("read" or "write") list one of `names`?
+    An entry is an account ("AUTH_<id>"), a user name, or "<account>:<user>"
+    (the account label before ":" is not checked, as at login)."""
+    for entry in str(swift_settings(record).get(field, "")).split(","):
+        entry = entry.strip()
+        if entry in names or (":" in entry and entry.split(":", 1)[1] in names):
+            return True
+    return False
+
+
+def container_modified(record: BucketRecord) -> float:
+    """When the container was last PUT or POSTed to (Swift's put timestamp): its
+    Last-Modified and its account listing's last_modified."""
+    return float(swift_settings(record).get("modified") or record.created)
 
 
 def with_swift_settings(record: BucketRecord, swift: dict[str, Any]) -> dict[str, Any]:

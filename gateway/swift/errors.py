@@ -23,9 +23,11 @@ class SwiftError(Exception):
     )
     content_type: ClassVar[str] = "text/html"
 
-    def __init__(self, text: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, text: str | None = None, headers: dict[str, str] | None = None,
+                 *, html: bool = False) -> None:
         super().__init__(text or self.body)
         self.headers = headers or {}
+        self.html = html  # a specific message Swift still labels text/html
 
     @property
     def text(self) -> str:
@@ -34,7 +36,7 @@ class SwiftError(Exception):
     @property
     def is_plain(self) -> bool:
         """A specific message (text/plain) rather than Swift's generic HTML body."""
-        return self.text != self.body
+        return self.text != self.body and not self.html
 
 
 def _error(name: str, status: int, title: str, explanation: str) -> type[SwiftError]:

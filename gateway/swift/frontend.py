@@ -10,7 +10,9 @@ answers with `render_swift_error`, the only place an exception becomes a
 Swift error answer.
 
 Rules: a missing, forged or expired token is a 401; a token for another
-account is a 403; a deleted user's tokens stop working at once. A request
+account is a 403 unless the container's X-Container-Read / X-Container-Write
+names its user (reads, listings; object writes); a deleted user's tokens stop
+working at once. A request
 without a token may GET/HEAD objects of a container whose X-Container-Read has
 ".r:*" (and list it with ".rlistings"); every container it reaches must grant it.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
@@ -95,16 +98,23 @@ class SwiftFrontend:
         if route.op is SwiftOp.HEALTHCHECK:
             return await handle_healthcheck(request)
         if route.op is SwiftOp.INVALID_PATH:
-            raise swe.PreconditionFailed("Invalid path")
+            raise swe.PreconditionFailed("Invalid UTF8 or contains NULL")
+        if route.op is SwiftOp.BAD_URL:
+            raise swe.PreconditionFailed("Bad URL")
+        if route.op is SwiftOp.MISSING_SEGMENT:
+            raise swe.NotFound()
         public = await self._public_read(request, route)
-        user_id = user_id_of(route.account) if public else await self._authorize(
-            request, route.account
-        )
+        grantee: frozenset[str] = frozenset()
+        if public:
+            user_id = user_id_of(route.account)
+        else:
+            user_id, grantee = await self._authorize(request, route)
         handler = HANDLERS.get(route.op)
         if handler is None:
             raise swe.MethodNotAllowed()
         sw = SwiftRequest(request=request, service=self._service, route=route, user_id=user_id,
-                          max_file_size=self._max_file_size, public_read=public)
+                          max_file_size=self._max_file_size, public_read=public,
+                          grantee=grantee)
         return await handler(sw)
 
     async def _public_read(self, request: web.Request, route: SwiftRoute) -> bool:
@@ -123,18 +133,25 @@ class SwiftFrontend:
             record, listing=listing
         )
 
-    async def _authorize(self, request: web.Request, account: str) -> str:
+    async def _authorize(self, request: web.Request, route: SwiftRoute
+                         ) -> tuple[str, frozenset[str]]:
+        """(the account's user id, the names a grantee goes by): the token's own
+        account, or a container of another account whose ACLs may name the
+        token's user (SwiftRequest.own_bucket checks them)."""
         token = request.headers.get("X-Auth-Token") or request.headers.get("X-Storage-Token")
         if not token:
             raise swe.Unauthorized()
         user_id, _expires = self.signer.verify(token)
         try:
-            await self._service.get_user(user_id)
+            user = await self._service.get_user(user_id)
         except dom.UserNotFound:
             raise swe.Unauthorized() from None
-        if user_id_of(account) != user_id:
+        owner = user_id_of(route.account)
+        if owner == user_id:
+            return user_id, frozenset()
+        if not owner or not route.container:
             raise swe.Forbidden()
-        return user_id
+        return owner, frozenset({ACCOUNT_PREFIX + user_id, user.name})
 
     async def _issue_token(self, request: web.Request) -> web.StreamResponse:
         h = request.headers
@@ -178,12 +195,21 @@ def render_swift_error(request: web.Request, exc: BaseException, request_id: str
     if isinstance(exc, dom.InvalidRange):
         headers["Content-Range"] = f"bytes */{exc.size}"
     if err.status == 401:
-        headers["Www-Authenticate"] = 'Swift realm="unknown"'
+        headers["Www-Authenticate"] = f'Swift realm="{_realm(request)}"'
     if request.method == "HEAD" or err.status in (204, 304):
         return web.Response(status=err.status, headers=headers)
     content_type = "text/plain" if err.is_plain else err.content_type
     return web.Response(status=err.status, text=err.text, headers=headers,
                         content_type=content_type, charset="UTF-8")
+
+
+def _realm(request: web.Request) -> str:
+    """The account the path names, percent-encoded (so no quote or newline can
+    break out of the header), as TempAuth answers; "unknown" without one."""
+    parts = request.raw_path.split("?", 1)[0].split("/")
+    if len(parts) < 3 or parts[1] != "v1" or not parts[2]:
+        return "unknown"
+    return quote(unquote(parts[2]))
 
 
 SWIFT_FRONTEND = web.AppKey("swift_frontend", SwiftFrontend)

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from kurastore.gateway.swift import headers as hdr
 from kurastore.gateway.swift import listing
-from kurastore.gateway.swift.context import SwiftRequest, empty_response
+from kurastore.gateway.swift.context import SwiftRequest, container_modified, empty_response
 from kurastore.gateway.swift.listing import ContainerEntry, Subdir
 from kurastore.metadata import BucketRecord
 
@@ -38,7 +38,9 @@ async def account_headers(sw: SwiftRequest, buckets: list[BucketRecord]) -> dict
 
 async def head_account(sw: SwiftRequest) -> web.StreamResponse:
     buckets = await sw.service.list_buckets(owner=sw.user_id)
-    return empty_response(204, await account_headers(sw, buckets))
+    headers = await account_headers(sw, buckets)
+    headers["Content-Type"] = listing.content_type_of(listing.listing_format(sw.query, sw.headers))
+    return empty_response(204, headers)
 
 
 def _group(names: list[BucketRecord], p: listing.ListingParams) -> list[BucketRecord | Subdir]:
@@ -50,7 +52,7 @@ def _group(names: list[BucketRecord], p: listing.ListingParams) -> list[BucketRe
         if cut < 0:
             out.append(record)
         else:
-            sub = record.name[: cut + 1]
+            sub = record.name[: cut + len(p.delimiter)]
             if sub not in seen:
                 seen.add(sub)
                 out.append(Subdir(sub))
@@ -62,7 +64,7 @@ async def get_account(sw: SwiftRequest) -> web.StreamResponse:
     params = listing.listing_params(sw.query)
     buckets = await sw.service.list_buckets(owner=sw.user_id)
     headers = await account_headers(sw, buckets)
-    stub = [ContainerEntry(b.name, 0, 0, b.created) for b in buckets]
+    stub = [ContainerEntry(b.name, 0, 0, 0.0) for b in buckets]
     chosen = {e.name for e in listing.select_containers(stub, params)}
     selected = [b for b in buckets if b.name in chosen]
     selected.sort(key=lambda b: b.name.encode(), reverse=params.reverse)
@@ -71,13 +73,13 @@ async def get_account(sw: SwiftRequest) -> web.StreamResponse:
         if isinstance(item, Subdir):
             items.append(item)
         elif fmt == "plain":
-            items.append(ContainerEntry(item.name, 0, 0, item.created))
+            items.append(ContainerEntry(item.name, 0, 0, container_modified(item)))
         else:
             count, used = await sw.service.bucket_usage(item.name)
-            items.append(ContainerEntry(item.name, count, used, item.created))
+            items.append(ContainerEntry(item.name, count, used, container_modified(item)))
+    headers["Content-Type"] = listing.content_type_of(fmt)
     if not items and fmt == "plain":
         return empty_response(204, headers)
-    headers["Content-Type"] = listing.content_type_of(fmt)
     body = listing.render_containers(fmt, sw.account, items)
     if sw.request.method == "HEAD":
         return web.Response(status=200, headers=headers)

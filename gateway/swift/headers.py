@@ -46,7 +46,8 @@ def check_container_name(name: str) -> None:
     size = len(name.encode())
     if size > MAX_CONTAINER_NAME_LENGTH:
         raise swe.BadRequest(
-            f"Container name length of {size} longer than {MAX_CONTAINER_NAME_LENGTH}")
+            f"Container name length of {size} longer than {MAX_CONTAINER_NAME_LENGTH}",
+            html=True)
     if "/" in name:
         raise swe.BadRequest("Container name cannot contain slashes")
 

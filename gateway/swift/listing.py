@@ -4,10 +4,12 @@ three renderings (plain, json, xml).
 Rules (as Swift answers them):
 - format= (plain, json, xml) wins over Accept; plain is the default. An empty
   plain listing is a 204 with no body; json and xml always answer 200.
-- limit is at most 10000 (412 above); marker and end_marker are exclusive
+- limit is at most 10000 (412 above; a limit that is not digits is ignored);
+  a delimiter may be several characters; marker and end_marker are exclusive
   bounds; reverse=true walks names downwards (marker is then the upper bound).
 - path=p lists the objects directly "in" p/ (prefix p/, delimiter /, without
-  subdir entries) and overrides prefix and delimiter.
+  subdir entries, but with "directory marker" objects named "p/sub/", and
+  without "p/" itself) and overrides prefix and delimiter.
 - Names order by their UTF-8 bytes, as the store orders keys.
 - json object entries: name, hash, bytes, content_type, last_modified (UTC,
   ISO 8601 with microseconds and no zone, as Swift); delimiter groups are
@@ -24,12 +26,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
+from kurastore.gateway.objects.errors import ObjectNotFound
 from kurastore.gateway.swift import errors as swe
 
 if TYPE_CHECKING:
     from kurastore.gateway.objects.service import ObjectService
+    from kurastore.metadata import ObjectVersion
 
 LISTING_LIMIT = 10000
+STORAGE_POLICY = "Policy-0"  # the one policy /info announces
 PAGE = 1000
 FORMATS = {"plain": "text/plain", "json": "application/json",
            "xml": "application/xml", "text": "text/plain"}
@@ -82,24 +87,13 @@ def listing_format(query: Mapping[str, str], headers: Mapping[str, str]) -> str:
 
 
 def listing_params(query: Mapping[str, str]) -> ListingParams:
-    raw = query.get("limit")
+    raw = query.get("limit", "")
     limit = LISTING_LIMIT
-    if raw:
-        try:
-            limit = int(raw)
-        except ValueError:
-            raise swe.PreconditionFailed(f"Value of limit must be a positive integer: {raw}"
-                                         ) from None
-        if limit < 0:
-            raise swe.PreconditionFailed("Value of limit must be a positive integer")
+    if raw.isdigit():  # anything else is ignored, as Swift does
+        limit = int(raw)
         if limit > LISTING_LIMIT:
             raise swe.PreconditionFailed(f"Maximum limit is {LISTING_LIMIT}")
-    for name in ("marker", "end_marker", "prefix", "delimiter", "path"):
-        if "\x00" in query.get(name, ""):
-            raise swe.BadRequest("Invalid UTF8 or contains NULL")
     delimiter = query.get("delimiter", "")
-    if len(delimiter) > 1:
-        raise swe.PreconditionFailed("Bad delimiter")
     return ListingParams(
         limit=limit,
         marker=query.get("marker", ""),
@@ -141,11 +135,12 @@ async def list_container(
         page = await service.list_objects(bucket, prefix=prefix, delimiter=delimiter,
                                           start_after=start, max_keys=PAGE)
         items: list[ObjectEntry | Subdir] = [
-            ObjectEntry(v.key, v.etag, v.size, v.content_type, v.last_modified)
-            for v in page.entries
+            _entry(v) for v in page.entries if p.path is None or v.key != prefix
         ]
         if p.path is None:
             items += [Subdir(cp) for cp in page.common_prefixes]
+        else:  # a "directory marker" object named like a rolled-up prefix is listed
+            items += await _markers(service, bucket, page.common_prefixes)
         items.sort(key=lambda item: _key(item.name))
         for item in items:
             if not in_bounds(item.name, p):
@@ -161,6 +156,22 @@ async def list_container(
             break
         start = page.next_marker
     return list(reversed(kept)) if p.reverse else list(kept)
+
+
+def _entry(v: ObjectVersion) -> ObjectEntry:
+    return ObjectEntry(v.key, v.etag, v.size, v.content_type, v.last_modified)
+
+
+async def _markers(service: ObjectService, bucket: str, prefixes: list[str]) -> list[ObjectEntry]:
+    """The objects named exactly like these prefixes ("dir/"), as a path= listing
+    shows them."""
+    found = []
+    for name in prefixes:
+        try:
+            found.append(_entry(await service.head_object(bucket, name)))
+        except ObjectNotFound:
+            continue
+    return found
 
 
 def select_containers(entries: list[ContainerEntry], p: ListingParams) -> list[ContainerEntry]:
@@ -206,7 +217,7 @@ def render_containers(fmt: str, account: str, items: list[ContainerEntry | Subdi
         return json.dumps([
             {"subdir": i.name} if isinstance(i, Subdir) else
             {"name": i.name, "count": i.count, "bytes": i.bytes,
-             "last_modified": swift_time(i.last_modified)}
+             "last_modified": swift_time(i.last_modified), "storage_policy": STORAGE_POLICY}
             for i in items
         ]).encode()
     if fmt == "xml":
@@ -215,7 +226,7 @@ def render_containers(fmt: str, account: str, items: list[ContainerEntry | Subdi
             if isinstance(i, Subdir) else
             f"<container><name>{escape(i.name)}</name><count>{i.count}</count>"
             f"<bytes>{i.bytes}</bytes><last_modified>{swift_time(i.last_modified)}"
-            "</last_modified></container>"
+            f"</last_modified><storage_policy>{STORAGE_POLICY}</storage_policy></container>"
             for i in items
         )
         return (f'<?xml version="1.0" encoding="UTF-8"?>\n<account name={quoteattr(account)}>'

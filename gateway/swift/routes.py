@@ -9,6 +9,11 @@ Telling Swift from S3 without ambiguity (one port serves both):
 - `/v1/AUTH_*` is Swift unless the request carries S3 credentials and no
   X-Auth-Token: S3 path-style key "AUTH_..." in a bucket named "v1" stays S3
   for a signed request; anything with a Swift token, or anonymous, is Swift.
+- Any other path is Swift when the request has a Swift token and no S3
+  credentials (no S3 client sends X-Auth-Token), so a Swift client's malformed
+  path gets Swift's answer: 412 "Bad URL" outside /v1/<account>, 404 for an
+  empty account or container segment, 412 for a name that is not UTF-8 or
+  holds a NUL.
 
 Paths are split on the raw (still percent-encoded) path and each part is
 decoded once: an encoded slash ("%2F") in a container name stays in the name
@@ -51,7 +56,9 @@ class SwiftOp(enum.Enum):
     POST_OBJECT = "PostObject"
     DELETE_OBJECT = "DeleteObject"
     METHOD_NOT_ALLOWED = "MethodNotAllowed"
-    INVALID_PATH = "InvalidPath"
+    INVALID_PATH = "InvalidPath"  # a name that is not UTF-8 or holds a NUL
+    BAD_URL = "BadURL"  # no /v1/<account> in the path
+    MISSING_SEGMENT = "MissingSegment"  # "/v1//c/o", "/v1/a//o"
 
 
 @dataclass(frozen=True)
@@ -65,10 +72,10 @@ class SwiftRoute:
 def is_swift_request(path: str, query: Mapping[str, str], headers: Mapping[str, str]) -> bool:
     """Does this request belong to the Swift front end? `path` is the raw path
     without the query; `headers` looks names up case-insensitively."""
+    has_token = "X-Auth-Token" in headers or "X-Storage-Token" in headers
     if path.startswith(V1_PREFIX):
-        has_token = "X-Auth-Token" in headers or "X-Storage-Token" in headers
         return has_token or not has_s3_credentials(headers, query)
-    if path in AUTH_PATHS or path in ("/info", "/healthcheck"):
+    if path in AUTH_PATHS or path in ("/info", "/healthcheck") or has_token:
         return not has_s3_credentials(headers, query)
     return False
 
@@ -94,9 +101,17 @@ def classify(method: str, path: str, headers: Mapping[str, str]) -> SwiftRoute:
     if path == "/healthcheck":
         return SwiftRoute(SwiftOp.HEALTHCHECK if method in ("GET", "HEAD") else
                           SwiftOp.METHOD_NOT_ALLOWED)
+    if path.startswith("//"):
+        return SwiftRoute(SwiftOp.MISSING_SEGMENT)  # an empty version segment
+    if not path.startswith("/v1/") or path == "/v1/":
+        return SwiftRoute(SwiftOp.BAD_URL)
     try:
         account, container, obj = split_path(path)
+    except UnicodeDecodeError:
+        return SwiftRoute(SwiftOp.INVALID_PATH)
     except ValueError:
+        return SwiftRoute(SwiftOp.MISSING_SEGMENT)
+    if "\x00" in account + container + obj:
         return SwiftRoute(SwiftOp.INVALID_PATH)
     if obj:
         op = _OBJECT_OPS.get(method, SwiftOp.METHOD_NOT_ALLOWED)
@@ -111,7 +126,8 @@ def classify(method: str, path: str, headers: Mapping[str, str]) -> SwiftRoute:
 
 def split_path(path: str) -> tuple[str, str, str]:
     """(account, container, object) of "/v1/<account>[/<container>[/<object>]]";
-    ValueError when it is not percent-encoded UTF-8 or not under /v1/."""
+    UnicodeDecodeError when it is not percent-encoded UTF-8, ValueError when it is
+    not under /v1/ or has an empty account (or container before an object)."""
     if not path.startswith("/v1/"):
         raise ValueError("not a Swift v1 path")
     parts = path[len("/v1/"):].split("/", 2)
