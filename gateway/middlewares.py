@@ -93,6 +93,8 @@ async def stamp_response(request: web.Request, response: web.StreamResponse) -> 
     if request.get(PROTOCOL) == "swift":
         headers.setdefault("X-Trans-Id", f"tx{rid.lower()}")
         headers.setdefault("X-Openstack-Request-Id", f"tx{rid.lower()}")
+        if request.headers.get("Connection", "").lower() == "keep-alive" and request.keep_alive:
+            headers.setdefault("Connection", "keep-alive")  # echoed, as Swift's proxy does
     headers.setdefault("Server", "kurastore")
     for name, value in request.get(EXTRA_HEADERS, {}).items():
         headers.setdefault(name, value)

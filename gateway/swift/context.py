@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDictProxy
 
+from kurastore.gateway.objects.errors import BucketNotFound
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift.headers import MAX_FILE_SIZE
 from kurastore.gateway.swift.routes import SwiftRoute
@@ -37,9 +38,16 @@ class SwiftRequest:
     # An anonymous read let in by a container's X-Container-Read (.r:*): every
     # container it touches (segments too) must grant it as well.
     public_read: bool = False
-    # Another account's user let in by the container's X-Container-Read/-Write:
-    # the names its ACL entries may use; every container it touches must grant it.
-    grantee: frozenset[str] = frozenset()
+    # Who sent the token ("" for an anonymous read) and the names ACL entries may
+    # call them by. A caller other than the account's user was let in by the
+    # container's X-Container-Read/-Write: every container it touches must grant it.
+    caller: str = ""
+    caller_names: frozenset[str] = frozenset()
+
+    @property
+    def grantee(self) -> bool:
+        """Is the caller another account's user?"""
+        return bool(self.caller) and self.caller != self.user_id
 
     @property
     def query(self) -> MultiDictProxy[str]:
@@ -61,19 +69,28 @@ class SwiftRequest:
     def obj(self) -> str:
         return self.route.obj
 
-    async def own_bucket(self, name: str, *, write: bool | None = None) -> BucketRecord:
-        """The container `name` of this account: NotFound, or Forbidden when the
-        name is taken by another account. A grantee's access is checked too:
-        `write` (default: this request writes to `name` itself; another container,
-        a segment's or a copy's source, is read)."""
+    async def own_bucket(self, name: str, *, write: bool | None = None,
+                         account_user: str | None = None) -> BucketRecord:
+        """The container `name` of this account (or of `account_user`'s, for a
+        copy across accounts): NotFound, or Forbidden when the name is taken by
+        another account. A caller who is not that account's user needs the
+        container's grant: `write` (default: this request writes to `name`
+        itself; another container, a segment's or a copy's source, is read)."""
+        owner = account_user or self.user_id
         # POST and PUT may rewrite the container's metadata: start from the stored one.
         fresh = self.request.method in ("POST", "PUT") and not self.obj
-        record = await self.service.get_bucket(name, fresh=fresh)
-        if record.owner != self.user_id:
+        stranger = bool(self.caller) and self.caller != owner
+        try:
+            record = await self.service.get_bucket(name, fresh=fresh)
+        except BucketNotFound:
+            if stranger:  # another account's user learns nothing of what is missing
+                raise swe.Forbidden() from None
+            raise
+        if record.owner != owner:
             raise swe.Forbidden()
         if self.public_read and not public_readable(record, listing=False):
             raise swe.Unauthorized()
-        if self.grantee and not self._granted(record, name, write):
+        if stranger and not self._granted(record, name, write):
             raise swe.Forbidden()
         return record
 
@@ -89,7 +106,7 @@ class SwiftRequest:
         if not write and public_readable(record, listing=name == self.container
                                          and not self.obj):
             return True  # what anyone may read, another account's user may too
-        return acl_grants(record, "write" if write else "read", self.grantee)
+        return acl_grants(record, "write" if write else "read", self.caller_names)
 
     def require_length(self) -> int | None:
         """Content-Length (None for chunked transfer encoding); 411 without either,

@@ -104,17 +104,14 @@ class SwiftFrontend:
         if route.op is SwiftOp.MISSING_SEGMENT:
             raise swe.NotFound()
         public = await self._public_read(request, route)
-        grantee: frozenset[str] = frozenset()
-        if public:
-            user_id = user_id_of(route.account)
-        else:
-            user_id, grantee = await self._authorize(request, route)
+        caller, names = ("", frozenset[str]()) if public else await self._authorize(
+            request, route)
         handler = HANDLERS.get(route.op)
         if handler is None:
             raise swe.MethodNotAllowed()
-        sw = SwiftRequest(request=request, service=self._service, route=route, user_id=user_id,
-                          max_file_size=self._max_file_size, public_read=public,
-                          grantee=grantee)
+        sw = SwiftRequest(request=request, service=self._service, route=route,
+                          user_id=user_id_of(route.account), max_file_size=self._max_file_size,
+                          public_read=public, caller=caller, caller_names=names)
         return await handler(sw)
 
     async def _public_read(self, request: web.Request, route: SwiftRoute) -> bool:
@@ -135,9 +132,9 @@ class SwiftFrontend:
 
     async def _authorize(self, request: web.Request, route: SwiftRoute
                          ) -> tuple[str, frozenset[str]]:
-        """(the account's user id, the names a grantee goes by): the token's own
-        account, or a container of another account whose ACLs may name the
-        token's user (SwiftRequest.own_bucket checks them)."""
+        """(the token's user id, the names its ACL entries may use). A user may
+        reach another account only in a container (whose ACLs
+        SwiftRequest.own_bucket checks)."""
         token = request.headers.get("X-Auth-Token") or request.headers.get("X-Storage-Token")
         if not token:
             raise swe.Unauthorized()
@@ -147,11 +144,9 @@ class SwiftFrontend:
         except dom.UserNotFound:
             raise swe.Unauthorized() from None
         owner = user_id_of(route.account)
-        if owner == user_id:
-            return user_id, frozenset()
-        if not owner or not route.container:
+        if owner != user_id and (not owner or not route.container):
             raise swe.Forbidden()
-        return owner, frozenset({ACCOUNT_PREFIX + user_id, user.name})
+        return user_id, frozenset({ACCOUNT_PREFIX + user_id, user.name})
 
     async def _issue_token(self, request: web.Request) -> web.StreamResponse:
         h = request.headers
@@ -198,6 +193,7 @@ def render_swift_error(request: web.Request, exc: BaseException, request_id: str
         headers["Www-Authenticate"] = f'Swift realm="{_realm(request)}"'
     if request.method == "HEAD" or err.status in (204, 304):
         return web.Response(status=err.status, headers=headers)
+    headers.pop("Content-Type", None)  # the object's, when a 412 describes one
     content_type = "text/plain" if err.is_plain else err.content_type
     return web.Response(status=err.status, text=err.text, headers=headers,
                         content_type=content_type, charset="UTF-8")

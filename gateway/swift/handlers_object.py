@@ -19,11 +19,12 @@ import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
 from kurastore.gateway.middlewares import write_to_client
+from kurastore.gateway.objects import errors as dom
 from kurastore.gateway.objects.api import (
     BodyCheck,
     BodyDigest,
@@ -110,10 +111,11 @@ async def put_object(sw: SwiftRequest) -> web.StreamResponse:
                                 "Last-Modified": hdr.http_date(version.last_modified)})
 
 
-async def current(sw: SwiftRequest, container: str, obj: str) -> ObjectVersion:
+async def current(sw: SwiftRequest, container: str, obj: str, *, write: bool | None = None,
+                  account_user: str | None = None) -> ObjectVersion:
     """The live version (404 when missing or past its X-Delete-At)."""
     hdr.check_object_name(obj)
-    await sw.own_bucket(container)
+    await sw.own_bucket(container, write=write, account_user=account_user)
     version = await sw.service.head_object(container, obj)
     if hdr.is_expired(version):
         raise swe.NotFound()
@@ -125,8 +127,19 @@ async def resolve(sw: SwiftRequest, version: ObjectVersion) -> lo.Content:
     if sw.query.get("multipart-manifest") == "get":
         return lo.Content(version, version.size, version.etag)
     content = await lo.content_of(sw, version)
-    check_read_conditions(dataclasses.replace(version, etag=content.bare_etag),
-                          hdr.read_conditions(sw.headers))
+    conditions = hdr.read_conditions(sw.headers)
+    described = dataclasses.replace(version, etag=content.bare_etag)
+    try:
+        check_read_conditions(described, conditions)
+        if conditions.if_match is not None and conditions.if_unmodified_since is not None:
+            # Swift checks If-Unmodified-Since even when If-Match matched (RFC 7232
+            # and S3 skip it then).
+            check_read_conditions(described, ReadConditions(
+                if_unmodified_since=conditions.if_unmodified_since))
+    except (dom.PreconditionFailed, dom.NotModified) as exc:
+        # Swift's 304 and 412 still describe the object (Etag, Last-Modified...).
+        failed = swe.NotModified if isinstance(exc, dom.NotModified) else swe.PreconditionFailed
+        raise failed(headers=answer_headers(sw, content)) from None
     return content
 
 
@@ -157,7 +170,11 @@ async def get_object(sw: SwiftRequest) -> web.StreamResponse:
     content = await resolve(sw, await current(sw, sw.container, sw.obj))
     headers = answer_headers(sw, content)
     ranges = hdr.parse_ranges(sw.headers.get("Range"))
-    spans = hdr.resolve_ranges(content.size, ranges) if ranges else [(0, content.size - 1)]
+    try:
+        spans = hdr.resolve_ranges(content.size, ranges) if ranges else [(0, content.size - 1)]
+    except swe.RangeNotSatisfiable as exc:
+        exc.headers = {**headers, **exc.headers}  # a 416 still describes the object
+        raise
     if len(spans) > 1:
         return await _multirange(sw, content, headers, spans)
     first, last = spans[0]
@@ -264,30 +281,41 @@ async def post_object(sw: SwiftRequest) -> web.StreamResponse:
     return empty_response(202)
 
 
-def _copy_ends(sw: SwiftRequest) -> tuple[tuple[str, str], tuple[str, str]]:
-    """((source container, object), (destination container, object))."""
+def _account_user(sw: SwiftRequest, header: str) -> str:
+    """The user whose account a copy header names (default: the path's)."""
+    if header not in sw.headers:
+        return sw.user_id
+    user_id = user_id_of(unquote(sw.headers[header].strip()))
+    if not user_id:
+        raise swe.PreconditionFailed(f"{header} must name an account (AUTH_...)")
+    return user_id
+
+
+def _copy_ends(sw: SwiftRequest) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
+    """((source account's user, container, object), (the destination's))."""
     h = sw.headers
-    for name in ("X-Copy-From-Account", "Destination-Account"):
-        if name in h and user_id_of(h[name]) != sw.user_id:
-            raise swe.Forbidden()
     try:
         if sw.request.method == "COPY":
             if "Destination" not in h:
                 raise swe.PreconditionFailed("You must provide a Destination header")
-            return (sw.container, sw.obj), parse_copy_path(h["Destination"])
-        return parse_copy_path(h["X-Copy-From"]), (sw.container, sw.obj)
+            dst_c, dst_o = parse_copy_path(h["Destination"])
+            return ((sw.user_id, sw.container, sw.obj),
+                    (_account_user(sw, "Destination-Account"), dst_c, dst_o))
+        src_c, src_o = parse_copy_path(h["X-Copy-From"])
+        return ((_account_user(sw, "X-Copy-From-Account"), src_c, src_o),
+                (sw.user_id, sw.container, sw.obj))
     except ValueError:
         raise swe.PreconditionFailed(
             "X-Copy-From header must be of the form <container name>/<object name>") from None
 
 
 async def copy_object(sw: SwiftRequest) -> web.StreamResponse:
-    (src_c, src_o), (dst_c, dst_o) = _copy_ends(sw)
+    (src_user, src_c, src_o), (dst_user, dst_c, dst_o) = _copy_ends(sw)
     hdr.check_object_name(dst_o)
-    record = await sw.own_bucket(dst_c)
+    source = await current(sw, src_c, src_o, write=False, account_user=src_user)
+    record = await sw.own_bucket(dst_c, write=True, account_user=dst_user)
     if sw.request.method == "PUT":
         sw.require_length()
-    source = await current(sw, src_c, src_o)
     check_read_conditions(source, hdr.read_conditions(sw.headers))
     content = await lo.content_of(sw, source) if sw.query.get("multipart-manifest") != "get" \
         else lo.Content(source, source.size, source.etag)
@@ -300,18 +328,23 @@ async def copy_object(sw: SwiftRequest) -> web.StreamResponse:
     if content.segments is None:  # a manifest copied as a manifest keeps its markers
         headers.update({k: v for k, v in source.headers.items() if k in MARKERS})
     opts = dataclasses.replace(
-        opts, owner=sw.user_id, headers=headers,
+        opts, owner=dst_user, headers=headers,
         user_meta=dict(opts.user_meta) if fresh else {**source.user_meta, **opts.user_meta},
         content_type=sw.headers.get("Content-Type") or source.content_type,
     )  # fmt: skip
-    if content.segments is None:
+    ranges = hdr.parse_ranges(sw.headers.get("Range"))  # a copy of one range of the source
+    spans = hdr.resolve_ranges(content.size, ranges) if ranges else []
+    if len(spans) > 1:
+        raise swe.RangeNotSatisfiable("A copy takes one range")
+    if content.segments is None and not spans:
         src = CopySource(src_c, src_o, version_id=source.version_id,
                          conditions=ReadConditions(if_match=source.etag))
         version = await sw.service.copy_object(src, dst_c, dst_o, opts, replace_metadata=True)
     else:
-        body = lo.stream(sw.service, content, 0, content.size - 1)
+        first, last = spans[0] if spans else (0, content.size - 1)
+        body = lo.stream(sw.service, content, first, last)
         version = await sw.service.put_object(
-            dst_c, dst_o, body, dataclasses.replace(opts, content_length=content.size))
+            dst_c, dst_o, body, dataclasses.replace(opts, content_length=last - first + 1))
     return empty_response(201, {
         "Etag": version.etag,
         "Last-Modified": hdr.http_date(version.last_modified),

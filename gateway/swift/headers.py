@@ -16,6 +16,7 @@ import mimetypes
 import re
 import time
 from collections.abc import Mapping
+from datetime import UTC
 
 from kurastore.gateway.objects.api import ByteRange, ReadConditions
 from kurastore.gateway.swift import errors as swe
@@ -78,7 +79,19 @@ def metadata(headers: Headers, kind: str) -> tuple[dict[str, str], set[str]]:
         elif name.startswith(remove_prefix):
             removed.add(name[len(remove_prefix):])
     check_metadata(values, f"X-{kind.capitalize()}-Meta-")
-    return values, removed
+    return {k: _storable(v) for k, v in values.items()}, removed
+
+
+def _octets(text: str) -> bytes:
+    """The bytes a header value arrived as (aiohttp keeps non-UTF-8 ones as
+    surrogate escapes)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _storable(value: str) -> str:
+    """Swift takes metadata values that are not UTF-8; they are kept with the
+    undecodable bytes replaced (U+FFFD), since headers and the store hold text."""
+    return _octets(value).decode("utf-8", "replace")
 
 
 def check_metadata(values: Mapping[str, str], prefix: str) -> None:
@@ -86,12 +99,12 @@ def check_metadata(values: Mapping[str, str], prefix: str) -> None:
     for key, value in values.items():
         if not key:
             raise swe.BadRequest("Metadata name is empty")
-        if len(key.encode()) > MAX_META_NAME_LENGTH:
-            raise swe.BadRequest(f"Metadata name too long: {prefix}{key}")
-        if len(value.encode()) > MAX_META_VALUE_LENGTH:
+        if len(_octets(key)) > MAX_META_NAME_LENGTH:
+            raise swe.BadRequest(f"Metadata name too long: {prefix}{_storable(key)}")
+        if len(_octets(value)) > MAX_META_VALUE_LENGTH:
             raise swe.BadRequest(
-                f"Metadata value longer than {MAX_META_VALUE_LENGTH}: {prefix}{key}")
-        size += len(key.encode()) + len(value.encode())
+                f"Metadata value longer than {MAX_META_VALUE_LENGTH}: {prefix}{_storable(key)}")
+        size += len(_octets(key)) + len(_octets(value))
     if len(values) > MAX_META_COUNT:
         raise swe.BadRequest(f"Too many metadata items; max {MAX_META_COUNT}")
     if size > MAX_META_OVERALL_SIZE:
@@ -145,7 +158,9 @@ def parse_http_date(value: str | None) -> float | None:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    return parsed.timestamp() if parsed.tzinfo else None
+    if parsed.tzinfo is None:  # asctime ("Sun Nov  6 08:49:37 1994"): GMT, as RFC 9110 says
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
 
 
 def read_conditions(headers: Headers) -> ReadConditions:
@@ -160,10 +175,11 @@ def read_conditions(headers: Headers) -> ReadConditions:
 def parse_ranges(value: str | None) -> list[ByteRange] | None:
     """The ranges of a Range header; None when absent or malformed (the whole
     object is then sent, as Swift does), or when it asks for too many ranges."""
-    if not value or not value.strip().lower().startswith("bytes="):
+    unit, eq, specs = (value or "").partition("=")
+    if not eq or unit.strip().lower() != "bytes":  # "BYTES = 0 - 9" is fine, as in Swift
         return None
     out: list[ByteRange] = []
-    for spec in value.strip()[len("bytes="):].split(","):
+    for spec in specs.split(","):
         match = _RANGE_SPEC.match(spec)
         if match is None:
             return None
