@@ -44,8 +44,9 @@ def test_listing_params():
     assert p == ListingParams(5, "m", "z", "p", "/", True, None)
     with pytest.raises(swe.PreconditionFailed):
         listing_params({"limit": "10001"})
-    with pytest.raises(swe.PreconditionFailed):
-        listing_params({"limit": "x"})
+    # Swift ignores a limit that is not digits, and takes NUL in markers.
+    assert listing_params({"limit": "x"}).limit == listing_params({"limit": "-1"}).limit == 10000
+    assert listing_params({"marker": "a\x00", "delimiter": "-&"}).delimiter == "-&"
 
 
 def test_swift_time_has_microseconds_and_no_zone():
@@ -74,9 +75,11 @@ def test_render_objects_xml_and_plain():
 def test_render_containers():
     entry = ContainerEntry("c1", 3, 30, 1469123642.0)
     assert json.loads(render_containers("json", "AUTH_x", [entry])) == [
-        {"name": "c1", "count": 3, "bytes": 30, "last_modified": "2016-07-21T17:54:02.000000"}]
+        {"name": "c1", "count": 3, "bytes": 30, "last_modified": "2016-07-21T17:54:02.000000",
+         "storage_policy": "Policy-0"}]
     root = ElementTree.fromstring(render_containers("xml", "AUTH_x", [entry]))
     assert root.get("name") == "AUTH_x" and root.find("container/count").text == "3"  # type: ignore[union-attr]
+    assert root.findtext("container/storage_policy") == "Policy-0"
 
 
 def test_select_containers():

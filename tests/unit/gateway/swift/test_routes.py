@@ -34,6 +34,10 @@ SIGV4 = {"Authorization": "AWS4-HMAC-SHA256 Credential=AK/20240101/us-east-1/s3/
         ("/v1/AUTH_abc/key", {"X-Amz-Signature": "abc"}, {}, False),
         # a Swift token wins over an S3-looking query parameter
         ("/v1/AUTH_abc/c", {"Signature": "x"}, {"X-Auth-Token": "t"}, True),
+        # a Swift token on any other path: the Swift answer to a malformed path
+        ("/v1", {}, {"X-Auth-Token": "t"}, True),
+        ("/v1//c/o", {}, {"X-Auth-Token": "t"}, True),
+        ("/bucket/key", {}, {"X-Auth-Token": "t", **SIGV4}, False),
         # everything else is S3
         ("/", {}, {}, False),
         ("/v1", {}, {}, False),
@@ -74,8 +78,13 @@ def test_is_swift_request(path, query, headers, swift):
         ("DELETE", "/v1/AUTH_a/c/a%2Fb", {}, SwiftOp.DELETE_OBJECT, "c", "a/b"),
         ("GET", "/v1/AUTH_a/c/o/", {}, SwiftOp.GET_OBJECT, "c", "o/"),
         ("PATCH", "/v1/AUTH_a/c/o", {}, SwiftOp.METHOD_NOT_ALLOWED, "c", "o"),
-        ("GET", "/v1/AUTH_a//o", {}, SwiftOp.INVALID_PATH, "", ""),
+        ("GET", "/v1/AUTH_a//o", {}, SwiftOp.MISSING_SEGMENT, "", ""),
+        ("GET", "/v1//c/o", {}, SwiftOp.MISSING_SEGMENT, "", ""),
+        ("GET", "//v1/AUTH_a", {}, SwiftOp.MISSING_SEGMENT, "", ""),
         ("GET", "/v1/AUTH_a/c/%ff", {}, SwiftOp.INVALID_PATH, "", ""),
+        ("GET", "/v1/AUTH_a/c/a%00b", {}, SwiftOp.INVALID_PATH, "", ""),
+        ("PUT", "/v1", {}, SwiftOp.BAD_URL, "", ""),
+        ("GET", "/info%20asdf", {}, SwiftOp.BAD_URL, "", ""),
     ],
 )
 def test_classify(method, path, headers, op, container, obj):
