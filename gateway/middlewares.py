@@ -33,6 +33,9 @@ STARTED = web.RequestKey("response_started", bool)
 # Headers an adapter wants on whatever answer goes out, errors and streams alike
 # (the S3 adapter's CORS headers): a dict, set before the answer is prepared.
 EXTRA_HEADERS = web.RequestKey("extra_response_headers", dict[str, str])
+# A last edit of whatever answer goes out (Swift's TempURL drops and adds headers),
+# run as the answer is prepared.
+ANSWER_FILTER = web.RequestKey("answer_filter", Callable[[web.StreamResponse], None])
 # the client closed the connection during the answer
 CLIENT_GONE = web.RequestKey("client_gone", bool)
 # Callbacks an adapter wants run once a request is over, answered or not (the S3 server
@@ -98,6 +101,9 @@ async def stamp_response(request: web.Request, response: web.StreamResponse) -> 
     headers.setdefault("Server", "kurastore")
     for name, value in request.get(EXTRA_HEADERS, {}).items():
         headers.setdefault(name, value)
+    answer_filter = request.get(ANSWER_FILTER)
+    if answer_filter is not None:
+        answer_filter(response)
 
 
 @web.middleware

@@ -43,6 +43,11 @@ class SwiftRequest:
     # container's X-Container-Read/-Write: every container it touches must grant it.
     caller: str = ""
     caller_names: frozenset[str] = frozenset()
+    # A TempURL request (tempurl.py): the query and headers it may use, and the
+    # one container a container key confines it to.
+    query_view: MultiDictProxy[str] | None = None
+    headers_view: CIMultiDictProxy[str] | None = None
+    tempurl_container: str | None = None
 
     @property
     def grantee(self) -> bool:
@@ -51,11 +56,11 @@ class SwiftRequest:
 
     @property
     def query(self) -> MultiDictProxy[str]:
-        return self.request.query
+        return self.request.query if self.query_view is None else self.query_view
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:
-        return self.request.headers
+        return self.request.headers if self.headers_view is None else self.headers_view
 
     @property
     def account(self) -> str:
@@ -90,6 +95,8 @@ class SwiftRequest:
             raise swe.Forbidden()
         if self.public_read and not public_readable(record, listing=False):
             raise swe.Unauthorized()
+        if self.tempurl_container is not None and name != self.tempurl_container:
+            raise swe.Unauthorized()  # a container's key opens that container only
         if stranger and not self._granted(record, name, write):
             raise swe.Forbidden()
         return record

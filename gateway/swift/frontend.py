@@ -15,6 +15,7 @@ names its user (reads, listings; object writes); a deleted user's tokens stop
 working at once. A request
 without a token may GET/HEAD objects of a container whose X-Container-Read has
 ".r:*" (and list it with ".rlistings"); every container it reaches must grant it.
+A request with TempURL parameters is judged by its signature alone (tempurl.py).
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
-from kurastore.gateway.middlewares import OP, PROTOCOL
+from kurastore.gateway.middlewares import ANSWER_FILTER, OP, PROTOCOL
 from kurastore.gateway.objects import errors as dom
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import handlers_account as account
 from kurastore.gateway.swift import handlers_container as container
 from kurastore.gateway.swift import handlers_object as objects
 from kurastore.gateway.swift import headers as hdr
+from kurastore.gateway.swift import tempurl
 from kurastore.gateway.swift.auth import Authenticator, TempAuth, TokenSigner
 from kurastore.gateway.swift.context import Handler, SwiftRequest, public_readable
 from kurastore.gateway.swift.info import handle_healthcheck, handle_info
@@ -103,6 +105,8 @@ class SwiftFrontend:
             raise swe.PreconditionFailed("Bad URL")
         if route.op is SwiftOp.MISSING_SEGMENT:
             raise swe.NotFound()
+        if tempurl.is_tempurl(request.query):
+            return await self._tempurl(request, route)
         public = await self._public_read(request, route)
         caller, names = ("", frozenset[str]()) if public else await self._authorize(
             request, route)
@@ -112,6 +116,20 @@ class SwiftFrontend:
         sw = SwiftRequest(request=request, service=self._service, route=route,
                           user_id=user_id_of(route.account), max_file_size=self._max_file_size,
                           public_read=public, caller=caller, caller_names=names)
+        return await handler(sw)
+
+    async def _tempurl(self, request: web.Request, route: SwiftRoute) -> web.StreamResponse:
+        """A request signed with the account's (or the container's) TempURL key."""
+        grant = await tempurl.check(request, route, self._service)
+        request[ANSWER_FILTER] = lambda resp: tempurl.filter_answer(grant, request, route.obj,
+                                                                    resp)
+        handler = HANDLERS.get(route.op)
+        if handler is None:
+            raise swe.MethodNotAllowed()
+        sw = SwiftRequest(request=request, service=self._service, route=route,
+                          user_id=user_id_of(route.account), max_file_size=self._max_file_size,
+                          query_view=grant.query, headers_view=grant.headers,
+                          tempurl_container=grant.container)
         return await handler(sw)
 
     async def _public_read(self, request: web.Request, route: SwiftRoute) -> bool:

@@ -22,7 +22,7 @@ from aiohttp import web
 from kurastore.gateway.objects.errors import BucketAlreadyOwnedByYou, BucketNotFound
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import headers as hdr
-from kurastore.gateway.swift import listing
+from kurastore.gateway.swift import listing, tempurl
 from kurastore.gateway.swift.context import (
     SwiftRequest,
     container_modified,
@@ -83,6 +83,13 @@ async def put_container(sw: SwiftRequest) -> web.StreamResponse:
     return empty_response(status)
 
 
+def _visible_meta(sw: SwiftRequest, meta: dict[str, str]) -> dict[str, str]:
+    """Container metadata as this caller may see it: TempURL keys are the owner's."""
+    if not sw.grantee and not sw.public_read:
+        return meta
+    return {k: v for k, v in meta.items() if k not in tempurl.KEY_NAMES}
+
+
 async def container_headers(sw: SwiftRequest, record: BucketRecord) -> dict[str, str]:
     count, size = await sw.service.bucket_usage(record.name)
     swift = swift_settings(record)
@@ -92,7 +99,7 @@ async def container_headers(sw: SwiftRequest, record: BucketRecord) -> dict[str,
         "X-Timestamp": hdr.timestamp(record.created),
         "X-Storage-Policy": listing.STORAGE_POLICY,
         "Last-Modified": hdr.http_date(math.ceil(container_modified(record))),  # as Swift
-        **hdr.meta_headers(swift.get("meta") or {}, "container"),
+        **hdr.meta_headers(_visible_meta(sw, swift.get("meta") or {}), "container"),
     }
     for name, field in ACL_HEADERS.items():
         if swift.get(field) and not sw.grantee and not sw.public_read:

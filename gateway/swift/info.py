@@ -13,10 +13,12 @@ from typing import Any
 from aiohttp import web
 
 from kurastore.gateway.swift import headers as hdr
+from kurastore.gateway.swift import tempurl
 from kurastore.gateway.swift.large_objects import (
     DLO_MAX_SEGMENTS,
     MAX_MANIFEST_SEGMENTS,
     MAX_MANIFEST_SIZE,
+    YIELD_FREQUENCY_S,
 )
 from kurastore.gateway.swift.listing import LISTING_LIMIT
 
@@ -49,10 +51,11 @@ def capabilities(max_file_size: int = hdr.MAX_FILE_SIZE) -> dict[str, Any]:
             "max_manifest_segments": MAX_MANIFEST_SEGMENTS,
             "max_manifest_size": MAX_MANIFEST_SIZE,
             "min_segment_size": 1,
-            "yield_frequency": 10,
+            "yield_frequency": YIELD_FREQUENCY_S,
         },
         "dlo": {"max_segments": DLO_MAX_SEGMENTS},
         "tempauth": {"account_acls": False},
+        "tempurl": tempurl.capabilities(),
     }
 
 
