@@ -28,12 +28,12 @@ from aiohttp import web
 
 from kurastore.gateway.middlewares import ANSWER_FILTER, OP, PROTOCOL
 from kurastore.gateway.objects import errors as dom
+from kurastore.gateway.swift import bulk, tempurl
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import handlers_account as account
 from kurastore.gateway.swift import handlers_container as container
 from kurastore.gateway.swift import handlers_object as objects
 from kurastore.gateway.swift import headers as hdr
-from kurastore.gateway.swift import tempurl
 from kurastore.gateway.swift.auth import Authenticator, TempAuth, TokenSigner
 from kurastore.gateway.swift.context import Handler, SwiftRequest, public_readable
 from kurastore.gateway.swift.info import handle_healthcheck, handle_info
@@ -111,6 +111,10 @@ class SwiftFrontend:
         caller, names = ("", frozenset[str]()) if public else await self._authorize(
             request, route)
         handler = HANDLERS.get(route.op)
+        if bulk.is_bulk_delete(request.method, request.query):
+            if caller != user_id_of(route.account):  # the account's own user only
+                raise swe.Forbidden()
+            request[OP], handler = "BulkDelete", bulk.bulk_delete
         if handler is None:
             raise swe.MethodNotAllowed()
         sw = SwiftRequest(request=request, service=self._service, route=route,

@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from kurastore.gateway.swift import bulk, tempurl
 from kurastore.gateway.swift import headers as hdr
-from kurastore.gateway.swift import tempurl
 from kurastore.gateway.swift.large_objects import (
     DLO_MAX_SEGMENTS,
     MAX_MANIFEST_SEGMENTS,
@@ -56,6 +56,7 @@ def capabilities(max_file_size: int = hdr.MAX_FILE_SIZE) -> dict[str, Any]:
         "dlo": {"max_segments": DLO_MAX_SEGMENTS},
         "tempauth": {"account_acls": False},
         "tempurl": tempurl.capabilities(),
+        "bulk_delete": bulk.capabilities(),
     }
 
 

@@ -8,6 +8,7 @@ metadata that is not UTF-8."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import time
 import uuid
@@ -220,3 +221,28 @@ def test_metadata_that_is_not_utf8_is_accepted(owner, containers) -> None:
     assert http_conn.getresponse().status == 201
     http_conn.close()
     assert owner.head_object(name, "m")["x-object-meta-word"] == "caf\ufffd"
+
+
+def test_bulk_delete(server, owner, containers) -> None:
+    full = _new(owner, containers)
+    gone = _new(owner, containers)
+    for i in range(3):
+        owner.put_object(full, f"o{i}", b"x")
+    account = urlsplit(owner.get_auth()[0]).path
+    url, token = owner.get_auth()
+    parts = urlsplit(url)
+    http_conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    body = f"/{full}/o0\n{quote(full)}/o1\n/{full}/missing\n/{full}\n/{gone}\n".encode()
+    http_conn.request("POST", f"{account}?bulk-delete", body, {
+        "X-Auth-Token": token, "Accept": "application/json", "Content-Type": "text/plain"})
+    resp = http_conn.getresponse()
+    answer = json.loads(resp.read())
+    http_conn.close()
+    assert resp.status == 200
+    assert answer["Number Deleted"] == 3 and answer["Number Not Found"] == 1
+    assert answer["Errors"] == [[f"/{full}", "409 Conflict"]]  # o2 is still in it
+    assert answer["Response Status"] == "400 Bad Request"
+    assert [o["name"] for o in owner.get_container(full)[1]] == ["o2"]
+    with pytest.raises(ClientException):
+        owner.head_container(gone)
+    containers.remove(gone)
