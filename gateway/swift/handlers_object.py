@@ -123,9 +123,7 @@ async def current(sw: SwiftRequest, container: str, obj: str, *, write: bool | N
 
 
 async def resolve(sw: SwiftRequest, version: ObjectVersion) -> lo.Content:
-    """What GET/HEAD serve: ?multipart-manifest=get serves a manifest itself."""
-    if sw.query.get("multipart-manifest") == "get":
-        return lo.Content(version, version.size, version.etag)
+    """What GET/HEAD serve (a manifest itself, one part, a large object: lo.content_of)."""
     content = await lo.content_of(sw, version)
     conditions = hdr.read_conditions(sw.headers)
     described = dataclasses.replace(version, etag=content.bare_etag)
@@ -144,17 +142,15 @@ async def resolve(sw: SwiftRequest, version: ObjectVersion) -> lo.Content:
 
 
 def answer_headers(sw: SwiftRequest, content: lo.Content) -> dict[str, str]:
-    out = hdr.object_headers(content.version, content.etag)
-    if sw.query.get("multipart-manifest") == "get" and lo.is_slo(content.version):
-        out["Content-Type"] = "application/json; charset=utf-8"
-    return out
+    return {**hdr.object_headers(content.version, content.etag), **content.headers}
 
 
 async def head_object(sw: SwiftRequest) -> web.StreamResponse:
     content = await resolve(sw, await current(sw, sw.container, sw.obj))
     headers = answer_headers(sw, content)
-    headers["Content-Length"] = str(content.size)
-    return web.Response(status=200, headers=headers)
+    status, length = lo.head_status(content)  # a ?part-number= HEAD is a 206
+    headers["Content-Length"] = str(length)
+    return web.Response(status=status, headers=headers)
 
 
 async def _prefetched(chunks: AsyncIterator[bytes | memoryview]
@@ -169,7 +165,7 @@ async def _prefetched(chunks: AsyncIterator[bytes | memoryview]
 async def get_object(sw: SwiftRequest) -> web.StreamResponse:
     content = await resolve(sw, await current(sw, sw.container, sw.obj))
     headers = answer_headers(sw, content)
-    ranges = hdr.parse_ranges(sw.headers.get("Range"))
+    ranges = lo.requested_ranges(content, hdr.parse_ranges(sw.headers.get("Range")))
     try:
         spans = hdr.resolve_ranges(content.size, ranges) if ranges else [(0, content.size - 1)]
     except swe.RangeNotSatisfiable as exc:
@@ -261,7 +257,8 @@ async def post_object(sw: SwiftRequest) -> web.StreamResponse:
     expires_at = hdr.delete_at(sw.headers)
     if expires_at is not None:
         await mark_expiring(sw, record)
-    kept = {k: v for k, v in version.headers.items() if k in MARKERS}
+    # X-Object-Manifest is metadata (a POST without it ends a DLO); an SLO stays one.
+    kept = {k: v for k, v in version.headers.items() if k in lo.SLO_HEADERS}
     if "X-Object-Manifest" in sw.headers:
         lo.parse_dlo_manifest(sw.headers["X-Object-Manifest"])
         kept[hdr.OBJECT_MANIFEST] = sw.headers["X-Object-Manifest"]
@@ -317,8 +314,7 @@ async def copy_object(sw: SwiftRequest) -> web.StreamResponse:
     if sw.request.method == "PUT":
         sw.require_length()
     check_read_conditions(source, hdr.read_conditions(sw.headers))
-    content = await lo.content_of(sw, source) if sw.query.get("multipart-manifest") != "get" \
-        else lo.Content(source, source.size, source.etag)
+    content = await lo.copy_content(sw, source, dst_user)
     opts = await put_options(sw, record)
     fresh = sw.headers.get("X-Fresh-Metadata", "").lower() in ("true", "1", "yes")
     # A copy never inherits the source's S3 ACL (kept under x-kurastore-*): it is private.

@@ -1,315 +1,397 @@
-"""Swift large objects: Static (SLO) and Dynamic (DLO), over plain objects.
+"""Swift large objects: Static (SLO) and Dynamic (DLO), over plain objects;
+the entry points object handlers call.
 
-An SLO manifest is an object whose body is the manifest JSON in Swift's stored
-form ([{"name": "/c/o", "hash", "bytes", ...}]) and whose stored headers carry
-the markers x-static-large-object, x-object-sysmeta-slo-etag and -slo-size.
-Stored headers (not user metadata) hold the markers because S3 clients cannot
-set them: an S3 user cannot turn an object into a manifest naming other data.
-A DLO manifest is an object with the stored header x-object-manifest
-("container/prefix"); its segments are the objects under the prefix, in order.
+An SLO manifest is an object whose body is the manifest in Swift's stored form
+(slo_manifest.py) and whose stored headers carry the markers
+x-static-large-object, x-object-sysmeta-slo-etag and -slo-size. Stored headers
+(not user metadata) hold the markers because S3 clients cannot set them: an S3
+user cannot turn an object into a manifest naming other data. A DLO manifest
+is an object with the stored header x-object-manifest ("container/prefix"); its
+segments are the objects under the prefix, in order. What GET serves of them
+is large_content.py's.
 
 Rules:
 - SLO PUT checks every segment (exists in this account, etag and size match,
-  at least 1 byte, not itself a large object) and answers 400 with Swift's
-  "Errors:" body listing every problem; nothing is written then.
-- GET reads each segment pinned to the etag seen when the large object was
-  resolved: a segment replaced meanwhile fails before the first byte when it
-  is the first one, and drops the connection otherwise (never a mixed body).
-- The ETag of a large object is the quoted MD5 of its segments' etags joined,
-  as Swift computes it.
-- Segments live in containers of the same account; another account's
-  container is refused (403) at PUT and at GET.
+  range satisfiable, at least 1 byte but for the last one) and answers 400
+  with Swift's "Errors:" list; nothing is written then. A segment may itself
+  be an SLO (a sub-manifest); not a DLO, whose bytes no etag pins.
+- ?multipart-manifest=delete deletes the segments (of sub-manifests too), then
+  the manifests, answering Swift's bulk summary; long work (a heartbeat PUT,
+  a big delete) keeps the connection alive with spaces, as Swift does.
+- Segments live in containers of this account (own_bucket decides).
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
-from kurastore.gateway.objects.api import ByteRange, PutOptions, ReadConditions
-from kurastore.gateway.objects.errors import ObjectNotFound
+from kurastore.gateway.middlewares import write_to_client
+from kurastore.gateway.objects import errors as dom
+from kurastore.gateway.objects.api import PutOptions
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import headers as hdr
 from kurastore.gateway.swift.context import SwiftRequest, empty_response
+from kurastore.gateway.swift.large_content import (
+    DLO_MAX_SEGMENTS,
+    Content,
+    content_of,
+    dlo_manifest,
+    head_status,
+    is_slo,
+    parse_dlo_manifest,
+    read_manifest,
+    requested_ranges,
+    slo_identity,
+    stream,
+)
 from kurastore.gateway.swift.listing import swift_time
+from kurastore.gateway.swift.slo_manifest import (
+    MAX_MANIFEST_SEGMENTS,
+    MAX_MANIFEST_SIZE,
+    Problem,
+    answer_body,
+    answer_format,
+    error_summary,
+    etag_part,
+    large_etag,
+    parse_put_body,
+    parse_range,
+    raw_form,
+    segment_of,
+    span_in,
+    split_name,
+)
 from kurastore.metadata import ObjectVersion
 
-if TYPE_CHECKING:
-    from kurastore.gateway.objects.service import ObjectService
+# What object handlers and /info use from here (the reading side re-exported).
+__all__ = ["DLO_MAX_SEGMENTS", "MAX_MANIFEST_SEGMENTS", "MAX_MANIFEST_SIZE", "SLO_HEADERS",
+           "YIELD_FREQUENCY_S", "Content", "content_of", "copy_content", "delete_slo",
+           "head_status", "is_slo", "parse_dlo_manifest", "put_slo", "requested_ranges",
+           "stream"]
 
-MAX_MANIFEST_SEGMENTS = 1000
-MAX_MANIFEST_SIZE = 8 << 20
-DLO_MAX_SEGMENTS = 10000
+log = logging.getLogger(__name__)
+
+YIELD_FREQUENCY_S = 10  # seconds between keep-alive spaces; /info calls it yield_frequency
+HEAD_CONCURRENCY = 4  # segment HEADs in flight while a manifest PUT is checked
+SLO_HEADERS = (hdr.SLO_MARKER, hdr.SLO_ETAG, hdr.SLO_SIZE)  # what makes an SLO; POST keeps them
+TRUE_VALUES = ("true", "1", "yes", "on", "t", "y")
+
+
+# --- copies --------------------------------------------------------------------------------
+
+
+async def copy_content(sw: SwiftRequest, source: ObjectVersion,
+                       account_user: str | None = None) -> Content:
+    """What a copy of `source` writes: under ?multipart-manifest=get the manifest
+    itself (it keeps its markers; an SLO's segments are checked again as the
+    destination account, `account_user`'s, sees them: 400 when one fails, as
+    Swift's PUT of the manifest there would), else the bytes of the large
+    object, or of one part of it under ?part-number=."""
+    if sw.query.get("multipart-manifest") == "get":
+        if is_slo(source):
+            await _recheck(sw, source, account_user)
+        return Content(source, source.size, source.etag)
+    content = await content_of(sw, source)
+    if content.part is None or not content.segments:
+        return content
+    segment = content.segments[int(sw.query["part-number"]) - 1]
+    return replace(content, size=segment.size, segments=(segment,), part=None)
+
+
+async def _recheck(sw: SwiftRequest, manifest: ObjectVersion, account_user: str | None) -> None:
+    entries = json.loads(raw_form(await read_manifest(sw.service, manifest)))
+    problems, _ = await _check_segments(sw, entries, account_user)
+    if problems:
+        raise swe.BadRequest(answer_body("text/plain", {}, problems, "upload").decode())
+
+
+# --- SLO PUT -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Segment:
-    bucket: str
-    key: str
-    size: int
-    etag: str  # the segment's etag when resolved: reads are pinned to it
-
-
-@dataclass(frozen=True)
-class Content:
-    """What GET sends for a version: itself, or the segments of a large object."""
+class _Found:
+    """A segment as a HEAD of it shows it (an SLO's own size and etag)."""
 
     version: ObjectVersion
     size: int
-    etag: str  # as the Etag header shows it (quoted for large objects)
-    segments: tuple[Segment, ...] | None = None  # None: a plain object
-
-    @property
-    def bare_etag(self) -> str:
-        return self.etag.strip('"')
-
-
-def is_slo(version: ObjectVersion) -> bool:
-    return hdr.SLO_MARKER in version.headers
-
-
-def dlo_manifest(version: ObjectVersion) -> str | None:
-    return version.headers.get(hdr.OBJECT_MANIFEST)
-
-
-def large_etag(etags: list[str]) -> str:
-    return hashlib.md5("".join(etags).encode()).hexdigest()
-
-
-def parse_dlo_manifest(value: str) -> tuple[str, str]:
-    """(container, prefix) of an X-Object-Manifest value; 400 when malformed."""
-    container, sep, prefix = unquote(value.strip().lstrip("/")).partition("/")
-    if not sep or not container:
-        raise swe.BadRequest("X-Object-Manifest must be in the format container/prefix")
-    return container, prefix
-
-
-async def content_of(sw: SwiftRequest, version: ObjectVersion) -> Content:
-    if is_slo(version):
-        items = await read_manifest(sw.service, version)
-        segments = []
-        checked: set[str] = set()
-        for item in items:
-            bucket, key = _split_name(item["name"])
-            if bucket not in checked:
-                await sw.own_bucket(bucket)
-                checked.add(bucket)
-            segments.append(Segment(bucket, key, int(item["bytes"]), str(item["hash"])))
-        return _large(version, segments)
-    manifest = dlo_manifest(version)
-    if manifest is not None:
-        bucket, prefix = parse_dlo_manifest(manifest)
-        await sw.own_bucket(bucket)
-        return _large(version, await _dlo_segments(sw.service, bucket, prefix))
-    return Content(version, version.size, version.etag)
-
-
-def _large(version: ObjectVersion, segments: list[Segment]) -> Content:
-    etag = large_etag([s.etag for s in segments])
-    return Content(version, sum(s.size for s in segments), f'"{etag}"', tuple(segments))
-
-
-async def _dlo_segments(service: ObjectService, bucket: str, prefix: str) -> list[Segment]:
-    segments: list[Segment] = []
-    start = ""
-    while len(segments) < DLO_MAX_SEGMENTS:
-        page = await service.list_objects(bucket, prefix=prefix, start_after=start,
-                                          max_keys=1000)
-        segments += [Segment(bucket, v.key, v.size, v.etag) for v in page.entries
-                     if not is_slo(v) and dlo_manifest(v) is None]
-        if not page.is_truncated or not page.next_marker:
-            break
-        start = page.next_marker
-    return segments[:DLO_MAX_SEGMENTS]
-
-
-def _split_name(name: str) -> tuple[str, str]:
-    bucket, sep, key = str(name).lstrip("/").partition("/")
-    if not sep or not bucket or not key:
-        raise swe.BadRequest("invalid path")
-    return bucket, key
-
-
-async def read_manifest(service: ObjectService, version: ObjectVersion) -> list[dict[str, Any]]:
-    """The stored manifest of an SLO (its body), pinned to this version."""
-    reader = await service.open_object(
-        version.bucket, version.key, version_id=version.version_id,
-        conditions=ReadConditions(if_match=version.etag),
-    )  # fmt: skip
-    try:
-        raw = b"".join([bytes(chunk) async for chunk in reader])
-    finally:
-        await reader.aclose()
-    return list(json.loads(raw))
-
-
-async def stream(service: ObjectService, content: Content, first: int,
-                 last: int) -> AsyncIterator[bytes | memoryview]:
-    """Bytes first..last (inclusive) of the content, each read pinned to its etag."""
-    if last < first:
-        return
-    if content.segments is None:
-        v = content.version
-        async for chunk in _read(service, v.bucket, v.key, v.etag, first, last, v.version_id):
-            yield chunk
-        return
-    offset = 0
-    for seg in content.segments:
-        lo, hi = max(first, offset), min(last, offset + seg.size - 1)
-        if lo <= hi:
-            async for chunk in _read(service, seg.bucket, seg.key, seg.etag,
-                                     lo - offset, hi - offset, None):
-                yield chunk
-        offset += seg.size
-        if offset > last:
-            return
-
-
-async def _read(service: ObjectService, bucket: str, key: str, etag: str, first: int,
-                last: int, version_id: str | None) -> AsyncIterator[bytes | memoryview]:
-    reader = await service.open_object(
-        bucket, key, version_id=version_id, byte_range=ByteRange(first, last),
-        conditions=ReadConditions(if_match=etag),
-    )  # fmt: skip
-    try:
-        if reader.length != last - first + 1:
-            raise swe.Conflict("segment changed size")
-        async for chunk in reader:
-            yield chunk
-    finally:
-        await reader.aclose()
-
-
-# --- SLO PUT and DELETE ------------------------------------------------------------------------
-
-
-def parse_slo_manifest(raw: bytes) -> list[dict[str, Any]]:
-    try:
-        items = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
-        raise swe.BadRequest("Manifest must be valid JSON.\n") from None
-    if not isinstance(items, list) or not items:
-        raise swe.BadRequest("Manifest must be a list of segments.\n")
-    if len(items) > MAX_MANIFEST_SEGMENTS:
-        raise swe.RequestEntityTooLarge(
-            f"Number of segments must be <= {MAX_MANIFEST_SEGMENTS}\n")
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("path"), str):
-            raise swe.BadRequest(f"Index {i}: path does not refer to an object. Path must be "
-                                 "of the form /container/object.\n")
-        if "range" in item or "data" in item:
-            raise swe.BadRequest(f"Index {i}: ranges and data segments are not supported.\n")
-        size, etag = item.get("size_bytes"), item.get("etag")
-        if size is not None and (not isinstance(size, int) or size < 0):
-            raise swe.BadRequest(f"Index {i}: invalid size_bytes\n")
-        if etag is not None and not isinstance(etag, str):
-            raise swe.BadRequest(f"Index {i}: invalid etag\n")
-    return items
-
-
-async def _check_segment(
-    sw: SwiftRequest, item: dict[str, Any]
-) -> tuple[Segment | None, ObjectVersion | None, str | None]:
-    """(segment, its version, None) or (None, None, problem) for one manifest entry."""
-    path = item["path"]
-    try:
-        bucket, key = _split_name(path)
-        await sw.own_bucket(bucket)
-        version = await sw.service.head_object(bucket, key)
-    except (swe.NotFound, swe.BadRequest, ObjectNotFound):
-        return None, None, "404 Not Found"
-    except swe.Forbidden:
-        return None, None, "403 Forbidden"
-    except Exception as exc:
-        if swe.to_swift_error(exc).status == 404:
-            return None, None, "404 Not Found"
-        raise
-    if (bucket, key) == (sw.container, sw.obj):
-        return None, None, "409 Conflict"
-    if hdr.is_expired(version):
-        return None, None, "404 Not Found"
-    if is_slo(version) or dlo_manifest(version) is not None:
-        return None, None, "400 Bad Request"  # nested large objects are not supported
-    if item.get("etag") and item["etag"].strip('"') != version.etag:
-        return None, None, "Etag Mismatch"
-    if item.get("size_bytes") is not None and item["size_bytes"] != version.size:
-        return None, None, "Size Mismatch"
-    if version.size < 1:
-        return None, None, "Too small; each segment must be at least 1 byte."
-    return Segment(bucket, key, version.size, version.etag), version, None
-
-
-def problem_body(sw: SwiftRequest, problems: list[tuple[str, str]]) -> str:
-    if "application/json" in sw.headers.get("Accept", ""):
-        return json.dumps({"Errors": problems})
-    return "Errors:\n" + "".join(f"{name}, {status}\n" for name, status in problems)
+    etag: str
 
 
 async def put_slo(sw: SwiftRequest, opts: PutOptions) -> web.StreamResponse:
-    items = parse_slo_manifest(await sw.read_small(MAX_MANIFEST_SIZE))
-    stored: list[dict[str, Any]] = []
-    etags: list[str] = []
-    problems: list[tuple[str, str]] = []
-    total = 0
-    for item in items:
-        segment, version, problem = await _check_segment(sw, item)
-        if problem is not None or segment is None or version is None:
-            problems.append((item["path"], problem or "404 Not Found"))
-            continue
-        etags.append(segment.etag)
-        total += segment.size
-        stored.append({"name": f"/{segment.bucket}/{segment.key}", "hash": segment.etag,
-                       "bytes": segment.size, "content_type": version.content_type,
-                       "last_modified": swift_time(version.last_modified)})
+    """PUT ?multipart-manifest=put: check the segments, then store the manifest.
+    With &heartbeat=on the answer is a 202 at once, the outcome in its body."""
+    if (sw.request.content_length or 0) > MAX_MANIFEST_SIZE:
+        raise swe.RequestEntityTooLarge(f"Manifest File > {MAX_MANIFEST_SIZE} bytes")
+    items = parse_put_body(await sw.read_small(MAX_MANIFEST_SIZE), sw.container, sw.obj)
+    fmt = answer_format(sw.headers.get("Accept"))
+    if sw.query.get("heartbeat", "").lower() in TRUE_VALUES:
+        return await _answer_while(sw, 202, fmt, _put_outcome(sw, opts, items), "upload",
+                                   eager=True)
+    problems, stored = await _check_segments(sw, items)
     if problems:
-        raise swe.BadRequest(problem_body(sw, problems))
-    etag = large_etag(etags)
+        return web.Response(status=400, body=answer_body(fmt, {}, problems, "upload"),
+                            content_type=fmt)
+    version, etag = await _store(sw, opts, stored)
+    return empty_response(201, {"Etag": f'"{etag}"',
+                                "Last-Modified": hdr.http_date(version.last_modified)})
+
+
+async def _put_outcome(sw: SwiftRequest, opts: PutOptions,
+                       items: list[dict[str, Any]]) -> tuple[dict[str, Any], list[Problem]]:
+    """The heartbeat answer's summary and problems."""
+    try:
+        problems, stored = await _check_segments(sw, items)
+        if problems:
+            return error_summary(swe.BadRequest()), problems
+        version, etag = await _store(sw, opts, stored)
+    except Exception as exc:
+        err = swe.to_swift_error(exc)
+        if err.status >= 500:
+            log.error("SLO PUT %s/%s failed", sw.container, sw.obj, exc_info=exc)
+        return error_summary(err), []
+    return {"Response Status": "201 Created", "Response Body": "", "Etag": f'"{etag}"',
+            "Last Modified": hdr.http_date(version.last_modified)}, []
+
+
+async def _check_segments(sw: SwiftRequest, items: list[dict[str, Any]],
+                          account_user: str | None = None
+                          ) -> tuple[list[Problem], list[dict[str, Any]]]:
+    """(problems, stored entries): every distinct path HEADed once, in this
+    account or `account_user`'s."""
+    paths = list(dict.fromkeys(item["path"] for item in items if "path" in item))
+    limit = asyncio.Semaphore(HEAD_CONCURRENCY)
+
+    async def head(path: str) -> _Found | str:
+        async with limit:
+            return await _head_segment(sw, path, account_user)
+
+    found = dict(zip(paths, await asyncio.gather(*(head(p) for p in paths)), strict=True))
+    problems: list[Problem] = []
+    stored: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        if "data" in item:
+            stored.append({"data": item["data"]})
+            continue
+        entry, issues = _stored_entry(item, found[item["path"]], i == len(items) - 1)
+        problems += [(quote(item["path"]), issue) for issue in issues]
+        stored.append(entry)
+    return problems, stored
+
+
+async def _head_segment(sw: SwiftRequest, path: str,
+                        account_user: str | None = None) -> _Found | str:
+    """The segment a manifest names, or the status a HEAD of it would answer."""
+    try:
+        bucket, key = split_name(path)
+        await sw.own_bucket(bucket, write=False, account_user=account_user)
+        version = await sw.service.head_object(bucket, key)
+    except Exception as exc:
+        err = swe.to_swift_error(exc)
+        if err.status >= 500:
+            raise
+        return str(error_summary(err)["Response Status"])
+    if hdr.is_expired(version):
+        return "404 Not Found"
+    if dlo_manifest(version) is not None:
+        return "400 Bad Request"  # a DLO's bytes are a listing: no etag can pin them
+    if is_slo(version):
+        items = None if hdr.SLO_ETAG in version.headers else \
+            await read_manifest(sw.service, version)
+        size, etag = slo_identity(version, items)
+        return _Found(version, size, etag)
+    return _Found(version, version.size, version.etag)
+
+
+def _stored_entry(item: dict[str, Any], found: _Found | str,
+                  last: bool) -> tuple[dict[str, Any], list[str]]:
+    """The stored form of one path entry, and what is wrong with it (Swift's words)."""
+    if isinstance(found, str):
+        return {}, [found]
+    entry: dict[str, Any] = {
+        "name": "/" + item["path"].lstrip("/"), "bytes": found.size, "hash": found.etag,
+        "content_type": found.version.content_type,
+        "last_modified": swift_time(found.version.last_modified)}
+    issues: list[str] = []
+    length = found.size
+    if item.get("range"):
+        span = span_in(parse_range(str(item["range"]))[0], found.size)
+        if span is None:
+            issues.append("Unsatisfiable Range")
+        elif span != (0, found.size - 1):  # the whole object needs no range
+            entry["range"] = f"{span[0]}-{span[1]}"
+            length = span[1] - span[0] + 1
+    if length < 1 and not last:
+        issues.append("Too small; each segment must be at least 1 byte.")
+    if item.get("size_bytes") is not None and item["size_bytes"] != found.size:
+        issues.append("Size Mismatch")
+    if item.get("etag") is not None and item["etag"].strip('"') != found.etag:
+        issues.append("Etag Mismatch")
+    if is_slo(found.version):
+        entry["sub_slo"] = True
+    return entry, issues
+
+
+async def _store(sw: SwiftRequest, opts: PutOptions,
+                 stored: list[dict[str, Any]]) -> tuple[ObjectVersion, str]:
+    """Writes the manifest; (its version, the large object's etag). 422 when the
+    client's Etag is not the large object's."""
+    etag = large_etag([etag_part(e) for e in stored])
     expected = sw.headers.get("Etag")
-    if expected is not None and expected.strip().strip('"') != etag:
+    if expected and expected.strip().strip('"') != etag:
         raise swe.UnprocessableEntity()
     body = json.dumps(stored).encode()
+    total = sum(segment_of(e).size for e in stored)
     markers = {hdr.SLO_MARKER: "True", hdr.SLO_ETAG: etag, hdr.SLO_SIZE: str(total)}
     opts = replace(opts, headers={**opts.headers, **markers}, content_length=len(body),
                    check=None)
     version = await sw.service.put_object(sw.container, sw.obj, _single(body), opts)
-    return empty_response(201, {"Etag": f'"{etag}"',
-                                "Last-Modified": hdr.http_date(version.last_modified)})
+    return version, etag
 
 
 async def _single(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+async def _answer_while(sw: SwiftRequest, status: int, fmt: str,
+                        work: Awaitable[tuple[dict[str, Any], list[Problem]]], root: str, *,
+                        eager: bool) -> web.StreamResponse:
+    """Swift's long-running answer: once `work` takes longer than
+    YIELD_FREQUENCY_S (at once when `eager`), the status goes out and then a
+    space every YIELD_FREQUENCY_S, so no proxy times the client out; the outcome
+    follows as a bulk answer body."""
+    task = asyncio.ensure_future(work)
+    try:
+        if not eager and (await asyncio.wait({task}, timeout=YIELD_FREQUENCY_S))[0]:
+            summary, problems = task.result()  # quick: a plain answer, headers after the work
+            return web.Response(status=status, content_type=fmt,
+                                body=answer_body(fmt, summary, problems, root))
+        resp = web.StreamResponse(status=status, headers={"Content-Type": fmt})
+        resp.enable_chunked_encoding()
+        await resp.prepare(sw.request)
+        spacers = _spacers(fmt, eager)
+        while True:
+            if not await write_to_client(sw.request, resp, next(spacers)):
+                return resp
+            if (await asyncio.wait({task}, timeout=YIELD_FREQUENCY_S))[0]:
+                break
+        summary, problems = task.result()
+        tail = b"\r\n\r\n" + answer_body(fmt, summary, problems, root)
+        if await write_to_client(sw.request, resp, tail):
+            await resp.write_eof()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return resp
+
+
+def _spacers(fmt: str, eager: bool) -> Iterator[bytes]:
+    """Keep-alive bytes: spaces; a late XML answer opens with its declaration
+    (whitespace may not precede it), as Swift's bulk delete does."""
+    if not eager and fmt.endswith("/xml"):
+        yield b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    while True:
+        yield b" "
+
+
+# --- SLO DELETE ----------------------------------------------------------------------------
+
+
 async def delete_slo(sw: SwiftRequest, version: ObjectVersion) -> web.StreamResponse:
-    """?multipart-manifest=delete: every segment, then the manifest; answered
-    with Swift's bulk-delete summary."""
-    deleted = not_found = 0
-    errors: list[tuple[str, str]] = []
-    for item in await read_manifest(sw.service, version):
+    """?multipart-manifest=delete: every segment (of sub-manifests too), then the
+    manifests; answered 200 with Swift's bulk-delete summary."""
+    fmt = answer_format(sw.headers.get("Accept"))
+    return await _answer_while(sw, 200, fmt, _delete_outcome(sw, version), "delete",
+                               eager=False)
+
+
+async def _delete_outcome(sw: SwiftRequest, version: ObjectVersion
+                          ) -> tuple[dict[str, Any], list[Problem]]:
+    summary: dict[str, Any] = {"Response Status": "200 OK", "Response Body": "",
+                               "Number Deleted": 0, "Number Not Found": 0}
+    errors: list[Problem] = []
+    try:
+        for name, problem in await _deletion_order(sw, version):
+            problem = problem or await _delete_one(
+                sw, name, version.etag if name == f"/{sw.container}/{sw.obj}" else None)
+            if problem is None:
+                summary["Number Deleted"] += 1
+            elif problem.startswith("404"):
+                summary["Number Not Found"] += 1
+            else:
+                errors.append((quote(name), problem))
+    except swe.SwiftError as err:
+        summary.update(error_summary(err))
+        return summary, errors
+    if errors:
+        summary["Response Status"] = "400 Bad Request"
+    elif not (summary["Number Deleted"] or summary["Number Not Found"]):
+        summary.update({"Response Status": "400 Bad Request",
+                        "Response Body": "Invalid bulk delete."})
+    return summary, errors
+
+
+async def _deletion_order(sw: SwiftRequest, top: ObjectVersion
+                          ) -> list[tuple[str, str | None]]:
+    """(name, problem found already) of everything to delete: segments before
+    the manifests naming them, as Swift orders them. A manifest is opened once,
+    so manifests naming each other cannot loop."""
+    queue: list[dict[str, Any]] = [{"name": f"/{sw.container}/{sw.obj}", "sub_slo": True}]
+    order: list[tuple[str, str | None]] = []
+    opened: set[str] = set()
+    while queue:
+        if len(queue) > MAX_MANIFEST_SEGMENTS * 10:  # bounds memory, as Swift does
+            raise swe.BadRequest("Too many buffered slo segments to delete.")
+        item = queue.pop(0)
+        if "data" in item or (item.get("sub_slo") and item["name"] in opened):
+            continue  # a manifest named again is deleted once, after its segments
+        if not item.get("sub_slo"):
+            order.append((item["name"], item.get("problem")))
+            continue
         try:
-            bucket, key = _split_name(item["name"])
-            await sw.own_bucket(bucket)
-            await sw.service.head_object(bucket, key)
-            await sw.service.delete_object(bucket, key)
-            deleted += 1
-        except swe.Forbidden:
-            errors.append((item["name"], "403 Forbidden"))
-        except Exception as exc:
-            if swe.to_swift_error(exc).status != 404:
-                raise
-            not_found += 1
-    await sw.service.delete_object(sw.container, sw.obj, if_match=version.etag)
-    deleted += 1
-    summary = {"Number Deleted": deleted, "Number Not Found": not_found,
-               "Response Body": "", "Response Status": "200 OK", "Errors": errors}
-    if "application/json" in sw.headers.get("Accept", ""):
-        return web.json_response(summary)
-    text = "".join(f"{k}: {summary[k]}\n" for k in sorted(summary) if k != "Errors")
-    text += "Errors:\n" + "".join(f"{name}, {status}\n" for name, status in errors)
-    return web.Response(text=text, content_type="text/plain")
+            queue += await _manifest_items(sw, item["name"], None if opened else top)
+        except swe.SwiftError as err:
+            item["problem"] = "404 Not Found" if err.status == 404 else \
+                err.text if err.is_plain else error_summary(err)["Response Status"]
+        opened.add(item["name"])
+        queue.append({**item, "sub_slo": False})
+    return order
+
+
+async def _manifest_items(sw: SwiftRequest, name: str,
+                          version: ObjectVersion | None) -> list[dict[str, Any]]:
+    if version is None:
+        try:
+            bucket, key = split_name(name)
+            await sw.own_bucket(bucket, write=False)
+            version = await sw.service.head_object(bucket, key)
+        except dom.ObjectNotFound:
+            raise swe.NotFound("SLO manifest not found") from None
+    if not is_slo(version):
+        raise swe.BadRequest("Not an SLO manifest")
+    return await read_manifest(sw.service, version)
+
+
+async def _delete_one(sw: SwiftRequest, name: str, if_match: str | None) -> str | None:
+    """Deletes one object; None, or the status that DELETE would answer."""
+    try:
+        bucket, key = split_name(name)
+        await sw.own_bucket(bucket, write=True)
+        await sw.service.head_object(bucket, key)  # a missing one counts as not found
+        await sw.service.delete_object(bucket, key, if_match=if_match)
+    except Exception as exc:
+        err = swe.to_swift_error(exc)
+        if err.status >= 500:
+            raise
+        return str(error_summary(err)["Response Status"])
+    return None
