@@ -23,6 +23,7 @@ from kurastore.gateway.objects.errors import BucketAlreadyOwnedByYou, BucketNotF
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import headers as hdr
 from kurastore.gateway.swift import listing, tempurl
+from kurastore.gateway.swift import versioned_writes as vw
 from kurastore.gateway.swift.context import (
     SwiftRequest,
     container_modified,
@@ -43,7 +44,8 @@ def updated_settings(sw: SwiftRequest, current: dict[str, Any]) -> dict[str, Any
             if name in sw.headers}
     acl_removed = {field for name, field in ACL_HEADERS.items()
                    if f"x-remove-{name[2:]}" in {h.lower() for h in sw.headers}}
-    if not values and not removed and not acls and not acl_removed:
+    versions = vw.updated(sw, current)
+    if not values and not removed and not acls and not acl_removed and versions is None:
         return None
     meta = {k: v for k, v in dict(current.get("meta") or {}).items() if k not in removed}
     meta.update(values)
@@ -56,6 +58,8 @@ def updated_settings(sw: SwiftRequest, current: dict[str, Any]) -> dict[str, Any
             out.pop(field, None)
     for field in acl_removed:
         out.pop(field, None)
+    if versions is not None:
+        out[vw.SETTING] = versions
     return out
 
 
@@ -100,6 +104,7 @@ async def container_headers(sw: SwiftRequest, record: BucketRecord) -> dict[str,
         "X-Storage-Policy": listing.STORAGE_POLICY,
         "Last-Modified": hdr.http_date(math.ceil(container_modified(record))),  # as Swift
         **hdr.meta_headers(_visible_meta(sw, swift.get("meta") or {}), "container"),
+        **vw.location_headers(swift),
     }
     for name, field in ACL_HEADERS.items():
         if swift.get(field) and not sw.grantee and not sw.public_read:

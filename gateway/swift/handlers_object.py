@@ -37,6 +37,7 @@ from kurastore.gateway.objects.conditions import check_read_conditions
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import headers as hdr
 from kurastore.gateway.swift import large_objects as lo
+from kurastore.gateway.swift import versioned_writes as vw
 from kurastore.gateway.swift.context import (
     SwiftRequest,
     empty_response,
@@ -98,6 +99,7 @@ async def put_object(sw: SwiftRequest) -> web.StreamResponse:
     record = await sw.own_bucket(sw.container)
     length = sw.require_length()
     opts = await put_options(sw, record)
+    await vw.archive_current(sw, record, sw.obj)
     if sw.query.get("multipart-manifest") == "put":
         return await lo.put_slo(sw, opts)
     manifest = sw.headers.get("X-Object-Manifest")
@@ -243,6 +245,11 @@ async def _multirange(sw: SwiftRequest, content: lo.Content, headers: dict[str, 
 
 
 async def delete_object(sw: SwiftRequest) -> web.StreamResponse:
+    if sw.query.get("multipart-manifest") != "delete":
+        hdr.check_object_name(sw.obj)
+        versioned = await vw.delete(sw, await sw.own_bucket(sw.container), sw.obj)
+        if versioned is not None:
+            return versioned
     version = await current(sw, sw.container, sw.obj)
     if sw.query.get("multipart-manifest") == "delete" and lo.is_slo(version):
         return await lo.delete_slo(sw, version)
@@ -316,6 +323,7 @@ async def copy_object(sw: SwiftRequest) -> web.StreamResponse:
     check_read_conditions(source, hdr.read_conditions(sw.headers))
     content = await lo.copy_content(sw, source, dst_user)
     opts = await put_options(sw, record)
+    await vw.archive_current(sw, record, dst_o)
     fresh = sw.headers.get("X-Fresh-Metadata", "").lower() in ("true", "1", "yes")
     # A copy never inherits the source's S3 ACL (kept under x-kurastore-*): it is private.
     headers = dict(opts.headers) if fresh else {**{

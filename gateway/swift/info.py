@@ -14,6 +14,7 @@ from aiohttp import web
 
 from kurastore.gateway.swift import bulk, tempurl
 from kurastore.gateway.swift import headers as hdr
+from kurastore.gateway.swift import versioned_writes as vw
 from kurastore.gateway.swift.large_objects import (
     DLO_MAX_SEGMENTS,
     MAX_MANIFEST_SEGMENTS,
@@ -57,6 +58,7 @@ def capabilities(max_file_size: int = hdr.MAX_FILE_SIZE) -> dict[str, Any]:
         "tempauth": {"account_acls": False},
         "tempurl": tempurl.capabilities(),
         "bulk_delete": bulk.capabilities(),
+        "versioned_writes": vw.capabilities(),
     }
 
 

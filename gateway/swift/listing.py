@@ -12,7 +12,8 @@ Rules (as Swift answers them):
   without "p/" itself) and overrides prefix and delimiter.
 - Names order by their UTF-8 bytes, as the store orders keys.
 - json object entries: name, hash, bytes, content_type, last_modified (UTC,
-  ISO 8601 with microseconds and no zone, as Swift); delimiter groups are
+  ISO 8601 with microseconds and no zone, as Swift), and for an SLO its whole
+  size as bytes and its quoted etag as slo_etag; delimiter groups are
   {"subdir": ...} entries, interleaved in name order.
 """
 
@@ -28,6 +29,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from kurastore.gateway.objects.errors import ObjectNotFound
 from kurastore.gateway.swift import errors as swe
+from kurastore.gateway.swift.headers import SLO_ETAG, SLO_SIZE
 
 if TYPE_CHECKING:
     from kurastore.gateway.objects.service import ObjectService
@@ -58,6 +60,7 @@ class ObjectEntry:
     bytes: int
     content_type: str
     last_modified: float
+    slo_etag: str = ""  # an SLO's: bytes is then the whole object's, hash the manifest's
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,10 @@ async def list_container(
 
 
 def _entry(v: ObjectVersion) -> ObjectEntry:
+    slo_size, slo_etag = v.headers.get(SLO_SIZE), v.headers.get(SLO_ETAG)
+    if slo_size is not None and slo_etag is not None and slo_size.isdigit():
+        return ObjectEntry(v.key, v.etag, int(slo_size), v.content_type, v.last_modified,
+                           f'"{slo_etag}"')
     return ObjectEntry(v.key, v.etag, v.size, v.content_type, v.last_modified)
 
 
@@ -199,8 +206,12 @@ def render_objects(fmt: str, container: str, items: list[ObjectEntry | Subdir]) 
 def _object_json(item: ObjectEntry | Subdir) -> dict[str, object]:
     if isinstance(item, Subdir):
         return {"subdir": item.name}
-    return {"name": item.name, "hash": item.hash, "bytes": item.bytes,
-            "content_type": item.content_type, "last_modified": swift_time(item.last_modified)}
+    out: dict[str, object] = {
+        "name": item.name, "hash": item.hash, "bytes": item.bytes,
+        "content_type": item.content_type, "last_modified": swift_time(item.last_modified)}
+    if item.slo_etag:
+        out["slo_etag"] = item.slo_etag
+    return out
 
 
 def _object_xml(item: ObjectEntry | Subdir) -> str:
@@ -209,7 +220,9 @@ def _object_xml(item: ObjectEntry | Subdir) -> str:
     return (f"<object><name>{escape(item.name)}</name><hash>{item.hash}</hash>"
             f"<bytes>{item.bytes}</bytes><content_type>{escape(item.content_type)}"
             f"</content_type><last_modified>{swift_time(item.last_modified)}"
-            "</last_modified></object>")
+            "</last_modified>"
+            + (f"<slo_etag>{escape(item.slo_etag)}</slo_etag>" if item.slo_etag else "")
+            + "</object>")
 
 
 def render_containers(fmt: str, account: str, items: list[ContainerEntry | Subdir]) -> bytes:

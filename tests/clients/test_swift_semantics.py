@@ -246,3 +246,36 @@ def test_bulk_delete(server, owner, containers) -> None:
     with pytest.raises(ClientException):
         owner.head_container(gone)
     containers.remove(gone)
+
+
+@pytest.mark.parametrize("header", ["X-Versions-Location", "X-History-Location"])
+def test_versioned_writes(owner, containers, header) -> None:
+    archive = _new(owner, containers)
+    name = _new(owner, containers, **{header: quote(archive)})
+    assert owner.head_container(name)[header.lower()] == quote(archive)
+    for body, ctype in ((b"one", "text/one"), (b"two", "text/two"), (b"three", "text/three")):
+        owner.put_object(name, "doc", body, content_type=ctype)
+    owner.post_object(name, "doc", {"X-Object-Meta-Note": "no new version"})
+    _, archived = owner.get_container(archive)
+    prefix = "003doc/"  # the name's length in three hex digits, the name, a slash
+    assert [o["content_type"] for o in archived] == ["text/one", "text/two"]
+    assert all(o["name"].startswith(prefix) for o in archived)
+    assert owner.get_object(archive, archived[0]["name"])[1] == b"one"
+
+    owner.delete_object(name, "doc")
+    if header == "X-Versions-Location":  # a stack: the previous version comes back
+        assert owner.get_object(name, "doc")[1] == b"two"
+        assert len(owner.get_container(archive)[1]) == 1
+    else:  # a history: the object is gone, its last version and a marker archived
+        with pytest.raises(ClientException) as err:
+            owner.get_object(name, "doc")
+        assert err.value.http_status == 404
+        kinds = [o["content_type"] for o in owner.get_container(archive)[1]]
+        assert kinds == ["text/one", "text/two", "text/three",
+                         "application/x-deleted;swift_versions_deleted=1"]
+    owner.post_container(name, {header: ""})  # versioning off
+    assert header.lower() not in owner.head_container(name)
+    with pytest.raises(ClientException) as err:  # one mode at a time
+        owner.post_container(name, {"X-Versions-Location": archive,
+                                    "X-History-Location": archive})
+    assert err.value.http_status == 400
