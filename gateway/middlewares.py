@@ -33,9 +33,9 @@ STARTED = web.RequestKey("response_started", bool)
 # Headers an adapter wants on whatever answer goes out, errors and streams alike
 # (the S3 adapter's CORS headers): a dict, set before the answer is prepared.
 EXTRA_HEADERS = web.RequestKey("extra_response_headers", dict[str, str])
-# A last edit of whatever answer goes out (Swift's TempURL drops and adds headers),
-# run as the answer is prepared.
-ANSWER_FILTER = web.RequestKey("answer_filter", Callable[[web.StreamResponse], None])
+# Last edits of whatever answer goes out (Swift's TempURL drops and adds headers, its
+# CORS adds some), run in order as the answer is prepared.
+ANSWER_FILTERS = web.RequestKey("answer_filters", list[Callable[[web.StreamResponse], None]])
 # the client closed the connection during the answer
 CLIENT_GONE = web.RequestKey("client_gone", bool)
 # Callbacks an adapter wants run once a request is over, answered or not (the S3 server
@@ -101,8 +101,7 @@ async def stamp_response(request: web.Request, response: web.StreamResponse) -> 
     headers.setdefault("Server", "kurastore")
     for name, value in request.get(EXTRA_HEADERS, {}).items():
         headers.setdefault(name, value)
-    answer_filter = request.get(ANSWER_FILTER)
-    if answer_filter is not None:
+    for answer_filter in request.get(ANSWER_FILTERS, ()):
         answer_filter(response)
 
 

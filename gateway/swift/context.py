@@ -194,4 +194,11 @@ def empty_response(status: int, headers: dict[str, str] | None = None) -> web.Re
     return resp
 
 
+def deleted() -> web.Response:
+    """An object DELETE's 204, typed text/html as Swift's object server types it."""
+    resp = empty_response(204)
+    resp.headers["Content-Type"] = "text/html; charset=UTF-8"
+    return resp
+
+
 Handler = Callable[[SwiftRequest], Awaitable[web.StreamResponse]]

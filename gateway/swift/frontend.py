@@ -16,6 +16,8 @@ working at once. A request
 without a token may GET/HEAD objects of a container whose X-Container-Read has
 ".r:*" (and list it with ".rlistings"); every container it reaches must grant it.
 A request with TempURL parameters is judged by its signature alone (tempurl.py).
+OPTIONS (CORS preflight) needs no token; the container's CORS metadata decides
+(cors.py), and also adds CORS headers to the answers of allowed origins.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
-from kurastore.gateway.middlewares import ANSWER_FILTER, OP, PROTOCOL
+from kurastore.gateway.middlewares import ANSWER_FILTERS, OP, PROTOCOL
 from kurastore.gateway.objects import errors as dom
-from kurastore.gateway.swift import bulk, tempurl
+from kurastore.gateway.swift import bulk, cors, tempurl
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import handlers_account as account
 from kurastore.gateway.swift import handlers_container as container
@@ -105,6 +107,14 @@ class SwiftFrontend:
             raise swe.PreconditionFailed("Bad URL")
         if route.op is SwiftOp.MISSING_SEGMENT:
             raise swe.NotFound()
+        if request.method == "OPTIONS":
+            request[OP] = "Options"
+            return await cors.preflight(request, route, self._service)
+        origin = request.headers.get("Origin")
+        if origin and route.container:
+            add = cors.answer_filter(await cors.container_cors(self._service, route), origin)
+            if add is not None:
+                request.setdefault(ANSWER_FILTERS, []).append(add)
         if tempurl.is_tempurl(request.query):
             return await self._tempurl(request, route)
         public = await self._public_read(request, route)
@@ -125,8 +135,8 @@ class SwiftFrontend:
     async def _tempurl(self, request: web.Request, route: SwiftRoute) -> web.StreamResponse:
         """A request signed with the account's (or the container's) TempURL key."""
         grant = await tempurl.check(request, route, self._service)
-        request[ANSWER_FILTER] = lambda resp: tempurl.filter_answer(grant, request, route.obj,
-                                                                    resp)
+        request.setdefault(ANSWER_FILTERS, []).append(
+            lambda resp: tempurl.filter_answer(grant, request, route.obj, resp))
         handler = HANDLERS.get(route.op)
         if handler is None:
             raise swe.MethodNotAllowed()

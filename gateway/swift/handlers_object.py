@@ -40,6 +40,7 @@ from kurastore.gateway.swift import large_objects as lo
 from kurastore.gateway.swift import versioned_writes as vw
 from kurastore.gateway.swift.context import (
     SwiftRequest,
+    deleted,
     empty_response,
     swift_settings,
     with_swift_settings,
@@ -245,6 +246,11 @@ async def _multirange(sw: SwiftRequest, content: lo.Content, headers: dict[str, 
 
 
 async def delete_object(sw: SwiftRequest) -> web.StreamResponse:
+    expected_expiry = hdr.if_delete_at(sw.headers)
+    if expected_expiry is not None:
+        version = await current(sw, sw.container, sw.obj)
+        if version.expires_at != expected_expiry:
+            raise swe.PreconditionFailed()
     if sw.query.get("multipart-manifest") != "delete":
         hdr.check_object_name(sw.obj)
         versioned = await vw.delete(sw, await sw.own_bucket(sw.container), sw.obj)
@@ -254,7 +260,7 @@ async def delete_object(sw: SwiftRequest) -> web.StreamResponse:
     if sw.query.get("multipart-manifest") == "delete" and lo.is_slo(version):
         return await lo.delete_slo(sw, version)
     await sw.service.delete_object(sw.container, sw.obj)
-    return empty_response(204)
+    return deleted()
 
 
 async def post_object(sw: SwiftRequest) -> web.StreamResponse:

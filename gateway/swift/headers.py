@@ -124,6 +124,9 @@ def content_type(headers: Headers, name: str) -> str:
     return guessed or DEFAULT_CONTENT_TYPE
 
 
+MAX_DELETE_AT = 9_999_999_999
+
+
 def delete_at(headers: Headers, now: float | None = None) -> float | None:
     """X-Delete-At (Unix seconds) or X-Delete-After (seconds from now) -> expiry."""
     now = time.time() if now is None else now
@@ -142,8 +145,19 @@ def delete_at(headers: Headers, now: float | None = None) -> float | None:
             raise swe.BadRequest("Non-integer X-Delete-At") from None
         if at <= now:
             raise swe.BadRequest("X-Delete-At in past")
-        return float(at)
+        return float(min(at, MAX_DELETE_AT))  # Swift keeps ten digits
     return None
+
+
+def if_delete_at(headers: Headers) -> float | None:
+    """X-If-Delete-At: a DELETE only of the object expiring at that second."""
+    raw = headers.get("X-If-Delete-At")
+    if raw is None:
+        return None
+    try:
+        return float(int(raw))
+    except ValueError:
+        raise swe.BadRequest("Bad X-If-Delete-At header value") from None
 
 
 def is_expired(version: ObjectVersion, now: float | None = None) -> bool:

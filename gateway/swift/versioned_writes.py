@@ -33,7 +33,7 @@ from kurastore.gateway.objects.errors import BucketNotFound, ObjectNotFound
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import headers as hdr
 from kurastore.gateway.swift import listing
-from kurastore.gateway.swift.context import SwiftRequest, empty_response, swift_settings
+from kurastore.gateway.swift.context import SwiftRequest, deleted, swift_settings
 from kurastore.metadata import BucketRecord, ObjectVersion
 
 MODES = {"x-versions-location": "stack", "x-history-location": "history"}
@@ -161,7 +161,7 @@ async def _delete_history(sw: SwiftRequest, container: str, obj: str, archive: s
     if current is None:
         raise swe.NotFound()
     await sw.service.delete_object(container, obj)
-    return empty_response(204)
+    return deleted()
 
 
 async def _delete_stack(sw: SwiftRequest, container: str, obj: str, archive: str
@@ -175,18 +175,18 @@ async def _delete_stack(sw: SwiftRequest, container: str, obj: str, archive: str
         # version under it (if it is data) comes back.
         if current is not None:
             await sw.service.delete_object(container, obj)
-            return empty_response(204)
+            return deleted()
         if len(newest) > 1 and newest[1].content_type != DELETE_MARKER:
             await _restore(sw, archive, newest[1].name, container, obj)
         await sw.service.delete_object(archive, newest[0].name)
-        return empty_response(204)
+        return deleted()
     if newest:
         await _restore(sw, archive, newest[0].name, container, obj)
-        return empty_response(204)
+        return deleted()
     if current is None:
         raise swe.NotFound()
     await sw.service.delete_object(container, obj)
-    return empty_response(204)
+    return deleted()
 
 
 async def _restore(sw: SwiftRequest, archive: str, name: str, container: str, obj: str) -> None:

@@ -279,3 +279,46 @@ def test_versioned_writes(owner, containers, header) -> None:
         owner.post_container(name, {"X-Versions-Location": archive,
                                     "X-History-Location": archive})
     assert err.value.http_status == 400
+
+
+def test_cors_for_browsers(owner, containers) -> None:
+    name = _new(owner, containers, **{
+        "X-Container-Meta-Access-Control-Allow-Origin": "https://app.example",
+        "X-Container-Meta-Access-Control-Max-Age": "600"})
+    owner.put_object(name, "pic", b"x", headers={"X-Object-Meta-Color": "red"})
+    path = f"{urlsplit(owner.get_auth()[0]).path}/{name}/pic"
+    parts = urlsplit(owner.get_auth()[0])
+
+    def ask(method: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+        http_conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        http_conn.request(method, path, headers=headers)  # no token: a browser's preflight
+        resp = http_conn.getresponse()
+        resp.read()
+        http_conn.close()
+        return resp
+
+    ok = ask("OPTIONS", {"Origin": "https://app.example", "Access-Control-Request-Method": "PUT",
+                         "Access-Control-Request-Headers": "x-auth-token"})
+    assert ok.status == 200
+    assert ok.getheader("Access-Control-Allow-Origin") == "https://app.example"
+    assert ok.getheader("Access-Control-Allow-Headers") == "x-auth-token"
+    assert ok.getheader("Access-Control-Max-Age") == "600"
+    assert ask("OPTIONS", {"Origin": "https://evil.example",
+                           "Access-Control-Request-Method": "GET"}).status == 401
+    got = _raw(owner, "GET", path, {"Origin": "https://app.example"})
+    assert got.getheader("Access-Control-Allow-Origin") == "https://app.example"
+    assert "x-object-meta-color" in got.getheader("Access-Control-Expose-Headers").split(", ")
+    assert _raw(owner, "GET", path, {"Origin": "https://evil.example"}).getheader(
+        "Access-Control-Allow-Origin") is None
+
+
+def test_expiry_headers_as_swift_reads_them(owner, containers) -> None:
+    name = _new(owner, containers)
+    owner.put_object(name, "far", b"x", headers={"X-Delete-At": "1" * 20})
+    assert owner.head_object(name, "far")["x-delete-at"] == "9999999999"  # Swift's ceiling
+    account = urlsplit(owner.get_auth()[0]).path
+    assert _raw(owner, "DELETE", f"{account}/{name}/far", {"X-If-Delete-At": "soon"}).status == 400
+    assert _raw(owner, "DELETE", f"{account}/{name}/far",
+                {"X-If-Delete-At": "1234567890"}).status == 412
+    resp = _raw(owner, "DELETE", f"{account}/{name}/far", {"X-If-Delete-At": "9999999999"})
+    assert resp.status == 204 and resp.getheader("Content-Type") == "text/html; charset=UTF-8"
