@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from support.cluster import ACCESS_KEY, SECRET_KEY
+from support.swift import connect, remove_container
 from swiftclient import client as swift_client
 from swiftclient.exceptions import ClientException
 
@@ -31,8 +32,7 @@ def md5(data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def conn(server) -> swift_client.Connection:
-    return swift_client.Connection(authurl=f"{server.endpoint}/auth/v1.0", user=ACCESS_KEY,
-                                   key=SECRET_KEY, retries=0)
+    return connect(server.endpoint, ACCESS_KEY, SECRET_KEY)
 
 
 @pytest.fixture
@@ -40,9 +40,7 @@ def container(conn) -> Iterator[str]:
     name = f"slo-{uuid.uuid4().hex[:12]}"
     conn.put_container(name)
     yield name
-    for obj in conn.get_container(name, full_listing=True)[1]:
-        conn.delete_object(name, obj["name"])
-    conn.delete_container(name)
+    remove_container(conn, name)
 
 
 @pytest.fixture

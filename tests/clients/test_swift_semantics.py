@@ -17,37 +17,23 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 from support.cluster import ACCESS_KEY, SECRET_KEY, create_user
+from support.swift import connect, remove_container
 from swiftclient import client as swift_client
 from swiftclient.exceptions import ClientException
 
 pytestmark = pytest.mark.clients
 
 
-def _connect(server, user: str, key: str) -> swift_client.Connection:
-    return swift_client.Connection(authurl=f"{server.endpoint}/auth/v1.0", user=user, key=key,
-                                   retries=0)
-
-
 @pytest.fixture(scope="module")
 def owner(server) -> swift_client.Connection:
-    return _connect(server, ACCESS_KEY, SECRET_KEY)
+    return connect(server.endpoint, ACCESS_KEY, SECRET_KEY)
 
 
 @pytest.fixture(scope="module")
 def stranger(server) -> tuple[swift_client.Connection, dict]:
     """Another user, logging in as "<account label>:<user name>" as TempAuth users do."""
     user = create_user(server, f"sw-{uuid.uuid4().hex[:8]}")
-    return _connect(server, f"team:{user['user']}", user["secret_key"]), user
-
-
-def _empty(conn: swift_client.Connection, name: str) -> None:
-    try:
-        _, objects = conn.get_container(name, full_listing=True)
-    except ClientException:
-        return
-    for obj in objects:
-        conn.delete_object(name, obj["name"])
-    conn.delete_container(name)
+    return connect(server.endpoint, f"team:{user['user']}", user["secret_key"]), user
 
 
 @pytest.fixture
@@ -56,7 +42,7 @@ def containers(owner) -> Iterator[list[str]]:
     made: list[str] = []
     yield made
     for name in made:
-        _empty(owner, name)
+        remove_container(owner, name)
 
 
 def _new(conn: swift_client.Connection, made: list[str], **headers: str) -> str:
@@ -136,7 +122,7 @@ def test_copy_across_accounts_needs_the_grants(owner, stranger, containers) -> N
         headers, body = theirs.get_object(target, "copy")
         assert body == b"payload" and headers["x-object-meta-color"] == "blue"
     finally:
-        _empty(theirs, target)
+        remove_container(theirs, target)
 
 
 def test_path_listing_shows_directory_markers(owner, containers) -> None:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from support.cluster import ACCESS_KEY, SECRET_KEY
+from support.swift import connect, remove_container
 from swiftclient import client as swift_client
 from swiftclient.exceptions import ClientException
 from swiftclient.utils import generate_temp_url
@@ -27,8 +28,7 @@ CONTAINER_KEY = "container-secret-" + uuid.uuid4().hex
 
 @pytest.fixture(scope="module")
 def conn(server) -> Iterator[swift_client.Connection]:
-    conn = swift_client.Connection(authurl=f"{server.endpoint}/auth/v1.0", user=ACCESS_KEY,
-                                   key=SECRET_KEY, retries=0)
+    conn = connect(server.endpoint, ACCESS_KEY, SECRET_KEY)
     conn.post_account({"X-Account-Meta-Temp-URL-Key": ACCOUNT_KEY})
     yield conn
     conn.post_account({"X-Account-Meta-Temp-URL-Key": ""})
@@ -39,9 +39,7 @@ def container(conn) -> Iterator[str]:
     name = f"tu-{uuid.uuid4().hex[:12]}"
     conn.put_container(name)
     yield name
-    for obj in conn.get_container(name, full_listing=True)[1]:
-        conn.delete_object(name, obj["name"])
-    conn.delete_container(name)
+    remove_container(conn, name)
 
 
 def _path(conn: swift_client.Connection, container: str, obj: str) -> str:
@@ -106,8 +104,7 @@ def test_a_container_key_opens_its_container_only(server, conn, container) -> No
         url = generate_temp_url(_path(conn, other, "in"), 60, CONTAINER_KEY, "GET")
         assert _open(server, url)[0] == 401
     finally:
-        conn.delete_object(other, "in")
-        conn.delete_container(other)
+        remove_container(conn, other)
 
 
 def test_prefix_urls_and_the_swift_command(server, conn, container) -> None:

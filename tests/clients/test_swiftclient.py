@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from support.cluster import ACCESS_KEY, SECRET_KEY
+from support.swift import connect, remove_container
 from swiftclient import client as swift_client
 from swiftclient.exceptions import ClientException
 
@@ -30,18 +31,7 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="module")
 def conn(server) -> swift_client.Connection:
-    return swift_client.Connection(authurl=f"{server.endpoint}/auth/v1.0", user=ACCESS_KEY,
-                                   key=SECRET_KEY, retries=0)
-
-
-def _empty(conn: swift_client.Connection, name: str) -> None:
-    try:
-        _, objects = conn.get_container(name, full_listing=True)
-    except ClientException:
-        return
-    for obj in objects:
-        conn.delete_object(name, obj["name"])
-    conn.delete_container(name)
+    return connect(server.endpoint, ACCESS_KEY, SECRET_KEY)
 
 
 @pytest.fixture
@@ -49,8 +39,8 @@ def container(conn) -> Iterator[str]:
     name = f"sw-{uuid.uuid4().hex[:12]}"
     conn.put_container(name)
     yield name
-    _empty(conn, name)
-    _empty(conn, name + "_segments")
+    remove_container(conn, name)
+    remove_container(conn, name + "_segments")
 
 
 def swift_cli(server, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
