@@ -1,10 +1,13 @@
 """What a Swift handler receives: one value per request, built by the front end
-after the token was checked and the account found to be the token's own.
+once it knows who asks: the account's own user, another account's user (whom
+container ACLs may let in), an anonymous reader of a public container, or a
+TempURL.
 
 Handlers reach the request body only through `body()` (streamed, with the
 object size limit enforced on the way) or `read_small()` (manifests), and
-other containers only through `own_bucket()`, which refuses (403) a container
-that belongs to another account.
+containers only through `own_bucket()`, which refuses (403) a container that
+belongs to another account and checks, for every container a request touches,
+that this caller may use it that way.
 """
 
 from __future__ import annotations
@@ -52,7 +55,10 @@ class SwiftRequest:
     @property
     def grantee(self) -> bool:
         """Is the caller another account's user?"""
-        return bool(self.caller) and self.caller != self.user_id
+        return self._stranger(self.user_id)
+
+    def _stranger(self, owner: str) -> bool:
+        return bool(self.caller) and self.caller != owner
 
     @property
     def query(self) -> MultiDictProxy[str]:
@@ -84,7 +90,7 @@ class SwiftRequest:
         owner = account_user or self.user_id
         # POST and PUT may rewrite the container's metadata: start from the stored one.
         fresh = self.request.method in ("POST", "PUT") and not self.obj
-        stranger = bool(self.caller) and self.caller != owner
+        stranger = self._stranger(owner)
         try:
             record = await self.service.get_bucket(name, fresh=fresh)
         except BucketNotFound:
