@@ -16,6 +16,8 @@ working at once. A request
 without a token may GET/HEAD objects of a container whose X-Container-Read has
 ".r:*" (and list it with ".rlistings"); every container it reaches must grant it.
 A request with TempURL parameters is judged by its signature alone (tempurl.py).
+GET/HEAD without a token, with X-Web-Mode: true, or by TempURL go through static
+web (staticweb.py), which falls back on the plain handler.
 OPTIONS (CORS preflight) needs no token; the container's CORS metadata decides
 (cors.py), and also adds CORS headers to the answers of allowed origins.
 """
@@ -30,7 +32,7 @@ from aiohttp import web
 
 from kurastore.gateway.middlewares import ANSWER_FILTERS, OP, PROTOCOL
 from kurastore.gateway.objects import errors as dom
-from kurastore.gateway.swift import bulk, cors, tempurl
+from kurastore.gateway.swift import bulk, cors, staticweb, tempurl
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import handlers_account as account
 from kurastore.gateway.swift import handlers_container as container
@@ -117,7 +119,9 @@ class SwiftFrontend:
                 request.setdefault(ANSWER_FILTERS, []).append(add)
         if tempurl.is_tempurl(request.query):
             return await self._tempurl(request, route)
-        public = await self._public_read(request, route)
+        web_site = staticweb.wanted(request, route)  # it checks an anonymous caller's reach
+        public = (web_site and staticweb.anonymous(request)) or await self._public_read(
+            request, route)
         caller, names = ("", frozenset[str]()) if public else await self._authorize(
             request, route)
         handler = HANDLERS.get(route.op)
@@ -130,7 +134,7 @@ class SwiftFrontend:
         sw = SwiftRequest(request=request, service=self._service, route=route,
                           user_id=user_id_of(route.account), max_file_size=self._max_file_size,
                           public_read=public, caller=caller, caller_names=names)
-        return await handler(sw)
+        return await (staticweb.serve(sw, handler) if web_site else handler(sw))
 
     async def _tempurl(self, request: web.Request, route: SwiftRoute) -> web.StreamResponse:
         """A request signed with the account's (or the container's) TempURL key."""
@@ -144,6 +148,8 @@ class SwiftFrontend:
                           user_id=user_id_of(route.account), max_file_size=self._max_file_size,
                           query_view=grant.query, headers_view=grant.headers,
                           tempurl_container=grant.container)
+        if staticweb.takes(request, route):
+            return await staticweb.serve(sw, handler)
         return await handler(sw)
 
     async def _public_read(self, request: web.Request, route: SwiftRoute) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from urllib.parse import quote, unquote
 
 from aiohttp import web
@@ -37,6 +37,7 @@ from kurastore.gateway.objects.conditions import check_read_conditions
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import headers as hdr
 from kurastore.gateway.swift import large_objects as lo
+from kurastore.gateway.swift import symlinks as links
 from kurastore.gateway.swift import versioned_writes as vw
 from kurastore.gateway.swift.context import (
     SwiftRequest,
@@ -99,7 +100,7 @@ async def put_object(sw: SwiftRequest) -> web.StreamResponse:
     hdr.check_object_name(sw.obj)
     record = await sw.own_bucket(sw.container)
     length = sw.require_length()
-    opts = await put_options(sw, record)
+    opts = await links.put_options(sw, await put_options(sw, record), length)
     await vw.archive_current(sw, record, sw.obj)
     if sw.query.get("multipart-manifest") == "put":
         return await lo.put_slo(sw, opts)
@@ -125,9 +126,13 @@ async def current(sw: SwiftRequest, container: str, obj: str, *, write: bool | N
     return version
 
 
-async def resolve(sw: SwiftRequest, version: ObjectVersion) -> lo.Content:
-    """What GET/HEAD serve (a manifest itself, one part, a large object: lo.content_of)."""
+async def resolve(sw: SwiftRequest, version: ObjectVersion,
+                  added: Mapping[str, str] | None = None) -> lo.Content:
+    """What GET/HEAD serve (a manifest itself, one part, a large object: lo.content_of),
+    with `added` headers (a followed link's Content-Location) on it and its errors."""
     content = await lo.content_of(sw, version)
+    if added:
+        content = dataclasses.replace(content, headers={**content.headers, **added})
     conditions = hdr.read_conditions(sw.headers)
     described = dataclasses.replace(version, etag=content.bare_etag)
     try:
@@ -149,7 +154,7 @@ def answer_headers(sw: SwiftRequest, content: lo.Content) -> dict[str, str]:
 
 
 async def head_object(sw: SwiftRequest) -> web.StreamResponse:
-    content = await resolve(sw, await current(sw, sw.container, sw.obj))
+    content = await resolve(sw, *await links.served(sw, await current(sw, sw.container, sw.obj)))
     headers = answer_headers(sw, content)
     status, length = lo.head_status(content)  # a ?part-number= HEAD is a 206
     headers["Content-Length"] = str(length)
@@ -166,7 +171,7 @@ async def _prefetched(chunks: AsyncIterator[bytes | memoryview]
 
 
 async def get_object(sw: SwiftRequest) -> web.StreamResponse:
-    content = await resolve(sw, await current(sw, sw.container, sw.obj))
+    content = await resolve(sw, *await links.served(sw, await current(sw, sw.container, sw.obj)))
     headers = answer_headers(sw, content)
     ranges = lo.requested_ranges(content, hdr.parse_ranges(sw.headers.get("Range")))
     try:
@@ -264,6 +269,7 @@ async def delete_object(sw: SwiftRequest) -> web.StreamResponse:
 
 
 async def post_object(sw: SwiftRequest) -> web.StreamResponse:
+    links.refuse_retarget(sw)
     record = await sw.own_bucket(sw.container)
     version = await current(sw, sw.container, sw.obj)
     meta, _removed = hdr.metadata(sw.headers, "object")
@@ -272,6 +278,7 @@ async def post_object(sw: SwiftRequest) -> web.StreamResponse:
         await mark_expiring(sw, record)
     # X-Object-Manifest is metadata (a POST without it ends a DLO); an SLO stays one.
     kept = {k: v for k, v in version.headers.items() if k in lo.SLO_HEADERS}
+    kept.update(links.stored(version))  # a link stays one
     if "X-Object-Manifest" in sw.headers:
         lo.parse_dlo_manifest(sw.headers["X-Object-Manifest"])
         kept[hdr.OBJECT_MANIFEST] = sw.headers["X-Object-Manifest"]
@@ -288,7 +295,7 @@ async def post_object(sw: SwiftRequest) -> web.StreamResponse:
     source = CopySource(sw.container, sw.obj, version_id=version.version_id,
                         conditions=ReadConditions(if_match=version.etag))
     await sw.service.copy_object(source, sw.container, sw.obj, opts, replace_metadata=True)
-    return empty_response(202)
+    return links.post_answer(sw, version) or empty_response(202)
 
 
 def _account_user(sw: SwiftRequest, header: str) -> str:
@@ -322,7 +329,8 @@ def _copy_ends(sw: SwiftRequest) -> tuple[tuple[str, str, str], tuple[str, str, 
 async def copy_object(sw: SwiftRequest) -> web.StreamResponse:
     (src_user, src_c, src_o), (dst_user, dst_c, dst_o) = _copy_ends(sw)
     hdr.check_object_name(dst_o)
-    source = await current(sw, src_c, src_o, write=False, account_user=src_user)
+    source = await links.copy_source(
+        sw, await current(sw, src_c, src_o, write=False, account_user=src_user), src_user)
     record = await sw.own_bucket(dst_c, write=True, account_user=dst_user)
     if sw.request.method == "PUT":
         sw.require_length()
@@ -337,6 +345,7 @@ async def copy_object(sw: SwiftRequest) -> web.StreamResponse:
         if k not in MARKERS and not k.startswith("x-kurastore-")}, **opts.headers}
     if content.segments is None:  # a manifest copied as a manifest keeps its markers
         headers.update({k: v for k, v in source.headers.items() if k in MARKERS})
+    headers = await links.copied(sw, headers, dst_user, dst_c, dst_o)
     opts = dataclasses.replace(
         opts, owner=dst_user, headers=headers,
         user_meta=dict(opts.user_meta) if fresh else {**source.user_meta, **opts.user_meta},
@@ -347,7 +356,7 @@ async def copy_object(sw: SwiftRequest) -> web.StreamResponse:
     if len(spans) > 1:
         raise swe.RangeNotSatisfiable("A copy takes one range")
     if content.segments is None and not spans:
-        src = CopySource(src_c, src_o, version_id=source.version_id,
+        src = CopySource(source.bucket, source.key, version_id=source.version_id,
                          conditions=ReadConditions(if_match=source.etag))
         version = await sw.service.copy_object(src, dst_c, dst_o, opts, replace_metadata=True)
     else:

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kurastore.gateway.swift import bulk, tempurl
+from kurastore.gateway.swift import bulk, symlinks, tempurl
 from kurastore.gateway.swift import headers as hdr
 from kurastore.gateway.swift import versioned_writes as vw
 from kurastore.gateway.swift.large_objects import (
@@ -59,6 +59,8 @@ def capabilities(max_file_size: int = hdr.MAX_FILE_SIZE) -> dict[str, Any]:
         "tempurl": tempurl.capabilities(),
         "bulk_delete": bulk.capabilities(),
         "versioned_writes": vw.capabilities(),
+        "staticweb": {},
+        "symlink": symlinks.capabilities(),
     }
 
 

@@ -25,6 +25,7 @@ from kurastore.gateway.objects import errors as dom
 from kurastore.gateway.objects.api import ByteRange, ReadConditions
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import headers as hdr
+from kurastore.gateway.swift import symlinks as links
 from kurastore.gateway.swift.context import SwiftRequest
 from kurastore.gateway.swift.slo_manifest import (
     MAX_SLO_DEPTH,
@@ -280,7 +281,7 @@ class _Walker:
             self.checked.add(seg.bucket)
         if not seg.sub_slo:
             async for chunk in _segment_read(self.service, seg, seg.start + first,
-                                             seg.start + last):
+                                             seg.start + last, self.check):
                 yield chunk
             return
         if depth >= MAX_SLO_DEPTH:
@@ -298,7 +299,8 @@ class _Walker:
             self.manifests.move_to_end(key)
             return self.manifests[key]
         try:
-            version = await self.service.head_object(seg.bucket, seg.key)
+            version = await links.segment_version(
+                self.service, self.check, await self.service.head_object(seg.bucket, seg.key))
             items = await read_manifest(self.service, version) if is_slo(version) else None
         except (dom.ObjectNotFound, dom.PreconditionFailed) as exc:
             raise swe.Conflict() from exc
@@ -312,11 +314,25 @@ class _Walker:
 
 
 async def _segment_read(service: ObjectService, seg: Segment, first: int,
-                        last: int) -> AsyncIterator[bytes | memoryview]:
-    """A segment's bytes; a segment gone, expired or rewritten is a 409 (Swift's)."""
+                        last: int, check: BucketCheck | None) -> AsyncIterator[bytes | memoryview]:
+    """A segment's bytes; a segment gone, expired or rewritten is a 409 (Swift's).
+    A segment that is a symlink recorded its target's etag, so the pin fails on
+    the link itself: the target is read then (only then, so plain segments cost
+    one read)."""
     try:
         async for chunk in _read(service, seg.bucket, seg.key, seg.etag, first, last, None,
                                  expiring=True):
+            yield chunk
+        return
+    except (dom.PreconditionFailed, dom.InvalidRange) as exc:  # the pin, before any byte
+        target = await links.segment_target(service, check, seg.bucket, seg.key)
+        if target is None:
+            raise swe.Conflict() from exc
+    except dom.ObjectNotFound as exc:
+        raise swe.Conflict() from exc
+    try:
+        async for chunk in _read(service, target.bucket, target.key, seg.etag, first, last,
+                                 None, expiring=True):
             yield chunk
     except (dom.ObjectNotFound, dom.PreconditionFailed, dom.InvalidRange) as exc:
         raise swe.Conflict() from exc

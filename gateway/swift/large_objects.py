@@ -39,6 +39,7 @@ from kurastore.gateway.objects import errors as dom
 from kurastore.gateway.objects.api import PutOptions
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import headers as hdr
+from kurastore.gateway.swift import symlinks as links
 from kurastore.gateway.swift.context import SwiftRequest, empty_response
 from kurastore.gateway.swift.large_content import (
     DLO_MAX_SEGMENTS,
@@ -54,6 +55,7 @@ from kurastore.gateway.swift.large_content import (
     stream,
 )
 from kurastore.gateway.swift.listing import swift_time
+from kurastore.gateway.swift.routes import ACCOUNT_PREFIX
 from kurastore.gateway.swift.slo_manifest import (
     MAX_MANIFEST_SEGMENTS,
     MAX_MANIFEST_SIZE,
@@ -193,7 +195,9 @@ async def _head_segment(sw: SwiftRequest, path: str,
     try:
         bucket, key = split_name(path)
         await sw.own_bucket(bucket, write=False, account_user=account_user)
-        version = await sw.service.head_object(bucket, key)
+        version, _ = await links.follow(  # a segment may be a symlink: its target counts
+            sw, await sw.service.head_object(bucket, key),
+            ACCOUNT_PREFIX + (account_user or sw.user_id))
     except Exception as exc:
         err = swe.to_swift_error(exc)
         if err.status >= 500:

@@ -13,7 +13,8 @@ Rules (as Swift answers them):
 - Names order by their UTF-8 bytes, as the store orders keys.
 - json object entries: name, hash, bytes, content_type, last_modified (UTC,
   ISO 8601 with microseconds and no zone, as Swift), and for an SLO its whole
-  size as bytes and its quoted etag as slo_etag; delimiter groups are
+  size as bytes and its quoted etag as slo_etag; for a symlink symlink_path
+  (and a static one's symlink_etag, symlink_bytes); delimiter groups are
   {"subdir": ...} entries, interleaved in name order.
 """
 
@@ -30,6 +31,7 @@ from xml.sax.saxutils import escape, quoteattr
 from kurastore.gateway.objects.errors import ObjectNotFound
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift.headers import SLO_ETAG, SLO_SIZE
+from kurastore.gateway.swift.symlinks import ListedLink, listed
 
 if TYPE_CHECKING:
     from kurastore.gateway.objects.service import ObjectService
@@ -61,6 +63,7 @@ class ObjectEntry:
     content_type: str
     last_modified: float
     slo_etag: str = ""  # an SLO's: bytes is then the whole object's, hash the manifest's
+    link: ListedLink | None = None  # a symlink's target (json only, as in Swift)
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,9 @@ def _entry(v: ObjectVersion) -> ObjectEntry:
     if slo_size is not None and slo_etag is not None and slo_size.isdigit():
         return ObjectEntry(v.key, v.etag, int(slo_size), v.content_type, v.last_modified,
                            f'"{slo_etag}"')
-    return ObjectEntry(v.key, v.etag, v.size, v.content_type, v.last_modified)
+    link = listed(v)
+    return ObjectEntry(v.key, v.etag, v.size, v.content_type, v.last_modified,
+                       link.slo_etag if link else "", link)
 
 
 async def _markers(service: ObjectService, bucket: str, prefixes: list[str]) -> list[ObjectEntry]:
@@ -211,6 +216,12 @@ def _object_json(item: ObjectEntry | Subdir) -> dict[str, object]:
         "content_type": item.content_type, "last_modified": swift_time(item.last_modified)}
     if item.slo_etag:
         out["slo_etag"] = item.slo_etag
+    if item.link is not None:
+        out["symlink_path"] = item.link.path
+        if item.link.etag:
+            out["symlink_etag"] = item.link.etag
+        if item.link.bytes is not None:
+            out["symlink_bytes"] = item.link.bytes
     return out
 
 

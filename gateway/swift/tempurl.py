@@ -16,7 +16,8 @@ Rules (as Swift's tempurl middleware answers):
 - An account key reaches the account's containers; a container key only that
   container (segments and copy sources elsewhere are refused).
 - The request sees only the TempURL query parameters (no multipart-manifest=...),
-  loses X-Timestamp and X-Open-Expired, and may not set X-Object-Manifest (400).
+  loses X-Timestamp and X-Open-Expired, and may not set X-Object-Manifest or
+  X-Symlink-Target (400).
 - Answers lose X-Object-Meta-* except X-Object-Meta-Public-*; a successful
   GET/HEAD gets Content-Disposition (inline / filename= / the object's own / an
   attachment named after the object) and Expires.
@@ -54,11 +55,13 @@ KEY_NAMES = ("temp-url-key", "temp-url-key-2")  # metadata names, without X-*-Me
 PARAMS = ("temp_url_sig", "temp_url_expires", "temp_url_prefix", "temp_url_ip_range",
           "filename", "inline")
 INCOMING_REMOVE = ("x-timestamp", "x-open-expired")
-DISALLOWED = ("X-Object-Manifest",)
+DISALLOWED = ("X-Object-Manifest", "X-Symlink-Target")
 OUTGOING_REMOVE = "x-object-meta-"
 OUTGOING_ALLOW = "x-object-meta-public-"
 ISO8601 = "%Y-%m-%dT%H:%M:%SZ"
 INVALID = "401 Unauthorized: Temp URL invalid\n"
+# Set on a page the gateway composes (staticweb's listings): a TempURL shows it inline.
+INLINE = web.ResponseKey("tempurl_inline", bool)
 
 
 def capabilities() -> dict[str, object]:
@@ -147,13 +150,15 @@ async def check(request: web.Request, route: SwiftRoute, service: ObjectService,
         raise _invalid() from None
     method = request.method.upper()
     owner = user_id_of(route.account)
+    prefix = query.get("temp_url_prefix")
+    # The container root too for a whole-container prefix: staticweb's listings.
+    root = method in ("GET", "HEAD") and prefix == "" and not route.obj
     if (not expires or algo not in DIGESTS or method not in METHODS or not owner
-            or not route.container or not route.obj.strip("/")):
+            or not route.container or not (route.obj.strip("/") or root)):
         raise _invalid()
     ip_range = query.get("temp_url_ip_range")
     if ip_range and not _address_in(request.remote, ip_range):
         raise _invalid()
-    prefix = query.get("temp_url_prefix")
     if prefix is not None and not route.obj.startswith(prefix):
         raise _invalid()
     base = f"/v1/{route.account}/{route.container}/"
@@ -175,6 +180,7 @@ async def check(request: web.Request, route: SwiftRoute, service: ObjectService,
     headers = CIMultiDict((k, v) for k, v in request.headers.items()
                           if k.lower() not in INCOMING_REMOVE)
     kept = MultiDict((k, v) for k, v in query.items() if k in PARAMS)
+    kept["temp_url_sig"] = sig  # in hex, as Swift passes it on (staticweb links carry it)
     return Grant(expires, scope, MultiDictProxy(kept), CIMultiDictProxy(headers))
 
 
@@ -195,7 +201,8 @@ def filter_answer(grant: Grant, request: web.Request, obj: str,
         del headers[name]
     if request.method not in ("GET", "HEAD") or not 200 <= response.status < 300:
         return
-    filename, inline = grant.query.get("filename"), "inline" in grant.query
+    filename = grant.query.get("filename")
+    inline = "inline" in grant.query or response.get(INLINE, False)
     if inline:
         disposition = _disposition("inline", filename) if filename else "inline"
     elif filename:
