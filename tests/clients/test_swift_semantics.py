@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 from support.cluster import ACCESS_KEY, SECRET_KEY, create_user
-from support.swift import connect, remove_container
+from support.swift import Containers, connect, remove_container
 from swiftclient import client as swift_client
 from swiftclient.exceptions import ClientException
 
@@ -37,19 +37,10 @@ def stranger(server) -> tuple[swift_client.Connection, dict]:
 
 
 @pytest.fixture
-def containers(owner) -> Iterator[list[str]]:
-    """Names to create containers under; every one is emptied and removed after."""
-    made: list[str] = []
+def containers(owner) -> Iterator[Containers]:
+    made = Containers(owner, "sws")
     yield made
-    for name in made:
-        remove_container(owner, name)
-
-
-def _new(conn: swift_client.Connection, made: list[str], **headers: str) -> str:
-    name = f"sws-{uuid.uuid4().hex[:12]}"
-    conn.put_container(name, headers=headers)
-    made.append(name)
-    return name
+    made.remove_all()
 
 
 def _raw(conn: swift_client.Connection, method: str, path: str,
@@ -68,7 +59,7 @@ def _raw(conn: swift_client.Connection, method: str, path: str,
 
 def test_container_acls_let_another_account_in(owner, stranger, containers) -> None:
     theirs, user = stranger
-    name = _new(owner, containers)
+    name = containers.new()
     owner.put_object(name, "doc", b"shared")
     # The owner's account, reached with the stranger's token: 403 without a grant.
     other_url = owner.get_auth()[0]
@@ -105,7 +96,7 @@ def test_container_acls_let_another_account_in(owner, stranger, containers) -> N
 
 def test_copy_across_accounts_needs_the_grants(owner, stranger, containers) -> None:
     theirs, user = stranger
-    source = _new(owner, containers)
+    source = containers.new()
     owner.put_object(source, "src", b"payload", headers={"X-Object-Meta-Color": "blue"})
     their_url, their_token = theirs.get_auth()
     target = f"swt-{uuid.uuid4().hex[:12]}"
@@ -126,7 +117,7 @@ def test_copy_across_accounts_needs_the_grants(owner, stranger, containers) -> N
 
 
 def test_path_listing_shows_directory_markers(owner, containers) -> None:
-    name = _new(owner, containers)
+    name = containers.new()
     for obj in ("a/", "a/one", "a/b/", "a/b/two", "top"):
         owner.put_object(name, obj, b"" if obj.endswith("/") else b"x",
                          content_type="application/directory" if obj.endswith("/") else None)
@@ -138,7 +129,7 @@ def test_path_listing_shows_directory_markers(owner, containers) -> None:
 
 
 def test_listing_parameters_as_swift_reads_them(owner, containers) -> None:
-    name = _new(owner, containers)
+    name = containers.new()
     for obj in ("test", "test-&bar", "test-&foo"):
         owner.put_object(name, obj, b"x")
     _, grouped = owner.get_container(name, delimiter="-&")
@@ -154,7 +145,7 @@ def test_listing_parameters_as_swift_reads_them(owner, containers) -> None:
 
 
 def test_conditional_and_ranged_answers_describe_the_object(owner, containers) -> None:
-    name = _new(owner, containers)
+    name = containers.new()
     data = os.urandom(1000)
     etag = owner.put_object(name, "o", data)
     path = urlsplit(owner.get_auth()[0]).path + f"/{name}/o"
@@ -193,7 +184,7 @@ def test_malformed_paths_get_swift_answers(owner, containers) -> None:
 
 
 def test_metadata_that_is_not_utf8_is_accepted(owner, containers) -> None:
-    name = _new(owner, containers)
+    name = containers.new()
     raw = "caf\u00e9".encode()[:-1].decode("utf-8", "surrogateescape")  # a cut UTF-8 sequence
     account = urlsplit(owner.get_auth()[0]).path
     url, token = owner.get_auth()
@@ -210,8 +201,8 @@ def test_metadata_that_is_not_utf8_is_accepted(owner, containers) -> None:
 
 
 def test_bulk_delete(server, owner, containers) -> None:
-    full = _new(owner, containers)
-    gone = _new(owner, containers)
+    full = containers.new()
+    gone = containers.new()
     for i in range(3):
         owner.put_object(full, f"o{i}", b"x")
     account = urlsplit(owner.get_auth()[0]).path
@@ -231,13 +222,13 @@ def test_bulk_delete(server, owner, containers) -> None:
     assert [o["name"] for o in owner.get_container(full)[1]] == ["o2"]
     with pytest.raises(ClientException):
         owner.head_container(gone)
-    containers.remove(gone)
+    containers.forget(gone)
 
 
 @pytest.mark.parametrize("header", ["X-Versions-Location", "X-History-Location"])
 def test_versioned_writes(owner, containers, header) -> None:
-    archive = _new(owner, containers)
-    name = _new(owner, containers, **{header: quote(archive)})
+    archive = containers.new()
+    name = containers.new(**{header: quote(archive)})
     assert owner.head_container(name)[header.lower()] == quote(archive)
     for body, ctype in ((b"one", "text/one"), (b"two", "text/two"), (b"three", "text/three")):
         owner.put_object(name, "doc", body, content_type=ctype)
@@ -268,7 +259,7 @@ def test_versioned_writes(owner, containers, header) -> None:
 
 
 def test_cors_for_browsers(owner, containers) -> None:
-    name = _new(owner, containers, **{
+    name = containers.new(**{
         "X-Container-Meta-Access-Control-Allow-Origin": "https://app.example",
         "X-Container-Meta-Access-Control-Max-Age": "600"})
     owner.put_object(name, "pic", b"x", headers={"X-Object-Meta-Color": "red"})
@@ -299,7 +290,7 @@ def test_cors_for_browsers(owner, containers) -> None:
 
 
 def test_expiry_headers_as_swift_reads_them(owner, containers) -> None:
-    name = _new(owner, containers)
+    name = containers.new()
     owner.put_object(name, "far", b"x", headers={"X-Delete-At": "1" * 20})
     assert owner.head_object(name, "far")["x-delete-at"] == "9999999999"  # Swift's ceiling
     account = urlsplit(owner.get_auth()[0]).path

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from support.cluster import ACCESS_KEY, SECRET_KEY, create_user
-from support.swift import connect, remove_container
+from support.swift import Containers, connect, remove_container
 from swiftclient import client as swift_client
 from swiftclient.exceptions import ClientException
 
@@ -30,19 +30,10 @@ def owner(server) -> swift_client.Connection:
 
 
 @pytest.fixture
-def containers(owner) -> Iterator[list[str]]:
-    """Names to create containers under; every one is emptied and removed after."""
-    made: list[str] = []
+def containers(owner) -> Iterator[Containers]:
+    made = Containers(owner, "swl")
     yield made
-    for name in made:
-        remove_container(owner, name)
-
-
-def _new(conn: swift_client.Connection, made: list[str], **headers: str) -> str:
-    name = f"swl-{uuid.uuid4().hex[:12]}"
-    conn.put_container(name, headers=headers)
-    made.append(name)
-    return name
+    made.remove_all()
 
 
 def _account(conn: swift_client.Connection) -> str:
@@ -74,7 +65,7 @@ def test_info_announces_symlinks(owner) -> None:
 
 
 def test_a_link_reads_as_its_target(owner, containers) -> None:
-    links, targets = _new(owner, containers), _new(owner, containers)
+    links, targets = containers.new(), containers.new()
     put = owner.put_object(targets, "doc 1", b"target body", content_type="text/x-doc",
                            headers={"X-Object-Meta-Color": "blue"})
     _link(owner, links, "link", f"{targets}/doc%201")
@@ -107,7 +98,7 @@ def test_a_link_reads_as_its_target(owner, containers) -> None:
 
 
 def test_chains_end_after_two_links(owner, containers) -> None:
-    c = _new(owner, containers)
+    c = containers.new()
     owner.put_object(c, "target", b"data")
     _link(owner, c, "one", f"{c}/target")
     _link(owner, c, "two", f"{c}/one")
@@ -121,7 +112,7 @@ def test_chains_end_after_two_links(owner, containers) -> None:
 
 
 def test_link_puts_are_checked(owner, containers) -> None:
-    c = _new(owner, containers)
+    c = containers.new()
     owner.put_object(c, "target", b"data")
     cases = [
         ({"X-Symlink-Target": f"{c}/target"}, b"x", 400,
@@ -144,7 +135,7 @@ def test_link_puts_are_checked(owner, containers) -> None:
 
 
 def test_static_link_pins_its_target(owner, containers) -> None:
-    c = _new(owner, containers)
+    c = containers.new()
     etag = owner.put_object(c, "target", b"version one", content_type="application/target")
     _link(owner, c, "static", f"{c}/target", **{"X-Symlink-Target-Etag": etag})
     _link(owner, c, "dynamic", f"{c}/target")
@@ -169,7 +160,7 @@ def test_static_link_pins_its_target(owner, containers) -> None:
 
 
 def test_post_to_a_link_updates_the_link_and_redirects(owner, containers) -> None:
-    c = _new(owner, containers)
+    c = containers.new()
     owner.put_object(c, "target", b"data")
     _link(owner, c, "link", f"{c}/target")
     status, headers, _ = _raw(owner, "POST", f"{c}/link", {"X-Object-Meta-Alpha": "apple"})
@@ -185,7 +176,7 @@ def test_post_to_a_link_updates_the_link_and_redirects(owner, containers) -> Non
 
 
 def test_copies_follow_the_link_unless_asked_for_it(owner, containers) -> None:
-    c = _new(owner, containers)
+    c = containers.new()
     owner.put_object(c, "target", b"data")
     _link(owner, c, "link", f"{c}/target")
 
@@ -205,7 +196,7 @@ def test_copies_follow_the_link_unless_asked_for_it(owner, containers) -> None:
 def test_links_across_accounts_need_read_access(server, owner, containers) -> None:
     user = create_user(server, f"swl-{uuid.uuid4().hex[:8]}")
     theirs = connect(server.endpoint, user["user"], user["secret_key"])
-    source = _new(owner, containers)
+    source = containers.new()
     owner.put_object(source, "shared", b"shared data")
     mine = f"swl-{uuid.uuid4().hex[:12]}"
     theirs.put_container(mine)
@@ -225,7 +216,7 @@ def test_links_across_accounts_need_read_access(server, owner, containers) -> No
 
 
 def test_slo_segments_may_be_links(owner, containers) -> None:
-    c = _new(owner, containers)
+    c = containers.new()
     owner.put_object(c, "seg-a", b"a" * 10)
     owner.put_object(c, "seg-b", b"b" * 10)
     _link(owner, c, "link-a", f"{c}/seg-a")
@@ -239,8 +230,8 @@ def test_slo_segments_may_be_links(owner, containers) -> None:
 
 
 def test_versioned_container_keeps_links_as_links(owner, containers) -> None:
-    archive = _new(owner, containers)
-    c = _new(owner, containers, **{"X-Versions-Location": archive})
+    archive = containers.new()
+    c = containers.new(**{"X-Versions-Location": archive})
     owner.put_object(c, "target", b"target data")
     _link(owner, c, "link", f"{c}/target", **{"Content-Type": "application/symlink"})
     owner.put_object(c, "link", b"not a link")

@@ -3,6 +3,8 @@ test made, for the Swift client tests."""
 
 from __future__ import annotations
 
+import uuid
+
 from swiftclient import client as swift_client
 from swiftclient.exceptions import ClientException
 
@@ -22,3 +24,27 @@ def remove_container(conn: swift_client.Connection, name: str) -> None:
     for obj in objects:
         conn.delete_object(name, obj["name"])
     conn.delete_container(name)
+
+
+class Containers:
+    """The containers one test makes, named `<prefix>-<random>`; `remove_all`
+    empties and deletes every one still there."""
+
+    def __init__(self, conn: swift_client.Connection, prefix: str) -> None:
+        self.conn = conn
+        self.prefix = prefix
+        self.made: list[str] = []
+
+    def new(self, **headers: str) -> str:
+        name = f"{self.prefix}-{uuid.uuid4().hex[:12]}"
+        self.conn.put_container(name, headers=headers)
+        self.made.append(name)
+        return name
+
+    def forget(self, name: str) -> None:
+        """The test removed it itself."""
+        self.made.remove(name)
+
+    def remove_all(self) -> None:
+        for name in self.made:
+            remove_container(self.conn, name)
