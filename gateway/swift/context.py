@@ -200,6 +200,12 @@ def empty_response(status: int, headers: dict[str, str] | None = None) -> web.Re
     return resp
 
 
+async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    """A body the gateway writes itself (a manifest, a delete marker), as the
+    object service takes bodies: an async iterable."""
+    yield data
+
+
 def deleted() -> web.Response:
     """An object DELETE's 204, typed text/html as Swift's object server types it."""
     resp = empty_response(204)

@@ -182,11 +182,18 @@ async def get_object(sw: SwiftRequest) -> web.StreamResponse:
     if len(spans) > 1:
         return await _multirange(sw, content, headers, spans)
     first, last = spans[0]
+    if ranges:
+        headers["Content-Range"] = f"bytes {first}-{last}/{content.size}"
+    return await send_bytes(sw, 206 if ranges else 200, headers, content, first, last)
+
+
+async def send_bytes(sw: SwiftRequest, status: int, headers: dict[str, str],
+                     content: lo.Content, first: int, last: int) -> web.StreamResponse:
+    """Bytes first..last of `content`, streamed with `status`; the first read comes
+    before the headers, so an unreadable object gets its error, not a cut 200."""
     chunks = lo.stream(sw.service, content, first, last)
     head, rest = await _prefetched(chunks)
-    resp = web.StreamResponse(status=206 if ranges else 200, headers=headers)
-    if ranges:
-        resp.headers["Content-Range"] = f"bytes {first}-{last}/{content.size}"
+    resp = web.StreamResponse(status=status, headers=headers)
     resp.content_length = last - first + 1
     await resp.prepare(sw.request)
     request = sw.request

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
@@ -40,7 +40,7 @@ from kurastore.gateway.objects.api import PutOptions
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import headers as hdr
 from kurastore.gateway.swift import symlinks as links
-from kurastore.gateway.swift.context import SwiftRequest, empty_response
+from kurastore.gateway.swift.context import SwiftRequest, empty_response, one_chunk
 from kurastore.gateway.swift.large_content import (
     DLO_MAX_SEGMENTS,
     Content,
@@ -257,12 +257,8 @@ async def _store(sw: SwiftRequest, opts: PutOptions,
     markers = {hdr.SLO_MARKER: "True", hdr.SLO_ETAG: etag, hdr.SLO_SIZE: str(total)}
     opts = replace(opts, headers={**opts.headers, **markers}, content_length=len(body),
                    check=None)
-    version = await sw.service.put_object(sw.container, sw.obj, _single(body), opts)
+    version = await sw.service.put_object(sw.container, sw.obj, one_chunk(body), opts)
     return version, etag
-
-
-async def _single(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 async def _answer_while(sw: SwiftRequest, status: int, fmt: str,

@@ -30,11 +30,9 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
-from kurastore.gateway.middlewares import write_to_client
 from kurastore.gateway.objects.errors import BucketNotFound
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import handlers_object as objects
-from kurastore.gateway.swift import large_objects as lo
 from kurastore.gateway.swift import listing, tempurl
 from kurastore.gateway.swift import web_pages as pages
 from kurastore.gateway.swift.context import (
@@ -326,21 +324,4 @@ async def _send_as(sw: SwiftRequest, status: int) -> web.StreamResponse:
     if sw.request.method == "HEAD":
         headers["Content-Length"] = str(content.size)
         return web.Response(status=status, headers=headers)
-    chunks = lo.stream(sw.service, content, 0, content.size - 1)
-    first = None
-    async for chunk in chunks:  # the first read fails before any header goes out
-        first = chunk
-        break
-    resp = web.StreamResponse(status=status, headers=headers)
-    resp.content_length = content.size
-    await resp.prepare(sw.request)
-    try:
-        if first is not None and not await write_to_client(sw.request, resp, first):
-            return resp
-        async for chunk in chunks:
-            if not await write_to_client(sw.request, resp, chunk):
-                return resp
-        await resp.write_eof()
-    finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
-    return resp
+    return await objects.send_bytes(sw, status, headers, content, 0, content.size - 1)

@@ -33,7 +33,7 @@ from kurastore.gateway.objects.errors import BucketNotFound, ObjectNotFound
 from kurastore.gateway.swift import errors as swe
 from kurastore.gateway.swift import headers as hdr
 from kurastore.gateway.swift import listing
-from kurastore.gateway.swift.context import SwiftRequest, deleted, swift_settings
+from kurastore.gateway.swift.context import SwiftRequest, deleted, one_chunk, swift_settings
 from kurastore.metadata import BucketRecord, ObjectVersion
 
 MODES = {"x-versions-location": "stack", "x-history-location": "history"}
@@ -156,7 +156,7 @@ async def _delete_history(sw: SwiftRequest, container: str, obj: str, archive: s
                     archive_prefix(obj) + hdr.timestamp(current.last_modified))
     marker = archive_prefix(obj) + hdr.timestamp(max(time.time(), (
         current.last_modified + 0.00001) if current else 0))
-    await sw.service.put_object(archive, marker, _empty(), PutOptions(
+    await sw.service.put_object(archive, marker, one_chunk(b""), PutOptions(
         owner=sw.user_id, content_type=DELETE_MARKER, content_length=0))
     if current is None:
         raise swe.NotFound()
@@ -194,8 +194,3 @@ async def _restore(sw: SwiftRequest, archive: str, name: str, container: str, ob
     previous = await sw.service.head_object(archive, name)
     await _copy(sw, previous, container, obj)
     await sw.service.delete_object(archive, name)
-
-
-async def _empty():  # type: ignore[no-untyped-def]
-    return
-    yield b""
